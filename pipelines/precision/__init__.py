@@ -1,0 +1,136 @@
+"""Precision lowering shared by every backend: (model, format, pinned layers) -> an ONNX graph to run.
+
+* ``fp32``: the model as it is.
+* ``native``: a typed graph -- FP16 islands with Casts at their borders, FP32 graph I/O, pinned layers
+  FP32 (:mod:`.typed`). Ops a runtime has no kernel for are passed as ``blocked_ops`` and emulated.
+* ``emulated``: FP32 compute with every value rounded to the format (:mod:`.emulate`).
+
+The result records, for every original float tensor, which lowered tensor carries its value, the dtype it
+is stored in, and how its node executed (``native``, ``emulated``, ``pinned``); the run as a whole is
+``native``, ``emulated`` or ``mixed``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from layerscope.pipelines.models.summary import ModelSummary, normalize_names
+from layerscope.pipelines.precision.formats import FORMATS
+
+LOWERING_MODULES = (
+    "layerscope.pipelines.precision",
+    "layerscope.pipelines.precision.typed",
+    "layerscope.pipelines.precision.emulate",
+    "layerscope.pipelines.precision.graphutil",
+    "layerscope.pipelines.precision.formats",
+    "layerscope.pipelines.models.summary",
+)
+
+
+@dataclass(frozen=True)
+class PrecisionPlan:
+    format: str
+    execution: str  # "native" | "emulated"
+    pinned: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"format": self.format, "execution": self.execution, "pinned": list(self.pinned)}
+
+
+@dataclass
+class Lowering:
+    model: Any | None  # the lowered ModelProto; None for fp32 (run the original)
+    info: dict[str, Any]  # JSON: format, execution, nodes, tensors, notes
+
+
+def lower(
+    model: Any, summary: ModelSummary, plan: PrecisionPlan, blocked_ops: frozenset[str] = frozenset()
+) -> Lowering:
+    """Lower ``model`` (a ModelProto, modified in place) according to ``plan``."""
+    if model is not None:
+        normalize_names(model)
+    fmt = FORMATS[plan.format]
+    pinned = set(plan.pinned)
+    float_outputs = {n.name: summary.float_outputs(n) for n in summary.nodes}
+    if plan.format == "fp32":
+        nodes = {n.name: ("native" if float_outputs[n.name] else "n/a") for n in summary.nodes}
+        tensors = {t: t for outs in float_outputs.values() for t in outs}
+        return Lowering(None, _info(plan, nodes, tensors, [], summary, None))
+    if plan.execution == "emulated":
+        from layerscope.pipelines.precision.emulate import lower_emulated
+
+        lowered, extra = lower_emulated(model, summary, fmt, pinned)
+        tensors = {t: t for outs in float_outputs.values() for t in outs}
+        return Lowering(lowered, _info(plan, extra["execution"], tensors, extra["notes"], summary, None))
+    if plan.format != "fp16":
+        raise ValueError(f"no native lowering for {plan.format}")
+    import copy
+
+    from layerscope.pipelines.precision.typed import lower_fp16, value_names
+
+    original = copy.deepcopy(model)
+    lowered, extra = lower_fp16(model, pinned, set(blocked_ops))
+    mapping = value_names(original, lowered, set(blocked_ops))
+    tensors = {t: mapping.get(t, t) for outs in float_outputs.values() for t in outs}
+    return Lowering(lowered, _info(plan, extra["execution"], tensors, extra["notes"], summary, lowered))
+
+
+def _info(
+    plan: PrecisionPlan,
+    execution: dict[str, str],
+    tensors: dict[str, str],
+    notes: list[str],
+    summary: ModelSummary,
+    typed_model: Any | None,
+) -> dict[str, Any]:
+    fmt = FORMATS[plan.format]
+    stored = _stored_dtypes(typed_model, set(tensors.values())) if typed_model is not None else {}
+    producer = summary.producer_of()
+    nodes_out: dict[str, dict[str, Any]] = {}
+    for n in summary.nodes:
+        mode = execution.get(n.name, "n/a")
+        if not summary.float_outputs(n):
+            mode = "n/a"
+        nodes_out[n.name] = {
+            "op_type": n.op_type,
+            "execution": mode,
+            "precision": "fp32" if mode in ("pinned", "n/a") else fmt.name,
+        }
+    tensors_out: dict[str, dict[str, Any]] = {}
+    for orig, low in tensors.items():
+        node = producer.get(orig)
+        mode = nodes_out[node.name]["execution"] if node else "n/a"
+        if plan.format == "fp32" or mode == "pinned":
+            executed = "float32"
+        else:
+            executed = fmt.dtype
+        tensors_out[orig] = {
+            "name": low,
+            "node": node.name if node else "",
+            "op_type": node.op_type if node else "",
+            "index": node.index if node else -1,
+            "execution": mode,
+            "dtype": executed,  # the format the value was computed/rounded in
+            "stored": stored.get(low, "float32"),  # the dtype the runtime hands back
+        }
+    modes = {v["execution"] for v in nodes_out.values()} - {"n/a", "pinned"}
+    overall = "native" if modes <= {"native"} else "emulated" if modes == {"emulated"} else "mixed"
+    return {"plan": plan.to_json(), "execution": overall, "nodes": nodes_out, "tensors": tensors_out, "notes": notes}
+
+
+def _stored_dtypes(model: Any, names: set[str]) -> dict[str, str]:
+    """The element type each lowered tensor has, from type inference on the lowered graph."""
+    import onnx
+
+    from layerscope.pipelines.models.summary import ELEM_TYPES
+
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
+    except Exception:
+        return {}
+    out: dict[str, str] = {}
+    for vi in list(inferred.graph.value_info) + list(inferred.graph.output) + list(inferred.graph.input):
+        if vi.name in names and vi.type.HasField("tensor_type"):
+            out[vi.name] = ELEM_TYPES.get(vi.type.tensor_type.elem_type, "float32")
+    return out

@@ -1,0 +1,232 @@
+"""Render a report.json as Markdown (report.md) and as tables on the terminal.
+
+The per-layer table has the seed's shape -- Layer | Op | count with rel err > t | Total | Deviation
+ratio -- plus cosine, max abs error and the verdict; a second table shows the reference's range risk
+against the candidate format's limits. Both read only report.json, so ``layerscope report`` can
+re-render a run directory without running anything.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from layerscope.pipelines.stages.common import as_float
+
+TERMINAL_ROWS = 40
+
+
+def fmt_int(n: Any) -> str:
+    return f"{int(n):,}"
+
+
+def fmt_ratio(x: Any) -> str:
+    v = as_float(x)
+    return "—" if math.isnan(v) else f"{v:.4%}"
+
+
+def fmt_num(x: Any, digits: int = 4) -> str:
+    v = as_float(x)
+    if math.isnan(v):
+        return "—"
+    if math.isinf(v):
+        return "inf" if v > 0 else "-inf"
+    return f"{v:.{digits}g}"
+
+
+def fmt_cos(x: Any) -> str:
+    v = as_float(x)
+    if math.isnan(v):
+        return "—"
+    return f"{v:.9f}".rstrip("0").rstrip(".") if v < 1 else "1"
+
+
+def threshold_label(comparison: dict[str, Any]) -> str:
+    ts = {layer["rel_error_threshold"] for layer in comparison["layers"]}
+    return f"{ts.pop():.0%}" if len(ts) == 1 else "t"
+
+
+def layer_name(layer: dict[str, Any]) -> str:
+    if layer["node"] and layer["node"] != layer["tensor"]:
+        return f"{layer['node']} → {layer['tensor']}"
+    return str(layer["tensor"])
+
+
+def run_line(name: str, run: dict[str, Any], record: dict[str, Any]) -> str:
+    spec = record["runs"].get(name, {})
+    pinned = spec.get("pinned") or []
+    text = f"**{name}**: {run.get('backend')} {run.get('precision')}, executed {run.get('execution')}"
+    if pinned:
+        text += f", pinned to FP32: {', '.join(pinned[:8])}{' …' if len(pinned) > 8 else ''}"
+    text += f" — {run.get('device', '')}"
+    return text
+
+
+def markdown(report: dict[str, Any]) -> str:
+    exp = report["experiment"]
+    out: list[str] = [f"# layerscope report: {exp['name']} — {report['verdict'].upper()}", ""]
+    if exp.get("description"):
+        out += [exp["description"].strip(), ""]
+    samples = report["samples"]
+    out.append(
+        f"Config `{exp['config']}` (digest `{exp['config_digest'][:12]}`), model {_model(report)} "
+        f"(digest `{report['model']['digest'][:12]}`), {samples} sample{'s' if samples != 1 else ''}."
+    )
+    if exp.get("overrides"):
+        out.append(f"Overrides: {', '.join(f'`--set {o}`' for o in exp['overrides'])}.")
+    out.append("")
+    for c in report["comparisons"]:
+        out += _comparison_md(c, report)
+    out += _provenance_md(report)
+    return "\n".join(out) + "\n"
+
+
+def _model(report: dict[str, Any]) -> str:
+    origin = report["model"]["origin"]
+    if "builtin" in origin:
+        opts = ", ".join(f"{k}={v}" for k, v in origin["options"].items())
+        return f"builtin {origin['builtin']} ({opts})"
+    if "zoo" in origin:
+        return f"zoo {origin['zoo']}"
+    return f"`{origin.get('path')}`"
+
+
+def _comparison_md(c: dict[str, Any], report: dict[str, Any]) -> list[str]:
+    n_layers = len(c["layers"])
+    head = f"## {c['candidate']} vs {c['reference']} — {c['verdict'].upper()}"
+    out = [head, ""]
+    if c["verdict"] == "fail":
+        out.append(
+            f"{c['failing_layers']} of {n_layers} layers fail; **first failing layer: {c['first_failing_layer']}**."
+        )
+    else:
+        out.append(f"All {n_layers} layers within the thresholds.")
+    out += [
+        "",
+        "- " + run_line(c["candidate"], c["candidate_run"], report),
+        "- " + run_line(c["reference"], c["reference_run"], report),
+        "",
+    ]
+    t = threshold_label(c)
+    out.append(
+        f"| Layer | Op | Count with rel err > {t} | Total | Per sample | Deviation ratio | Cosine | Max abs err "
+        "| SQNR dB | Verdict |"
+    )
+    out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    for layer in c["layers"]:
+        m = layer["metrics"]
+        per_sample = m["elements"] // max(1, c["samples"])
+        verdict = "pass" if layer["verdict"] == "pass" else "**FAIL**"
+        exe = "" if layer["execution"] in ("native", "n/a") else f" ({layer['execution']})"
+        out.append(
+            f"| {layer_name(layer)}{exe} | {layer['op_type']} | {fmt_int(m['deviating'])} | {fmt_int(m['elements'])} | "
+            f"{fmt_int(per_sample)} | {fmt_ratio(m['deviation_ratio'])} | {fmt_cos(m['cosine'])} | "
+            f"{fmt_num(m['max_abs_error'], 3)} | {fmt_num(m['sqnr_db'], 4)} | {verdict} |"
+        )
+    out.append("")
+    failing = [layer for layer in c["layers"] if layer["failures"]]
+    if failing:
+        out += ["Why layers fail:", ""]
+        out += [f"- **{layer_name(layer)}**: {'; '.join(layer['failures'])}" for layer in failing[:50]]
+        out.append("")
+    if c["not_observable"]:
+        out += [f"Not observable in {c['candidate']}: {', '.join(c['not_observable'])}", ""]
+    out += _range_md(c)
+    return out
+
+
+def _range_md(c: dict[str, Any]) -> list[str]:
+    lim = c["format_limits"]
+    if lim.get("max") is None:
+        return []
+    sub, normal, mx = (
+        fmt_num(lim["smallest_subnormal"], 3),
+        fmt_num(lim["smallest_normal"], 3),
+        fmt_num(lim["max"], 6),
+    )
+    out = [
+        f"### Range risk of the reference in {c['format']}",
+        "",
+        f"Values below the smallest subnormal ({sub}) round to zero or to it; subnormals (< {normal}) keep fewer "
+        f"significant bits; values above {mx} overflow to infinity.",
+        "",
+        f"| Layer | 0 < abs < {sub} | subnormal | > {mx} | zeros | min abs > 0 | max abs |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for layer in c["layers"]:
+        r = layer["metrics"]["range"]
+        out.append(
+            f"| {layer_name(layer)} | {fmt_int(r['below_smallest_subnormal'])} | {fmt_int(r['subnormal'])} | "
+            f"{fmt_int(r['overflow'])} | {fmt_int(r['zeros'])} | {fmt_num(r['min_abs_nonzero'], 3)} | "
+            f"{fmt_num(r['max_abs'], 4)} |"
+        )
+    return [*out, ""]
+
+
+def _provenance_md(report: dict[str, Any]) -> list[str]:
+    out = ["## Provenance", ""]
+    libs = ", ".join(f"{k} {v}" for k, v in report["libraries"].items())
+    out.append(f"- Libraries: {libs}")
+    for name, material in report["inputs"].items():
+        src = material.get("source") or {k: v for k, v in material.items() if k not in ("shape", "dtype")}
+        out.append(f"- Input `{name}` {material.get('dtype')} {material.get('shape')}: {src}")
+    notes = list(report["experiment"].get("notes", []))
+    for c in report["comparisons"]:
+        notes += [f"{c['candidate']}: {n}" for n in c["candidate_run"].get("notes", [])]
+    out += [f"- Note: {n}" for n in notes]
+    execution = report.get("execution")
+    if execution:
+        cached = [s for s, v in execution["stages"].items() if v["status"] == "cached"]
+        ran = [s for s, v in execution["stages"].items() if v["status"] == "ran"]
+        out.append(f"- Stages run: {', '.join(ran) or 'none'}; from the cache: {', '.join(cached) or 'none'}")
+        out.append(f"- Cache: `{execution.get('cache')}`; written {execution.get('finished')}")
+    return [*out, ""]
+
+
+def print_summary(report: dict[str, Any], console: Any, *, all_rows: bool = False) -> None:
+    """Rich tables: one per comparison (all layers up to TERMINAL_ROWS, else the failing and worst ones)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    for c in report["comparisons"]:
+        layers = c["layers"]
+        shown = layers
+        if not all_rows and len(layers) > TERMINAL_ROWS:
+            worst = sorted(layers, key=lambda x: -as_float(x["metrics"]["deviation_ratio"]))[:TERMINAL_ROWS]
+            keep = {id(x) for x in worst}
+            shown = [x for x in layers if id(x) in keep]
+        style = "green" if c["verdict"] == "pass" else "red"
+        title = f"{escape(c['candidate'])} vs {escape(c['reference'])}: [{style}]{c['verdict'].upper()}[/{style}]"
+        if len(shown) < len(layers):
+            title += f" (the {len(shown)} worst of {len(layers)} layers; all in report.md)"
+        table = Table(title=title, title_justify="left", show_lines=False)
+        for col, justify in (
+            ("Layer", "left"),
+            ("Op", "left"),
+            (f"rel err > {threshold_label(c)}", "right"),
+            ("Total", "right"),
+            ("Deviation", "right"),
+            ("Cosine", "right"),
+            ("Max abs err", "right"),
+            ("Verdict", "left"),
+        ):
+            table.add_column(col, justify=justify)  # type: ignore[arg-type]
+        for layer in shown:
+            m = layer["metrics"]
+            ok = layer["verdict"] == "pass"
+            table.add_row(
+                escape(layer_name(layer)),
+                escape(layer["op_type"]),
+                fmt_int(m["deviating"]),
+                fmt_int(m["elements"]),
+                fmt_ratio(m["deviation_ratio"]),
+                fmt_cos(m["cosine"]),
+                fmt_num(m["max_abs_error"], 3),
+                "[green]pass[/green]" if ok else "[red]FAIL[/red]",
+            )
+        console.print(table)
+        if c["first_failing_layer"]:
+            console.print(
+                f"first failing layer: [bold]{escape(c['first_failing_layer'])}[/bold] "
+                f"({c['failing_layers']} of {len(layers)} layers fail)"
+            )

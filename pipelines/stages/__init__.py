@@ -1,0 +1,36 @@
+"""The stage kinds and how an experiment becomes a plan (registered explicitly, one kind per module).
+
+build[run] -> dump[run] --+--> compare[candidate] --> report
+              dump[ref] --+
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from layerscope.pipelines.stages import build, compare, dump, report
+from layerscope.runner.graph import Plan, Stage
+
+if TYPE_CHECKING:
+    from layerscope.pipelines.experiment import Experiment
+
+KINDS = {"build": build, "dump": dump, "compare": compare, "report": report}
+
+
+def stages_for(exp: Experiment) -> list[Stage]:
+    used = [exp.reference, *exp.candidates]
+    stages: list[Stage] = []
+    for name in used:
+        run = exp.runs[name]
+        stages.append(build.make(exp, run))
+        stages.append(dump.make(exp, run, build.stage_id(name)))
+    compare_ids = {}
+    for cand in exp.candidates:
+        stages.append(compare.make(exp, exp.runs[cand], dump.stage_id(exp.reference), dump.stage_id(cand)))
+        compare_ids[cand] = compare.stage_id(cand)
+    stages.append(report.make(exp, compare_ids))
+    return stages
+
+
+def plan_for(exp: Experiment) -> Plan:
+    return Plan(stages_for(exp))

@@ -1,0 +1,124 @@
+"""compare[candidate]: per-layer metrics of a candidate dump against the reference dump.
+
+Key: both dump keys and the metric settings (per-layer relative-error threshold and denominator floor,
+the candidate format's limits for the range-risk counts). Verdict limits (max deviation ratio, cosine,
+...) are not part of it: changing them reruns only the report. Tensors are compared in parallel, each
+streamed one sample at a time.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from layerscope.pipelines.precision.formats import FORMATS
+from layerscope.pipelines.stages.common import write_json
+from layerscope.pipelines.stages.dump import DUMP_FILE
+from layerscope.runner.errors import StageError
+from layerscope.runner.graph import Stage, StageContext
+from layerscope.runner.hashing import source_digest
+
+if TYPE_CHECKING:
+    from layerscope.pipelines.dumps import DumpReader, TensorMeta
+    from layerscope.pipelines.experiment import Experiment, RunSpec
+    from layerscope.pipelines.metrics import MetricConfig
+
+RUN_ATTRS = ("backend", "precision", "execution", "versions", "device", "notes", "tool_version", "model_digest")
+
+
+def stage_id(candidate: str) -> str:
+    return f"compare[{candidate}]"
+
+
+def metric_settings(exp: Experiment, run: RunSpec) -> dict[str, Any]:
+    fmt = FORMATS[run.precision]
+    producer = exp.model.summary.producer_of()
+    per_tensor = {}
+    for t in exp.tensors:
+        node = producer[t].name if t in producer else t
+        lim = exp.thresholds.for_layer(node)
+        per_tensor[t] = {"rel_error": lim.rel_error, "abs_floor": lim.abs_floor}
+    return {"format": fmt.name, "limits": fmt.limits(), "per_tensor": per_tensor}
+
+
+def make(exp: Experiment, candidate: RunSpec, ref_dump: str, cand_dump: str) -> Stage:
+    settings = metric_settings(exp, candidate)
+
+    def action(ctx: StageContext) -> None:
+        from layerscope.pipelines.dumps import DumpReader
+
+        with (
+            DumpReader(ctx.inputs["reference"].file(DUMP_FILE)) as ref,
+            DumpReader(ctx.inputs["candidate"].file(DUMP_FILE)) as cand,
+        ):
+            if ref.samples != cand.samples:
+                raise StageError(f"reference has {ref.samples} samples, candidate {cand.samples}")
+            ref_tensors = ref.tensors()
+            cand_by_name = {t.onnx_name: t for t in cand.tensors()}
+            pairs = [(t, cand_by_name[t.onnx_name]) for t in ref_tensors if t.onnx_name in cand_by_name]
+            missing = [t.onnx_name for t in ref_tensors if t.onnx_name not in cand_by_name]
+            ctx.progress.start(len(pairs) * ref.samples, f"compare {candidate.name}")
+
+            def one(pair: tuple[TensorMeta, TensorMeta]) -> dict[str, Any]:
+                r, c = pair
+                return _layer(r, c, ref, cand, _config(settings, r.onnx_name), ctx)
+
+            with ThreadPoolExecutor(max_workers=max(1, ctx.threads)) as pool:
+                layers = list(pool.map(one, pairs))
+            doc = {
+                "reference": {k: ref.json_attr(k) for k in RUN_ATTRS if k in ref.attrs},
+                "candidate": {k: cand.json_attr(k) for k in RUN_ATTRS if k in cand.attrs},
+                "samples": ref.samples,
+                "format": settings["format"],
+                "format_limits": settings["limits"],
+                "layers": layers,
+                "not_observable": missing,
+            }
+        write_json(ctx.out_dir / "compare.json", doc)
+        ctx.result.update({"layers": len(layers)})
+
+    return Stage(
+        id=stage_id(candidate.name),
+        kind="compare",
+        params=settings,
+        action=action,
+        version=source_digest(__name__, "layerscope.pipelines.metrics", "layerscope.pipelines.dumps"),
+        deps={"reference": ref_dump, "candidate": cand_dump},
+        description=f"compare {candidate.name}",
+    )
+
+
+def _config(settings: dict[str, Any], tensor: str) -> MetricConfig:
+    from layerscope.pipelines.metrics import MetricConfig
+
+    t = settings["per_tensor"].get(tensor, {"rel_error": 0.1, "abs_floor": 0.0})
+    lim = settings["limits"]
+    return MetricConfig(t["rel_error"], t["abs_floor"], lim["max"], lim["smallest_normal"], lim["smallest_subnormal"])
+
+
+def _layer(
+    r: TensorMeta, c: TensorMeta, ref: DumpReader, cand: DumpReader, config: MetricConfig, ctx: StageContext
+) -> dict[str, Any]:
+    from layerscope.pipelines.metrics import TensorStats
+
+    if r.shape != c.shape:
+        raise StageError(f"tensor {r.onnx_name!r}: reference shape {list(r.shape)} vs candidate {list(c.shape)}")
+    stats = TensorStats(config)
+    rds, cds = ref.dataset(r.onnx_name), cand.dataset(c.onnx_name)
+    for i in range(ref.samples):
+        stats.update(rds[i], cds[i])
+        ctx.progress.advance()
+    return {
+        "tensor": r.onnx_name,
+        "node": r.node,
+        "op_type": r.op_type,
+        "index": r.index,
+        "shape": list(r.shape),
+        "dtype_reference": r.dtype_executed,
+        "dtype_candidate": c.dtype_executed,
+        "stored_candidate": c.stored,
+        "execution": c.execution,
+        "rel_error_threshold": config.rel_error,
+        "abs_floor": config.abs_floor,
+        "metrics": stats.result(),
+    }

@@ -1,0 +1,114 @@
+"""dump[run]: run every sample through the built model and stream the selected tensors to HDF5.
+
+Key: the build's key, the selected tensors, the input digests, the sample count, the dump options and
+what the backend says changes values at run time (e.g. the CPU, whose kernels set the summation order).
+Memory is bounded by one sample's tensors: each sample is written before the next one runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from typing import TYPE_CHECKING
+
+from layerscope._version import __version__
+from layerscope.pipelines import backends
+from layerscope.pipelines.inputs import input_material, sample_reader
+from layerscope.runner.errors import StageError
+from layerscope.runner.graph import Stage, StageContext
+from layerscope.runner.hashing import source_digest
+
+if TYPE_CHECKING:
+    from layerscope.pipelines.experiment import Experiment, RunSpec
+
+DUMP_FILE = "dump.h5"
+
+
+def stage_id(run: str) -> str:
+    return f"dump[{run}]"
+
+
+def make(exp: Experiment, run: RunSpec, build_id: str) -> Stage:
+    backend = backends.get(run.backend)
+    inputs = {spec.name: input_material(spec, exp.cache.digests) for spec in exp.inputs}
+
+    def action(ctx: StageContext) -> None:
+        lowering = json.loads(ctx.inputs["build"].file("lowering.json").read_text())
+        tmap = lowering["tensors"]
+        missing = [t for t in exp.tensors if t not in tmap]
+        if missing:
+            raise StageError(f"the {run.name} build has no value for {', '.join(missing[:5])}")
+        lowered = [tmap[t]["name"] for t in exp.tensors]
+        session = backend.open(ctx.inputs["build"].path, exp.model, run, lowered, ctx.threads)
+        attrs = {
+            "run": run.name,
+            "backend": run.backend,
+            "precision": run.precision,
+            "execution": lowering["execution"],
+            "model_digest": exp.model.digest,
+            "inputs": inputs,
+            "tool_version": __version__,
+            "versions": backend.versions(),
+            "device": backend.device(),
+            "notes": lowering.get("notes", []),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        from layerscope.pipelines.dumps import DumpWriter
+
+        ctx.progress.start(exp.samples, f"dump {run.name}")
+        try:
+            with contextlib.ExitStack() as stack:
+                readers = {s.name: stack.enter_context(sample_reader(s, exp.samples)) for s in exp.inputs}
+                writer = stack.enter_context(
+                    DumpWriter(
+                        ctx.out_dir / DUMP_FILE,
+                        samples=exp.samples,
+                        attrs=attrs,
+                        compression=str(exp.dump["compression"]),
+                        gzip_level=int(exp.dump["gzip_level"]),
+                    )
+                )
+                for t in exp.tensors:
+                    m = tmap[t]
+                    writer.describe(
+                        t,
+                        {
+                            "node": m["node"],
+                            "op_type": m["op_type"],
+                            "index": m["index"],
+                            "dtype_executed": m["dtype"],
+                            "execution": m["execution"],
+                            "lowered_name": m["name"],
+                        },
+                    )
+                for i in range(exp.samples):
+                    feeds = {name: read(i) for name, read in readers.items()}
+                    values = session.run(feeds)
+                    for t, low in zip(exp.tensors, lowered, strict=True):
+                        writer.write(i, t, values[low])
+                    del values
+                    for name, value in feeds.items():
+                        writer.write_input(i, name, value)
+                    ctx.progress.advance()
+        finally:
+            session.close()
+        ctx.result.update({"execution": lowering["execution"], "tensors": len(exp.tensors), "samples": exp.samples})
+
+    return Stage(
+        id=stage_id(run.name),
+        kind="dump",
+        params={
+            "tensors": list(exp.tensors),
+            "inputs": inputs,
+            "samples": exp.samples,
+            "dump": dict(exp.dump),
+            "backend_dump": backend.dump_material(run),
+        },
+        action=action,
+        version=source_digest(
+            __name__, "layerscope.pipelines.dumps", "layerscope.pipelines.inputs", type(backend).__module__
+        ),
+        deps={"build": build_id},
+        description=f"dump {run.name}",
+    )

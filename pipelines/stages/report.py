@@ -1,0 +1,141 @@
+"""report: apply the thresholds to every compared layer and assemble report.json.
+
+Key: the compare keys, the resolved limits per layer and what the report states about the experiment
+(config digest and overrides, model, inputs, runs, library versions). This stage is cheap; what it
+writes is the report without the volatile part (which stages came from the cache, timings), which the
+command adds when it writes the report into the output directory.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from layerscope._version import __version__
+from layerscope.pipelines.inputs import input_material
+from layerscope.pipelines.stages.common import as_float, write_json
+from layerscope.runner.graph import Stage, StageContext
+from layerscope.runner.hashing import source_digest
+
+if TYPE_CHECKING:
+    from layerscope.pipelines.experiment import Experiment, Limits
+
+SCHEMA_VERSION = 1
+LIBRARIES = ("numpy", "onnx", "onnxruntime", "h5py", "ml_dtypes", "jsonschema", "pyyaml")
+
+
+def library_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"layerscope": __version__}
+    for lib in LIBRARIES:
+        try:
+            out[lib] = version(lib)
+        except PackageNotFoundError:
+            out[lib] = "missing"
+    return out
+
+
+def check(metrics: dict[str, Any], limits: Limits) -> list[str]:
+    """The limits a layer's metrics break, in words (empty: the layer passes)."""
+    failures = []
+    ratio = as_float(metrics["deviation_ratio"])
+    if ratio > limits.max_deviation_ratio:
+        failures.append(
+            f"{metrics['deviating']} of {metrics['elements']} elements ({ratio:.4%}) have relative error > "
+            f"{limits.rel_error:g}; limit {limits.max_deviation_ratio:.4%}"
+        )
+    if limits.min_cosine is not None and not as_float(metrics["cosine"]) >= limits.min_cosine:
+        failures.append(f"cosine {as_float(metrics['cosine']):.6f} < {limits.min_cosine}")
+    if limits.max_abs_error is not None and not as_float(metrics["max_abs_error"]) <= limits.max_abs_error:
+        failures.append(f"max abs error {as_float(metrics['max_abs_error']):.4g} > {limits.max_abs_error:g}")
+    if limits.min_sqnr_db is not None and not as_float(metrics["sqnr_db"]) >= limits.min_sqnr_db:
+        failures.append(f"SQNR {as_float(metrics['sqnr_db']):.2f} dB < {limits.min_sqnr_db:g} dB")
+    if not limits.allow_nonfinite and metrics["nonfinite_introduced"]:
+        failures.append(f"{metrics['nonfinite_introduced']} NaN/Inf values where the reference is finite")
+    return failures
+
+
+def experiment_record(exp: Experiment) -> dict[str, Any]:
+    runs = {
+        name: {"backend": r.backend, "precision": r.precision, "options": dict(r.options), "pinned": list(r.pinned)}
+        for name, r in exp.runs.items()
+    }
+    return {
+        "experiment": {
+            "name": exp.name,
+            "description": exp.description,
+            "config": exp.source,
+            "config_digest": exp.config_digest,
+            "overrides": list(exp.document.overrides),
+            "notes": list(exp.notes),
+        },
+        "model": {"origin": exp.model.origin, "digest": exp.model.digest, "producer": exp.model.summary.producer},
+        "inputs": {s.name: input_material(s, exp.cache.digests) for s in exp.inputs},
+        "samples": exp.samples,
+        "runs": runs,
+        "reference": exp.reference,
+        "candidates": list(exp.candidates),
+        "libraries": library_versions(),
+    }
+
+
+def make(exp: Experiment, compare_ids: dict[str, str]) -> Stage:
+    record = experiment_record(exp)
+    producer = exp.model.summary.producer_of()
+    limits = {t: exp.thresholds.for_layer(producer[t].name if t in producer else t) for t in exp.tensors}
+
+    def action(ctx: StageContext) -> None:
+        comparisons = []
+        for cand in exp.candidates:
+            data = json.loads(ctx.inputs[f"compare:{cand}"].file("compare.json").read_text())
+            comparisons.append(_comparison(exp.reference, cand, data, limits))
+        verdict = "pass" if all(c["verdict"] == "pass" for c in comparisons) else "fail"
+        report = {
+            "schema": "layerscope-report",
+            "schema_version": SCHEMA_VERSION,
+            "verdict": verdict,
+            **record,
+            "comparisons": comparisons,
+        }
+        write_json(ctx.out_dir / "report.json", report)
+        ctx.result["verdict"] = verdict
+
+    return Stage(
+        id="report",
+        kind="report",
+        params={"record": record, "limits": {t: lim.to_json() for t, lim in limits.items()}},
+        action=action,
+        version=source_digest(__name__),
+        deps={f"compare:{c}": cid for c, cid in compare_ids.items()},
+        description="report",
+    )
+
+
+def _comparison(reference: str, candidate: str, data: dict[str, Any], limits: dict[str, Limits]) -> dict[str, Any]:
+    layers = []
+    for layer in data["layers"]:
+        lim = limits[layer["tensor"]]
+        failures = check(layer["metrics"], lim)
+        layers.append(
+            {**layer, "limits": lim.to_json(), "verdict": "fail" if failures else "pass", "failures": failures}
+        )
+    failing = [layer for layer in layers if layer["verdict"] == "fail"]
+    worst = max(layers, key=lambda x: as_float(x["metrics"]["deviation_ratio"]), default=None)
+    return {
+        "reference": reference,
+        "candidate": candidate,
+        "reference_run": data["reference"],
+        "candidate_run": data["candidate"],
+        "samples": data["samples"],
+        "format": data["format"],
+        "format_limits": data["format_limits"],
+        "verdict": "fail" if failing else "pass",
+        "first_failing_layer": failing[0]["node"] if failing else None,
+        "first_failing_tensor": failing[0]["tensor"] if failing else None,
+        "failing_layers": len(failing),
+        "worst_layer": worst["node"] if worst else None,
+        "worst_deviation_ratio": worst["metrics"]["deviation_ratio"] if worst else None,
+        "layers": layers,
+        "not_observable": data["not_observable"],
+    }

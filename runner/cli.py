@@ -1,0 +1,368 @@
+"""The command line: ``main(argv) -> exit code``. Thin: parse, call, print.
+
+User errors print one message (``-v`` adds the traceback) and return their exit code; an unexpected
+exception is reported as a bug with exit code 3. The domain (experiments, reports) is reached through
+``layerscope.pipelines.app``, imported only by the commands that need it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from layerscope._version import __version__
+from layerscope.runner.errors import EXIT_OK, EXIT_STAGE, EXIT_USAGE, LayerscopeError, SpecError, UsageError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # argparse exits with 2 by itself; keep it inside main()
+        raise UsageError(f"{self.prog}: {message}", hint=f"see `{self.prog} --help`")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="layerscope", description="Per-layer accuracy of reduced-precision inference against FP32.")
+    p.add_argument("--version", action="version", version=f"layerscope {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="show tracebacks and stage details")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    def config_cmd(name: str, help: str) -> argparse.ArgumentParser:
+        c = sub.add_parser(name, help=help, description=help)
+        c.add_argument("config", help="experiment YAML")
+        c.add_argument(
+            "--set",
+            dest="overrides",
+            action="append",
+            default=[],
+            metavar="KEY.PATH=VALUE",
+            help="override a config value before validation (repeatable; ~KEY.PATH removes a key)",
+        )
+        c.add_argument(
+            "--cache-dir",
+            help="artifact cache (default: $LAYERSCOPE_CACHE_DIR, the config's cache.dir, or the user cache directory)",
+        )
+        c.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS)
+        return c
+
+    config_cmd("validate", "check a config against the schema and the model; print every problem")
+    for name, help in (
+        ("plan", "print the stages and whether each is cached or must run, and why"),
+        ("run", "run the experiment: build, dump, compare, report"),
+    ):
+        c = config_cmd(name, help)
+        c.add_argument(
+            "--force",
+            nargs="?",
+            const="*",
+            action="append",
+            metavar="STAGE",
+            help="rerun STAGE (id like dump[fp16], a kind like build, or a glob) and what depends "
+            "on it; without STAGE, rerun everything",
+        )
+        c.add_argument("--only", action="append", metavar="STAGE", help="run only what STAGE needs (repeatable)")
+        if name == "run":
+            c.add_argument(
+                "-j",
+                "--jobs",
+                type=int,
+                default=None,
+                help="stages to run in parallel (default: number of CPUs, at most 4)",
+            )
+            c.add_argument(
+                "--no-cache",
+                action="store_true",
+                help="ignore the shared cache; keep this run's artifacts under OUT/artifacts",
+            )
+            c.add_argument("--out", help="output directory (default: the config's report.dir)")
+            c.add_argument("-q", "--quiet", action="store_true", help="no progress or tables, only the verdict")
+    r = sub.add_parser("report", help="re-render a run directory or report.json without running anything")
+    r.add_argument("path", help="run directory or report.json")
+    r.add_argument("--format", choices=["md", "json", "table"], default="table")
+    c = sub.add_parser("cache", help="inspect or clean the artifact cache")
+    c.add_argument("action", choices=["ls", "gc", "clear"])
+    c.add_argument("--cache-dir")
+    c.add_argument("--max-size", help="gc: shrink the cache to this size (e.g. 20G, 500M), least recently used first")
+    c.add_argument("--older-than", help="gc: remove entries unused for this long (e.g. 30d, 12h)")
+    c.add_argument("--dry-run", action="store_true", help="gc: say what would be removed")
+    sub.add_parser("backends", help="list backends and whether they can run here")
+    m = sub.add_parser("models", help="list or fetch the real trained models of the zoo")
+    m.add_argument("action", choices=["list", "fetch"])
+    m.add_argument("name", nargs="?")
+    m.add_argument("--cache-dir")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verbose = "-v" in argv or "--verbose" in argv
+    try:
+        args = _parser().parse_args(argv)
+        if args.command is None:
+            _parser().print_help()
+            return EXIT_USAGE
+        return int(_COMMANDS[args.command](args))
+    except SpecError as exc:
+        _err(exc.render())
+        if verbose:
+            traceback.print_exc()
+        return exc.exit_code
+    except LayerscopeError as exc:
+        _err(f"layerscope: {exc.render()}")
+        if verbose:
+            traceback.print_exc()
+        return exc.exit_code
+    except KeyboardInterrupt:
+        _err("layerscope: interrupted")
+        return 130
+    except SystemExit as exc:  # --help / --version
+        return int(exc.code or 0)
+    except Exception as exc:
+        _err(
+            f"layerscope: internal error: {type(exc).__name__}: {exc}\n"
+            "  this is a bug in layerscope; -v shows the traceback"
+        )
+        if verbose:
+            traceback.print_exc()
+        return EXIT_STAGE
+
+
+def _err(text: str) -> None:
+    print(text, file=sys.stderr)
+
+
+def _console(quiet: bool = False) -> Any:
+    from rich.console import Console
+
+    console = Console(quiet=quiet, highlight=False)
+    if not console.is_terminal:
+        console = Console(quiet=quiet, highlight=False, width=140)  # logs: wide tables beat wrapped ones
+    return console
+
+
+# -- commands ----------------------------------------------------------------------------------------------
+def cmd_validate(args: argparse.Namespace) -> int:
+    from layerscope.pipelines import app
+
+    exp = app.load(args.config, args.overrides, args.cache_dir, deep=True)
+    print(app.describe(exp))
+    return EXIT_OK
+
+
+def _decide(args: argparse.Namespace, exp: Any, cache: Any) -> tuple[Any, Any]:
+    from layerscope.pipelines import app
+    from layerscope.runner.execute import decide
+
+    plan = app.plan(exp)
+    force = plan.select([f for f in (args.force or []) if f != "*"]) if args.force else set()
+    if args.force and "*" in args.force:
+        force = set(plan.ids())
+    targets = plan.upstream(plan.select(args.only)) if args.only else None
+    decisions = decide(plan, cache, state=cache.read_state(exp.scope), force=force, targets=targets)
+    return plan, decisions
+
+
+def _fix_force_config(args: argparse.Namespace) -> None:
+    """`layerscope run --force CONFIG` means force everything, not a stage called CONFIG."""
+    if args.force and args.config and not Path(args.config).exists():
+        for i, f in enumerate(args.force):
+            if f.endswith((".yaml", ".yml")) and Path(f).exists():
+                args.force[i], args.config = "*", f
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from layerscope.pipelines import app
+
+    _fix_force_config(args)
+    exp = app.load(args.config, args.overrides, args.cache_dir)
+    plan, decisions = _decide(args, exp, exp.cache)
+    console = _console()
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=f"plan for {exp.name} (cache {exp.cache.root})", title_justify="left")
+    for col in ("stage", "status", "why", "key"):
+        table.add_column(col)
+    styles = {"cached": "green", "run": "yellow", "not-needed": "dim"}
+    for sid, d in decisions.items():
+        st = styles[d.status]
+        table.add_row(escape(sid), f"[{st}]{d.status}[/{st}]", escape(d.reason), plan[sid].key[:12])
+    console.print(table)
+    n_run = sum(d.status == "run" for d in decisions.values())
+    console.print(f"{n_run} of {len(decisions)} stages would run" if n_run else "everything is cached: nothing to run")
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from layerscope.pipelines import app
+    from layerscope.runner.execute import Executor, new_state
+
+    _fix_force_config(args)
+    started = time.time()
+    exp = app.load(args.config, args.overrides, args.cache_dir)
+    out_dir = app.output_dir(exp, args.out)
+    cache = exp.cache
+    if args.no_cache:
+        import shutil
+
+        from layerscope.runner.cache import Cache
+
+        private = out_dir / "artifacts"
+        shutil.rmtree(private, ignore_errors=True)
+        cache = Cache(private)
+        exp = _with_cache(exp, cache)
+    plan, decisions = _decide(args, exp, cache)
+    jobs = args.jobs if args.jobs else min(4, os.cpu_count() or 1)
+    if jobs < 1:
+        raise UsageError("-j/--jobs must be at least 1")
+    console = _console(args.quiet)
+    from layerscope.runner.progress import RichReporter
+
+    with RichReporter(console, verbose=getattr(args, "verbose", False)) as reporter:
+        outcomes = Executor(cache, jobs=jobs, reporter=reporter).execute(plan, decisions)
+    cache.write_state(exp.scope, new_state(plan, outcomes, cache.read_state(exp.scope)))
+    for o in outcomes.values():
+        if o.status == "failed":
+            _err(f"layerscope: {o.sid} failed: {o.error}")
+            if getattr(args, "verbose", False) and o.traceback:
+                print(o.traceback, file=sys.stderr)
+    for o in outcomes.values():
+        if o.status == "skipped":
+            _err(f"layerscope: {o.sid} {o.reason}")
+    report, code = app.write_outputs(exp, plan, outcomes, out_dir, cache, started)
+    if report is not None:
+        from layerscope.pipelines.render import print_summary
+
+        if not args.quiet:
+            print_summary(report, console)
+        verdict = report["verdict"].upper()
+        print(f"{verdict}: {exp.name} — report in {out_dir}/ ({', '.join(exp.report_formats)})")
+    return code
+
+
+def _with_cache(exp: Any, cache: Any) -> Any:
+    from dataclasses import replace
+
+    return replace(exp, cache=cache)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from layerscope.pipelines import app
+
+    report = app.load_report(args.path)
+    if args.format == "table":
+        from layerscope.pipelines.render import print_summary
+
+        print_summary(report, _console(), all_rows=True)
+    else:
+        sys.stdout.write(app.render(report, args.format))
+    return EXIT_OK
+
+
+def _size(text: str) -> int:
+    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    t = text.strip().upper().removesuffix("B").removesuffix("I")
+    num, unit = (t[:-1], t[-1]) if t and t[-1] in units else (t, "")
+    try:
+        return int(float(num) * units[unit])
+    except ValueError:
+        raise UsageError(f"cannot read size {text!r} (e.g. 20G, 500M)") from None
+
+
+def _duration(text: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    t = text.strip().lower()
+    try:
+        return float(t[:-1]) * units[t[-1]] if t and t[-1] in units else float(t)
+    except (ValueError, KeyError):
+        raise UsageError(f"cannot read duration {text!r} (e.g. 30d, 12h)") from None
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from layerscope.pipelines import app
+    from layerscope.runner.cache import Cache
+
+    cache = Cache(Path(args.cache_dir).expanduser() if args.cache_dir else app.default_cache_dir())
+    if args.action == "ls":
+        from rich.table import Table
+
+        table = Table(title=f"cache {cache.root}", title_justify="left")
+        for col in ("kind", "stage", "key", "size", "last used"):
+            table.add_column(col)
+        total = 0
+        for path, manifest in cache.entries():
+            size = sum(int(f["size"]) for f in (manifest or {}).get("files", {}).values())
+            total += size
+            used = time.strftime("%Y-%m-%d %H:%M", time.localtime(path.stat().st_mtime))
+            stage = (manifest or {}).get("stage", "(corrupt)")
+            table.add_row(path.parent.parent.name, stage, path.name[:12], _human(size), used)
+        console = _console()
+        console.print(table)
+        console.print(f"total {_human(total)}")
+        return EXIT_OK
+    if args.action == "gc":
+        removed = cache.gc(
+            max_bytes=_size(args.max_size) if args.max_size else None,
+            older_than_s=_duration(args.older_than) if args.older_than else None,
+            dry_run=args.dry_run,
+        )
+        verb = "would remove" if args.dry_run else "removed"
+        for path, size, why in removed:
+            print(f"{verb} {path} ({_human(size)}, {why})")
+        print(f"{verb} {len(removed)} entries, {_human(sum(s for _, s, _ in removed))}")
+        return EXIT_OK
+    size = cache.clear()
+    print(f"cleared {cache.root} ({_human(size)})")
+    return EXIT_OK
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def cmd_backends(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from layerscope.pipelines import app
+
+    table = Table(title="backends", title_justify="left")
+    for col in ("backend", "available", "device / why not", "versions"):
+        table.add_column(col, overflow="fold")
+    for name, ok, detail, versions in app.backends_table():
+        table.add_row(name, "[green]yes[/green]" if ok else "[red]no[/red]", detail, versions)
+    _console().print(table)
+    return EXIT_OK
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from layerscope.pipelines import app
+
+    if args.action == "list":
+        for name, source, description in app.zoo_list():
+            print(f"{name:14} {source:28} {description}")
+        return EXIT_OK
+    if not args.name:
+        raise UsageError("models fetch needs a NAME (see `layerscope models list`)")
+    root = Path(args.cache_dir).expanduser() if args.cache_dir else app.default_cache_dir()
+    path = app.zoo_fetch(args.name, root, log=lambda m: print(m, file=sys.stderr))
+    print(path)
+    return EXIT_OK
+
+
+_COMMANDS = {
+    "validate": cmd_validate,
+    "plan": cmd_plan,
+    "run": cmd_run,
+    "report": cmd_report,
+    "cache": cmd_cache,
+    "backends": cmd_backends,
+    "models": cmd_models,
+}

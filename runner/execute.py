@@ -1,0 +1,261 @@
+"""Decide what must run, then run it: cached stages are skipped, independent stages run in parallel, and a
+failed stage skips its dependents (saying which).
+
+Deciding is separate from running so that ``plan`` can print exactly what ``run`` would do. A stage runs
+only if it is *needed* -- it is a target, or a stage that will run reads it -- and it has no valid cache
+entry (or is forced). So a cached report needs nothing upstream, and a cached dump does not need its
+engine even if the engine was evicted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import traceback
+from collections.abc import Iterable, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from layerscope.runner.cache import Cache, Entry, Lookup
+from layerscope.runner.errors import LayerscopeError
+from layerscope.runner.graph import Plan, Progress, StageContext
+from layerscope.runner.hashing import canonical_json
+
+Status = Literal["cached", "run", "not-needed"]
+OutcomeStatus = Literal["cached", "ran", "failed", "skipped", "not-needed"]
+
+
+@dataclass(frozen=True)
+class Decision:
+    sid: str
+    status: Status
+    reason: str
+    lookup: Lookup
+
+
+@dataclass
+class Outcome:
+    sid: str
+    status: OutcomeStatus
+    reason: str = ""
+    entry: Entry | None = None
+    seconds: float = 0.0
+    error: str | None = None
+    traceback: str | None = None
+
+
+class Reporter(Protocol):
+    def stage_started(self, sid: str, description: str) -> Progress: ...
+    def stage_finished(self, outcome: Outcome) -> None: ...
+
+
+class _NullProgress:
+    def start(self, total: float | None, description: str = "") -> None:
+        pass
+
+    def advance(self, amount: float = 1.0) -> None:
+        pass
+
+    def log(self, message: str) -> None:
+        pass
+
+
+class NullReporter:
+    def stage_started(self, sid: str, description: str) -> Progress:
+        return _NullProgress()
+
+    def stage_finished(self, outcome: Outcome) -> None:
+        pass
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out or {prefix: {}}
+    return {prefix: value}
+
+
+def explain_change(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+    """Which parts of a stage's key material changed, in words."""
+    a, b = _flatten(json.loads(canonical_json(old))), _flatten(json.loads(canonical_json(new)))
+    changed = sorted(k for k in a.keys() | b.keys() if a.get(k, ...) != b.get(k, ...))
+    parts: list[str] = []
+    deps = [k.split(".", 1)[1] for k in changed if k.startswith("deps.")]
+    params = [k.split(".", 1)[1] for k in changed if k.startswith("params.")]
+    if "version" in changed:
+        parts.append("stage code changed")
+    if params:
+        shown = ", ".join(params[:4]) + (f" (+{len(params) - 4} more)" if len(params) > 4 else "")
+        parts.append(f"changed {shown}")
+    if deps:
+        parts.append(f"upstream {', '.join(deps)} changed")
+    return "; ".join(parts) or "parameters changed"
+
+
+def decide(
+    plan: Plan,
+    cache: Cache,
+    *,
+    state: Mapping[str, Any] | None = None,
+    force: Iterable[str] = (),
+    targets: Iterable[str] | None = None,
+) -> dict[str, Decision]:
+    forced = plan.downstream(force)
+    lookups = {ps.stage.id: cache.lookup(ps.stage.kind, ps.key, touch=False) for ps in plan}
+    target_ids = set(targets) if targets is not None else set(plan.ids())
+    needed: set[str] = set()
+    decisions: dict[str, Decision] = {}
+    for ps in reversed(list(plan)):
+        sid = ps.stage.id
+        lk = lookups[sid]
+        if sid not in target_ids and sid not in needed:
+            decisions[sid] = Decision(sid, "not-needed", "not needed: what reads it is cached", lk)
+            continue
+        if sid in forced:
+            decisions[sid] = Decision(sid, "run", "forced", lk)
+        elif lk.entry is not None:
+            decisions[sid] = Decision(sid, "cached", "cached", lk)
+            continue
+        else:
+            decisions[sid] = Decision(sid, "run", _why_missing(sid, ps.key, ps.key_material, lk, state), lk)
+        needed.update(ps.stage.deps.values())
+    return {sid: decisions[sid] for sid in plan.ids()}
+
+
+def _why_missing(sid: str, key: str, material: Mapping[str, Any], lk: Lookup, state: Mapping[str, Any] | None) -> str:
+    if lk.reason != "missing":
+        return lk.reason
+    previous = (state or {}).get(sid)
+    if not previous:
+        return "never run"
+    if previous.get("key") == key:
+        return "cache entry missing (removed by gc or clear)"
+    return explain_change(previous.get("material", {}), material)
+
+
+class Executor:
+    def __init__(self, cache: Cache, *, jobs: int = 1, reporter: Reporter | None = None) -> None:
+        self.cache = cache
+        self.jobs = max(1, jobs)
+        self.reporter = reporter or NullReporter()
+        cpus = os.cpu_count() or 1
+        self.threads = max(1, cpus // self.jobs)
+
+    def execute(self, plan: Plan, decisions: Mapping[str, Decision]) -> dict[str, Outcome]:
+        outcomes: dict[str, Outcome] = {}
+        lock = threading.Lock()
+        pending = [sid for sid in plan.ids()]
+        for sid in pending:
+            d = decisions[sid]
+            if d.status == "not-needed":
+                outcomes[sid] = Outcome(sid, "not-needed", d.reason)
+            elif d.status == "cached":
+                outcomes[sid] = Outcome(sid, "cached", "cached", entry=d.lookup.entry)
+                if d.lookup.entry is not None:
+                    self.cache.lookup(d.lookup.entry.kind, d.lookup.entry.key)  # records the use for gc
+                self.reporter.stage_finished(outcomes[sid])
+        to_run = [sid for sid in pending if decisions[sid].status == "run"]
+        running: dict[Future[Outcome], str] = {}
+        with ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="stage") as pool:
+            while to_run or running:
+                for sid in list(to_run):
+                    deps = plan[sid].stage.deps
+                    dep_states = [outcomes.get(d) for d in deps.values()]
+                    failed = [
+                        d
+                        for d, o in zip(deps.values(), dep_states, strict=True)
+                        if o and o.status in {"failed", "skipped"}
+                    ]
+                    if failed:
+                        to_run.remove(sid)
+                        outcomes[sid] = Outcome(sid, "skipped", f"skipped: depends on failed {', '.join(failed)}")
+                        self.reporter.stage_finished(outcomes[sid])
+                    elif all(o is not None and o.entry is not None for o in dep_states):
+                        if len(running) >= self.jobs:
+                            break
+                        to_run.remove(sid)
+                        inputs = {role: outcomes[d].entry for role, d in deps.items()}
+                        fut = pool.submit(self._run_one, plan, sid, decisions[sid], inputs)  # type: ignore[arg-type]
+                        running[fut] = sid
+                if not running:
+                    if to_run:  # nothing can start and nothing runs: a dependency did not resolve
+                        for sid in to_run:
+                            outcomes[sid] = Outcome(sid, "skipped", "skipped: dependencies unavailable")
+                            self.reporter.stage_finished(outcomes[sid])
+                        to_run.clear()
+                    break
+                done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                for fut in done:
+                    sid = running.pop(fut)
+                    with lock:
+                        outcomes[sid] = fut.result()
+                    self.reporter.stage_finished(outcomes[sid])
+        return {sid: outcomes[sid] for sid in plan.ids()}
+
+    def _run_one(self, plan: Plan, sid: str, decision: Decision, inputs: Mapping[str, Entry]) -> Outcome:
+        ps = plan[sid]
+        stage = ps.stage
+        start = time.perf_counter()
+        progress = self.reporter.stage_started(sid, stage.description or sid)
+        try:
+            with self.cache.lock(ps.key):
+                if decision.reason != "forced":
+                    lk = self.cache.lookup(stage.kind, ps.key)
+                    if lk.entry is not None:  # another process published it while we waited
+                        return Outcome(sid, "cached", "cached (made by a concurrent run)", entry=lk.entry)
+                with self.cache.staging(stage.kind, ps.key) as tmp:
+                    ctx = StageContext(out_dir=tmp, inputs=inputs, progress=progress, threads=self.threads)
+                    stage.action(ctx)
+                    entry = self.cache.publish(
+                        stage.kind,
+                        ps.key,
+                        tmp,
+                        {"stage": sid, "material": dict(ps.key_material), "result": ctx.result},
+                    )
+            return Outcome(sid, "ran", decision.reason, entry=entry, seconds=time.perf_counter() - start)
+        except LayerscopeError as exc:
+            return Outcome(
+                sid,
+                "failed",
+                decision.reason,
+                seconds=time.perf_counter() - start,
+                error=exc.render(),
+                traceback=traceback.format_exc(),
+            )
+        except Exception as exc:  # a bug in a stage must not take the other stages down with it
+            return Outcome(
+                sid,
+                "failed",
+                decision.reason,
+                seconds=time.perf_counter() - start,
+                error=f"internal error: {type(exc).__name__}: {exc}",
+                traceback=traceback.format_exc(),
+            )
+
+
+def new_state(plan: Plan, outcomes: Mapping[str, Outcome], previous: Mapping[str, Any]) -> dict[str, Any]:
+    """The state to remember after a run: for each stage that now has an entry, its key and material."""
+    state: dict[str, Any] = {k: v for k, v in previous.items() if k in plan.stages}
+    for sid, out in outcomes.items():
+        if out.status in {"cached", "ran"}:
+            ps = plan[sid]
+            state[sid] = {"key": ps.key, "material": ps.key_material}
+    return state
+
+
+@dataclass
+class RunSummary:
+    outcomes: dict[str, Outcome] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> list[Outcome]:
+        return [o for o in self.outcomes.values() if o.status == "failed"]
+
+    @property
+    def skipped(self) -> list[Outcome]:
+        return [o for o in self.outcomes.values() if o.status == "skipped"]

@@ -1,0 +1,150 @@
+"""Stages and the plan: declared dependencies -> an acyclic graph with keys computed before anything runs.
+
+A :class:`Stage` is a plain object: an id (``build[fp16]``), a kind, the parameters that determine its
+output, its upstream stages by role, and an action that writes files into a directory. Keys are derived
+from inputs, never from outputs, so a whole plan -- and whether each stage is cached -- is known without
+running anything. A stage's key digests its kind, its code version, its parameters and the *keys* of its
+dependencies by role; stage ids are not part of it, so renaming a run keeps its cache.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import graphlib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from layerscope.runner.errors import UsageError
+from layerscope.runner.hashing import digest
+
+if TYPE_CHECKING:
+    from layerscope.runner.cache import Entry
+
+
+class Progress(Protocol):
+    def start(self, total: float | None, description: str = "") -> None: ...
+    def advance(self, amount: float = 1.0) -> None: ...
+    def log(self, message: str) -> None: ...
+
+
+@dataclass
+class StageContext:
+    """What a stage action gets: where to write, its dependencies' entries by role, progress, threads."""
+
+    out_dir: Path
+    inputs: Mapping[str, Entry]
+    progress: Progress
+    threads: int = 1
+    result: dict[str, Any] = field(default_factory=dict)  # small summary stored in the manifest
+
+
+Action = Callable[[StageContext], None]
+
+
+@dataclass(frozen=True)
+class Stage:
+    id: str
+    kind: str
+    params: Mapping[str, Any]
+    action: Action
+    version: str
+    deps: Mapping[str, str] = field(default_factory=dict)  # role -> upstream stage id
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class PlannedStage:
+    stage: Stage
+    key: str
+    key_material: Mapping[str, Any]  # what went into the key, to explain staleness
+
+
+class Plan:
+    """Stages in a dependency order, each with its key."""
+
+    def __init__(self, stages: Iterable[Stage]) -> None:
+        by_id: dict[str, Stage] = {}
+        for s in stages:
+            if s.id in by_id:
+                raise ValueError(f"duplicate stage id {s.id}")
+            by_id[s.id] = s
+        sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
+        for s in by_id.values():
+            for dep in s.deps.values():
+                if dep not in by_id:
+                    raise ValueError(f"stage {s.id} depends on unknown stage {dep}")
+            sorter.add(s.id, *s.deps.values())
+        try:
+            order = list(sorter.static_order())
+        except graphlib.CycleError as exc:
+            raise ValueError(f"stage graph has a cycle: {' -> '.join(exc.args[1])}") from exc
+        self.stages: dict[str, PlannedStage] = {}
+        for sid in order:
+            s = by_id[sid]
+            material = {
+                "kind": s.kind,
+                "version": s.version,
+                "params": dict(s.params),
+                "deps": {role: self.stages[dep].key for role, dep in sorted(s.deps.items())},
+            }
+            self.stages[sid] = PlannedStage(s, digest(material), material)
+
+    def __iter__(self) -> Any:
+        return iter(self.stages.values())
+
+    def __getitem__(self, sid: str) -> PlannedStage:
+        return self.stages[sid]
+
+    def ids(self) -> list[str]:
+        return list(self.stages)
+
+    def dependents(self) -> dict[str, set[str]]:
+        out: dict[str, set[str]] = {sid: set() for sid in self.stages}
+        for ps in self.stages.values():
+            for dep in ps.stage.deps.values():
+                out[dep].add(ps.stage.id)
+        return out
+
+    def downstream(self, roots: Iterable[str]) -> set[str]:
+        """The roots and every stage that (transitively) depends on them."""
+        dependents = self.dependents()
+        seen: set[str] = set()
+        todo = list(roots)
+        while todo:
+            sid = todo.pop()
+            if sid not in seen:
+                seen.add(sid)
+                todo.extend(dependents[sid])
+        return seen
+
+    def upstream(self, roots: Iterable[str]) -> set[str]:
+        """The roots and everything they (transitively) depend on."""
+        seen: set[str] = set()
+        todo = list(roots)
+        while todo:
+            sid = todo.pop()
+            if sid not in seen:
+                seen.add(sid)
+                todo.extend(self.stages[sid].stage.deps.values())
+        return seen
+
+    def select(self, patterns: Iterable[str]) -> set[str]:
+        """Stage ids matching any pattern: an id (``dump[fp16]``), a kind (``dump``) or a glob."""
+        chosen: set[str] = set()
+        for pat in patterns:
+            matched = {
+                sid
+                for sid, ps in self.stages.items()
+                if sid == pat or ps.stage.kind == pat or fnmatch.fnmatchcase(sid, pat)
+            }
+            # A glob like build[fp16] is a character class to fnmatch; exact ids are tried first above.
+            if not matched:
+                import difflib
+
+                near = difflib.get_close_matches(pat, list(self.stages), n=1)
+                hint = f"; did you mean {near[0]!r}?" if near else ""
+                raise UsageError(f"no stage matches {pat!r}{hint} (stages: {', '.join(self.stages)})")
+            chosen |= matched
+        return chosen

@@ -1,0 +1,298 @@
+"""Load a YAML config with source positions, apply ``--set`` overrides, validate against a JSON Schema.
+
+YAML is composed with the safe loader only (no tags that construct objects: configs never execute code)
+and rebuilt into plain data while recording, for every JSON pointer, the line and column it came from.
+Duplicate keys, which ``yaml.safe_load`` silently collapses, are errors. Validation reports every
+problem at once as ``file:line:col: /pointer: message`` with the offending line. The domain layer
+(``pipelines``) adds its semantic checks through :class:`ProblemCollector`, which uses the same positions.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from layerscope.runner.errors import SpecError, SpecProblem, UsageError
+
+
+def escape_pointer_token(token: str | int) -> str:
+    return str(token).replace("~", "~0").replace("/", "~1")
+
+
+def pointer(*tokens: str | int) -> str:
+    return "".join(f"/{escape_pointer_token(t)}" for t in tokens)
+
+
+@dataclass
+class Document:
+    """Parsed config: plain data plus where each value came from."""
+
+    source: str  # as shown to the user (the path as given)
+    path: Path | None
+    text: str
+    data: Any
+    positions: dict[str, tuple[int, int]] = field(default_factory=dict)  # pointer -> (line, col), 1-based
+    key_positions: dict[str, tuple[int, int]] = field(default_factory=dict)  # pointer -> position of its key
+    overrides: list[str] = field(default_factory=list)  # the --set expressions applied, in order
+    overridden: dict[str, str] = field(default_factory=dict)  # pointer -> the --set expression that set it
+
+    def locate(self, ptr: str, *, key: bool = False) -> tuple[int, int] | None:
+        """Position of ``ptr``, or of its nearest ancestor that has one."""
+        table = self.key_positions if key and ptr in self.key_positions else self.positions
+        probe = ptr
+        while True:
+            if probe in table:
+                return table[probe]
+            if not probe:
+                return None
+            probe = probe.rsplit("/", 1)[0]
+
+    def problem(self, ptr: str, message: str, *, key: bool = False) -> SpecProblem:
+        for over_ptr, expr in self.overridden.items():
+            if ptr == over_ptr or ptr.startswith(over_ptr + "/"):
+                return SpecProblem(f"--set {expr}", ptr, message)
+        pos = self.locate(ptr, key=key)
+        if pos is None:
+            return SpecProblem(self.source, ptr, message)
+        line, col = pos
+        lines = self.text.splitlines()
+        excerpt = lines[line - 1] if 0 < line <= len(lines) else None
+        return SpecProblem(self.source, ptr, message, line, col, excerpt)
+
+
+class _Composer:
+    def __init__(self, doc: Document) -> None:
+        self.doc = doc
+        self.problems: list[SpecProblem] = []
+
+    def build(self, node: yaml.Node, ptr: str) -> Any:
+        self.doc.positions.setdefault(ptr, (node.start_mark.line + 1, node.start_mark.column + 1))
+        if isinstance(node, yaml.MappingNode):
+            out: dict[str, Any] = {}
+            for key_node, value_node in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    raise UsageError(f"{self.doc.source}: YAML merge keys (<<) are not supported; write the keys out")
+                key = _scalar(key_node)
+                if not isinstance(key, str):
+                    key = str(key)
+                child = f"{ptr}/{escape_pointer_token(key)}"
+                if key in out:
+                    self.doc.positions[child] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+                    self.problems.append(self.doc.problem(child, f"duplicate key {key!r}"))
+                    continue
+                self.doc.key_positions[child] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+                out[key] = self.build(value_node, child)
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, f"{ptr}/{i}") for i, item in enumerate(node.value)]
+        return _scalar(node)
+
+
+_CONSTRUCTOR = yaml.SafeLoader("")
+
+
+def _scalar(node: yaml.Node) -> Any:
+    if not isinstance(node, yaml.ScalarNode):
+        raise UsageError("mapping keys must be scalars")
+    # SafeConstructor knows only plain YAML types; an unknown tag is a ConstructorError, reported as such.
+    return _CONSTRUCTOR.construct_object(node, deep=True)
+
+
+def load_document(path: Path, *, source: str | None = None) -> Document:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"config not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read config {path}: {exc}") from None
+    return parse_document(text, source=source or str(path), path=path)
+
+
+def parse_document(text: str, *, source: str, path: Path | None = None) -> Document:
+    doc = Document(source=source, path=path, text=text, data=None)
+    loader_cls = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        node = yaml.compose(text, Loader=loader_cls)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        col = mark.column + 1 if mark else None
+        lines = text.splitlines()
+        excerpt = lines[line - 1] if line and 0 < line <= len(lines) else None
+        raise SpecError(
+            [SpecProblem(source, "", f"invalid YAML: {exc.problem or exc}", line, col, excerpt)], source
+        ) from None
+    if node is None:
+        raise SpecError([SpecProblem(source, "", "the config is empty")], source)
+    composer = _Composer(doc)
+    try:
+        doc.data = composer.build(node, "")
+    except yaml.constructor.ConstructorError as exc:
+        mark = exc.problem_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
+        lines = text.splitlines()
+        excerpt = lines[line - 1] if line and 0 < line <= len(lines) else None
+        raise SpecError(
+            [SpecProblem(source, "", f"unsupported YAML: {exc.problem}", line, col, excerpt)], source
+        ) from None
+    if composer.problems:
+        raise SpecError(composer.problems, source)
+    return doc
+
+
+# -- --set key.path=value ------------------------------------------------------------------------------
+_TOKEN = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def _parse_path(path: str) -> list[str | int]:
+    tokens: list[str | int] = []
+    pos = 0
+    for m in _TOKEN.finditer(path):
+        gap = path[pos : m.start()]
+        if gap not in ("", "."):
+            raise UsageError(f"--set {path}: cannot parse the key path near {gap!r}")
+        tokens.append(m.group(1) if m.group(1) is not None else int(m.group(2)))
+        pos = m.end()
+    if not tokens or path[pos:] not in ("",):
+        raise UsageError(f"--set {path}: cannot parse the key path")
+    return tokens
+
+
+def apply_overrides(doc: Document, expressions: Iterable[str]) -> None:
+    """Apply ``key.path=value`` overrides (value parsed as YAML); a ``~key.path`` removes a key.
+
+    List elements are addressed as ``runs.fp16.overrides[0].layers``. Missing mappings are created.
+    """
+    data = copy.deepcopy(doc.data)
+    for expr in expressions:
+        remove = expr.startswith("~")
+        if remove:
+            path_text, value_text = expr[1:], None
+        elif "=" in expr:
+            path_text, value_text = expr.split("=", 1)
+        else:
+            raise UsageError(f"--set {expr}: expected KEY.PATH=VALUE (or ~KEY.PATH to remove a key)")
+        tokens = _parse_path(path_text.strip())
+        node = data
+        for i, tok in enumerate(tokens[:-1]):
+            nxt = tokens[i + 1]
+            if isinstance(tok, int):
+                if not isinstance(node, list) or tok >= len(node):
+                    raise UsageError(f"--set {expr}: index [{tok}] is out of range")
+                node = node[tok]
+            else:
+                if not isinstance(node, dict):
+                    raise UsageError(f"--set {expr}: {'.'.join(map(str, tokens[:i]))} is not a mapping")
+                if tok not in node or node[tok] is None:
+                    if remove:
+                        break
+                    node[tok] = [] if isinstance(nxt, int) else {}
+                node = node[tok]
+        else:
+            last = tokens[-1]
+            if remove:
+                if isinstance(node, dict):
+                    node.pop(str(last), None)
+                elif isinstance(node, list) and isinstance(last, int) and last < len(node):
+                    node.pop(last)
+            else:
+                try:
+                    value = yaml.safe_load(value_text or "")
+                except yaml.YAMLError as exc:
+                    raise UsageError(f"--set {expr}: the value is not valid YAML ({exc})") from None
+                if isinstance(last, int):
+                    if not isinstance(node, list) or last > len(node):
+                        raise UsageError(f"--set {expr}: index [{last}] is out of range")
+                    if last == len(node):
+                        node.append(value)
+                    else:
+                        node[last] = value
+                else:
+                    if not isinstance(node, dict):
+                        raise UsageError(f"--set {expr}: the parent of {last!r} is not a mapping")
+                    node[last] = value
+        doc.overridden[pointer(*tokens)] = expr
+        doc.overrides.append(expr)
+    doc.data = data
+
+
+# -- schema validation --------------------------------------------------------------------------------
+def validate_schema(doc: Document, schema: dict[str, Any]) -> list[SpecProblem]:
+    """Every schema violation, ordered by position in the file."""
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import best_match
+
+    validator = Draft202012Validator(schema)
+    problems: list[tuple[tuple[int, int], SpecProblem]] = []
+    for err in validator.iter_errors(doc.data):
+        if err.validator in ("oneOf", "anyOf") and err.context:
+            err = best_match(err.context)  # the branch that came closest says the useful thing
+        ptr = pointer(*err.absolute_path)
+        message = _message(err)
+        at_key = err.validator == "additionalProperties"
+        if at_key:
+            extra = _extra_property(err)
+            if extra is not None:
+                ptr = pointer(*err.absolute_path, extra)
+        problem = doc.problem(ptr, message, key=True)
+        problems.append(((problem.line or 0, problem.column or 0), problem))
+    problems.sort(key=lambda p: p[0])
+    seen: set[str] = set()
+    unique = []
+    for _, p in problems:
+        if p.render() not in seen:
+            seen.add(p.render())
+            unique.append(p)
+    return unique
+
+
+def _extra_property(err: Any) -> str | None:
+    allowed = set(err.schema.get("properties", {}))
+    extras = [k for k in err.instance if k not in allowed] if isinstance(err.instance, dict) else []
+    return extras[0] if len(extras) == 1 else None
+
+
+def _message(err: Any) -> str:
+    if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+        import difflib
+
+        allowed = sorted(err.schema.get("properties", {}))
+        extras = [k for k in err.instance if k not in allowed]
+        parts = []
+        for k in extras:
+            near = difflib.get_close_matches(k, allowed, n=1)
+            parts.append(f"unknown key {k!r}" + (f" (did you mean {near[0]!r}?)" if near else ""))
+        return "; ".join(parts) + f"; allowed: {', '.join(allowed)}"
+    if err.validator == "enum":
+        import difflib
+
+        options = [json.dumps(o) for o in err.validator_value]
+        near = difflib.get_close_matches(str(err.instance), [str(o) for o in err.validator_value], n=1)
+        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        return f"{json.dumps(err.instance)} is not one of {', '.join(options)}{hint}"
+    if err.validator == "required":
+        return str(err.message).replace("is a required property", "is required")
+    return str(err.message)
+
+
+class ProblemCollector:
+    """Gathers semantic problems so that all of them are reported together."""
+
+    def __init__(self, doc: Document) -> None:
+        self.doc = doc
+        self.problems: list[SpecProblem] = []
+
+    def add(self, ptr: str, message: str, *, key: bool = False) -> None:
+        self.problems.append(self.doc.problem(ptr, message, key=key))
+
+    def raise_if_any(self) -> None:
+        if self.problems:
+            self.problems.sort(key=lambda p: (p.line or 0, p.column or 0))
+            raise SpecError(self.problems, self.doc.source)

@@ -1,0 +1,1 @@
+"""JSON Schemas shipped with layerscope (experiment config, report), read with importlib.resources."""
