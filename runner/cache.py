@@ -199,7 +199,8 @@ class Cache:
         now = time.time()
         tmp_dir = self.base / "tmp"
         for tmp in sorted(tmp_dir.iterdir()) if tmp_dir.is_dir() else []:
-            if now - tmp.stat().st_mtime > _STALE_TMP_SECONDS or tmp.name.startswith("trash-"):
+            old = now - tmp.stat().st_mtime > _STALE_TMP_SECONDS
+            if old or tmp.name.startswith("trash-") or not _writer_alive(tmp.name):
                 removed.append((tmp, _du(tmp), "unfinished temporary"))
         live: list[tuple[float, Path, int]] = []
         for path, manifest in self.entries():
@@ -229,6 +230,23 @@ class Cache:
         shutil.rmtree(self.base, ignore_errors=True)
         self._ensured = False
         return size
+
+
+def _writer_alive(name: str) -> bool:
+    """Whether the process that created a temporary directory (named key-pid-random) still runs."""
+    parts = name.split("-")
+    if len(parts) < 3 or not parts[-2].isdigit():
+        return True
+    pid = int(parts[-2])
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 def _du(path: Path) -> int:

@@ -107,23 +107,26 @@ def decide(
 ) -> dict[str, Decision]:
     forced = plan.downstream(force)
     lookups = {ps.stage.id: cache.lookup(ps.stage.kind, ps.key, touch=False) for ps in plan}
-    target_ids = set(targets) if targets is not None else set(plan.ids())
+    dependents = plan.dependents()
+    # By default the targets are the final products: stages nothing else reads.
+    target_ids = set(targets) if targets is not None else {sid for sid, ds in dependents.items() if not ds}
     needed: set[str] = set()
     decisions: dict[str, Decision] = {}
     for ps in reversed(list(plan)):
         sid = ps.stage.id
         lk = lookups[sid]
-        if sid not in target_ids and sid not in needed:
-            decisions[sid] = Decision(sid, "not-needed", "not needed: what reads it is cached", lk)
-            continue
-        if sid in forced:
+        is_needed = sid in target_ids or sid in needed
+        if is_needed and sid in forced:
             decisions[sid] = Decision(sid, "run", "forced", lk)
         elif lk.entry is not None:
             decisions[sid] = Decision(sid, "cached", "cached", lk)
-            continue
-        else:
+        elif is_needed:
             decisions[sid] = Decision(sid, "run", _why_missing(sid, ps.key, ps.key_material, lk, state), lk)
-        needed.update(ps.stage.deps.values())
+        else:
+            why = "not needed: what reads it is cached" if targets is None else "not needed for the selected stages"
+            decisions[sid] = Decision(sid, "not-needed", f"{why} ({lk.reason})", lk)
+        if decisions[sid].status == "run":
+            needed.update(ps.stage.deps.values())
     return {sid: decisions[sid] for sid in plan.ids()}
 
 

@@ -74,6 +74,9 @@ class _Composer:
 
     def build(self, node: yaml.Node, ptr: str) -> Any:
         self.doc.positions.setdefault(ptr, (node.start_mark.line + 1, node.start_mark.column + 1))
+        if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in _PLAIN_TAGS:
+            # Only plain mappings and lists: a tag like !!python/object would construct code.
+            raise yaml.constructor.ConstructorError(None, None, f"tag {node.tag!r} is not allowed", node.start_mark)
         if isinstance(node, yaml.MappingNode):
             out: dict[str, Any] = {}
             for key_node, value_node in node.value:
@@ -96,6 +99,7 @@ class _Composer:
 
 
 _CONSTRUCTOR = yaml.SafeLoader("")
+_PLAIN_TAGS = {"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"}
 
 
 def _scalar(node: yaml.Node) -> Any:
@@ -230,7 +234,7 @@ def validate_schema(doc: Document, schema: dict[str, Any]) -> list[SpecProblem]:
     from jsonschema.exceptions import best_match
 
     validator = Draft202012Validator(schema)
-    problems: list[tuple[tuple[int, int], SpecProblem]] = []
+    problems: list[tuple[tuple[int, int, str], SpecProblem]] = []
     for err in validator.iter_errors(doc.data):
         if err.validator in ("oneOf", "anyOf") and err.context:
             err = best_match(err.context)  # the branch that came closest says the useful thing
@@ -241,8 +245,8 @@ def validate_schema(doc: Document, schema: dict[str, Any]) -> list[SpecProblem]:
             extra = _extra_property(err)
             if extra is not None:
                 ptr = pointer(*err.absolute_path, extra)
-        problem = doc.problem(ptr, message, key=True)
-        problems.append(((problem.line or 0, problem.column or 0), problem))
+        problem = doc.problem(ptr, message, key=at_key)
+        problems.append(((problem.line or 0, problem.column or 0, ptr), problem))
     problems.sort(key=lambda p: p[0])
     seen: set[str] = set()
     unique = []

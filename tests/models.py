@@ -1,0 +1,37 @@
+"""Tiny ONNX models built in code for the tests (no committed binaries)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+
+def chain_model(path: Path, *, scale: float = 1.0, names: bool = True, opset: int = 17) -> Path:
+    """input[1,4,8,8] -> conv0 -> relu0 -> mul0 (x scale) -> conv1 -> output; scale makes FP16 overflow."""
+    rng = np.random.default_rng(0)
+    w0 = numpy_helper.from_array(rng.normal(0, 0.3, (4, 4, 3, 3)).astype(np.float32), "w0")
+    w1 = numpy_helper.from_array(rng.normal(0, 0.3, (2, 4, 1, 1)).astype(np.float32), "w1")
+    s = numpy_helper.from_array(np.array(scale, np.float32), "s")
+    nodes = [
+        helper.make_node("Conv", ["input", "w0"], ["t/conv0"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["t/conv0"], ["t/relu0"]),
+        helper.make_node("Mul", ["t/relu0", "s"], ["t/mul0"]),
+        helper.make_node("Conv", ["t/mul0", "w1"], ["output"]),
+    ]
+    if names:
+        for n, name in zip(nodes, ["conv0", "relu0", "mul0", "conv1"], strict=True):
+            n.name = name
+    graph = helper.make_graph(
+        nodes,
+        "chain",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 4, 8, 8])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 2, 8, 8])],
+        [w0, w1, s],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
