@@ -8,7 +8,9 @@ Layout (``format = "layerscope-dump"``, ``format_version = 1``)::
     /tensors/<escaped>     dataset (samples, *shape), dtype as the runtime returned it (float16 for a
                            native FP16 layer, float32 otherwise); attrs: onnx_name, node, op_type,
                            index (network order), dtype_executed (format the value was computed or
-                           rounded in), execution (native | emulated | pinned), lowered_name
+                           rounded in), execution (native | emulated | pinned), lowered_name, and
+                           weights (JSON, only when the layer reads weights the format cannot hold:
+                           counts clamped / raised / subnormal and the largest |w|)
     /inputs/<escaped>      dataset (samples, *shape): the inputs fed to the model; attrs: onnx_name
 
 ONNX tensor names may contain "/" (and anything else), so dataset names escape "%" as "%25", "/" as
@@ -54,6 +56,7 @@ class TensorMeta:
     execution: str
     shape: tuple[int, ...]  # per sample
     stored: str
+    weights: dict[str, Any] | None = None  # weights the format cannot hold, read by this layer
 
 
 class DumpWriter:
@@ -149,6 +152,7 @@ class DumpReader:
                     execution=str(a.get("execution", "")),
                     shape=tuple(int(d) for d in ds.shape[1:]),
                     stored=str(ds.dtype),
+                    weights=json.loads(a["weights"]) if "weights" in a else None,
                 )
             )
         out.sort(key=lambda t: (t.index, t.onnx_name))

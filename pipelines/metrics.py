@@ -101,9 +101,9 @@ class TensorStats:
         both = r_fin & x_fin
         all_finite = bool(both.all())
 
-        diff = np.abs(x - r) if all_finite else np.where(both, np.abs(x - r), 0.0)
         abs_r = np.abs(r)
         with np.errstate(divide="ignore", invalid="ignore"):
+            diff = np.abs(x - r) if all_finite else np.where(both, np.abs(x - r), 0.0)
             rel = diff / (np.maximum(abs_r, c.abs_floor) if c.abs_floor > 0 else abs_r)
         rel[diff == 0] = 0.0  # equal values (incl. 0 vs 0); also zeroes the non-finite slots set above
         if not all_finite:

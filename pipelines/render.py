@@ -127,7 +127,15 @@ def _comparison_md(c: dict[str, Any], report: dict[str, Any]) -> list[str]:
     failing = [layer for layer in c["layers"] if layer["failures"]]
     if failing:
         out += ["Why layers fail:", ""]
-        out += [f"- **{layer_name(layer)}**: {'; '.join(layer['failures'])}" for layer in failing[:50]]
+        # the first ones in network order, and every one whose weights the format cannot hold (actionable)
+        shown = failing[:50] + [x for x in failing[50:] if x.get("weight_note")]
+        for layer in shown:
+            why = "; ".join(layer["failures"])
+            if layer.get("weight_note"):
+                why += f" — **{layer['weight_note']}**"
+            out.append(f"- **{layer_name(layer)}**: {why}")
+        if len(shown) < len(failing):
+            out.append(f"- … and {len(failing) - len(shown)} more failing layers (see the table and report.json)")
         out.append("")
     if c["not_observable"]:
         out += [f"Not observable in {c['candidate']}: {', '.join(c['not_observable'])}", ""]

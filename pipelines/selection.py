@@ -26,6 +26,7 @@ class Selector:
     patterns: tuple[str, ...]
     ptr: str
     _regex: re.Pattern[str] | None = None
+    valid: bool = True  # False for a regex that does not compile (already reported)
 
     def matches(self, node: NodeInfo) -> bool:
         if self.kind == "op":
@@ -80,7 +81,7 @@ def parse_selector(value: Any, ptr: str, problems: ProblemCollector | None = Non
         except re.error as exc:
             if problems is not None:
                 problems.add(f"{ptr}/regex", f"invalid regular expression: {exc}")
-            compiled = re.compile(re.escape(pattern))
+            return Selector("regex", (pattern,), ptr, re.compile(re.escape(pattern)), valid=False)
         return Selector("regex", (pattern,), ptr, compiled)
     return Selector("name", (pattern,), ptr)
 
@@ -103,7 +104,7 @@ def parse_selection(value: Any, ptr: str, problems: ProblemCollector | None = No
 def check_selection(selection: Selection, summary: ModelSummary, problems: ProblemCollector) -> None:
     """Every selector must match at least one node; suggest the nearest names when it does not."""
     for s in selection.selectors():
-        if any(s.matches(n) for n in summary.nodes):
+        if not s.valid or any(s.matches(n) for n in summary.nodes):
             continue
         problems.add(s.ptr, f"{s.describe()} matches no node{_suggest(s, summary)}")
 

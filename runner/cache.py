@@ -63,7 +63,7 @@ class Lookup:
 
 class Cache:
     def __init__(self, root: Path) -> None:
-        self.root = Path(root).expanduser()
+        self.root = Path(root).expanduser().absolute()
         self.base = self.root / LAYOUT
         self.digests = FileDigests(self.base / "memo")
         self._ensured = False

@@ -288,6 +288,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
     cache = Cache(Path(args.cache_dir).expanduser() if args.cache_dir else app.default_cache_dir())
     if args.action == "ls":
+        from rich.markup import escape
         from rich.table import Table
 
         table = Table(title=f"cache {cache.root}", title_justify="left")
@@ -299,7 +300,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
             total += size
             used = time.strftime("%Y-%m-%d %H:%M", time.localtime(path.stat().st_mtime))
             stage = (manifest or {}).get("stage", "(corrupt)")
-            table.add_row(path.parent.parent.name, stage, path.name[:12], _human(size), used)
+            table.add_row(path.parent.parent.name, escape(stage), path.name[:12], _human(size), used)
         console = _console()
         console.print(table)
         console.print(f"total {_human(total)}")

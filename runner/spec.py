@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,6 +98,15 @@ class _Composer:
         return _scalar(node)
 
 
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """The safe loader, reading 1e-6 as a number as YAML 1.2 does (PyYAML's YAML 1.1 rules need 1.0e-6)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
 _CONSTRUCTOR = yaml.SafeLoader("")
 _PLAIN_TAGS = {"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"}
 
@@ -121,9 +130,8 @@ def load_document(path: Path, *, source: str | None = None) -> Document:
 
 def parse_document(text: str, *, source: str, path: Path | None = None) -> Document:
     doc = Document(source=source, path=path, text=text, data=None)
-    loader_cls = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        node = yaml.compose(text, Loader=loader_cls)
+        node = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
@@ -208,7 +216,7 @@ def apply_overrides(doc: Document, expressions: Iterable[str]) -> None:
                     node.pop(last)
             else:
                 try:
-                    value = yaml.safe_load(value_text or "")
+                    value = yaml.load(value_text or "", Loader=_Loader)  # _Loader is a safe loader
                 except yaml.YAMLError as exc:
                     raise UsageError(f"--set {expr}: the value is not valid YAML ({exc})") from None
                 if isinstance(last, int):
@@ -231,13 +239,10 @@ def apply_overrides(doc: Document, expressions: Iterable[str]) -> None:
 def validate_schema(doc: Document, schema: dict[str, Any]) -> list[SpecProblem]:
     """Every schema violation, ordered by position in the file."""
     from jsonschema import Draft202012Validator
-    from jsonschema.exceptions import best_match
 
     validator = Draft202012Validator(schema)
     problems: list[tuple[tuple[int, int, str], SpecProblem]] = []
-    for err in validator.iter_errors(doc.data):
-        if err.validator in ("oneOf", "anyOf") and err.context:
-            err = best_match(err.context)  # the branch that came closest says the useful thing
+    for err in _specific(validator.iter_errors(doc.data)):
         ptr = pointer(*err.absolute_path)
         message = _message(err)
         at_key = err.validator == "additionalProperties"
@@ -255,6 +260,33 @@ def validate_schema(doc: Document, schema: dict[str, Any]) -> list[SpecProblem]:
             seen.add(p.render())
             unique.append(p)
     return unique
+
+
+_SHALLOW = {"required", "type", "const", "enum", "additionalProperties"}
+
+
+def _specific(errors: Iterable[Any]) -> Iterator[Any]:
+    """Replace a oneOf/anyOf failure by the errors of the branch the user meant.
+
+    The intended branch is the one whose discriminating checks (type, required keys, allowed keys) passed at
+    the failing value itself, so that its errors lie deeper inside the value; ties go to the deepest errors.
+    """
+    for err in errors:
+        if err.validator not in ("oneOf", "anyOf") or not err.context:
+            yield err
+            continue
+        branches: dict[Any, list[Any]] = {}
+        for e in err.context:
+            branches.setdefault(e.schema_path[0], []).append(e)
+        depth = len(err.absolute_path)
+
+        def score(errs: list[Any], depth: int = depth) -> tuple[int, int, int]:
+            at_value = [e for e in errs if len(e.absolute_path) <= depth]
+            wrong_type = sum(1 for e in at_value if e.validator in ("type", "const"))
+            shallow = sum(1 for e in at_value if e.validator in _SHALLOW)
+            return wrong_type, shallow, -max(len(e.absolute_path) for e in errs)
+
+        yield from _specific(min(branches.values(), key=score))
 
 
 def _extra_property(err: Any) -> str | None:
@@ -281,6 +313,9 @@ def _message(err: Any) -> str:
         near = difflib.get_close_matches(str(err.instance), [str(o) for o in err.validator_value], n=1)
         hint = f" (did you mean {near[0]!r}?)" if near else ""
         return f"{json.dumps(err.instance)} is not one of {', '.join(options)}{hint}"
+    if err.validator == "maxProperties" and isinstance(err.instance, dict):
+        keys = ", ".join(err.instance)
+        return f"expected at most {err.validator_value} key{'s' if err.validator_value != 1 else ''}, got {keys}"
     if err.validator == "required":
         return str(err.message).replace("is a required property", "is required")
     return str(err.message)

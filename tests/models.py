@@ -9,8 +9,11 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 
-def chain_model(path: Path, *, scale: float = 1.0, names: bool = True, opset: int = 17) -> Path:
-    """input[1,4,8,8] -> conv0 -> relu0 -> mul0 (x scale) -> conv1 -> output; scale makes FP16 overflow."""
+def chain_model(path: Path, *, scale: float = 1.0, names: bool = True, opset: int = 17, constant: bool = False) -> Path:
+    """input[1,4,8,8] -> conv0 -> relu0 -> mul0 (x scale) -> conv1 -> output; scale makes FP16 overflow.
+
+    ``constant``: the scale comes from a Constant node (as paddle2onnx exports weights) instead of an initializer.
+    """
     rng = np.random.default_rng(0)
     w0 = numpy_helper.from_array(rng.normal(0, 0.3, (4, 4, 3, 3)).astype(np.float32), "w0")
     w1 = numpy_helper.from_array(rng.normal(0, 0.3, (2, 4, 1, 1)).astype(np.float32), "w1")
@@ -24,12 +27,16 @@ def chain_model(path: Path, *, scale: float = 1.0, names: bool = True, opset: in
     if names:
         for n, name in zip(nodes, ["conv0", "relu0", "mul0", "conv1"], strict=True):
             n.name = name
+    inits = [w0, w1, s]
+    if constant:
+        inits = [w0, w1]
+        nodes.insert(0, helper.make_node("Constant", [], ["s"], value=s))
     graph = helper.make_graph(
         nodes,
         "chain",
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 4, 8, 8])],
         [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 2, 8, 8])],
-        [w0, w1, s],
+        inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = 8

@@ -24,6 +24,7 @@ LOWERING_MODULES = (
     "layerscope.pipelines.precision.emulate",
     "layerscope.pipelines.precision.graphutil",
     "layerscope.pipelines.precision.formats",
+    "layerscope.pipelines.precision.weights",
     "layerscope.pipelines.models.summary",
 )
 
@@ -51,18 +52,18 @@ def lower(
     if model is not None:
         normalize_names(model)
     fmt = FORMATS[plan.format]
-    pinned = set(plan.pinned)
+    pinned = set(plan.pinned) | _constants_read_only_by(set(plan.pinned), summary)
     float_outputs = {n.name: summary.float_outputs(n) for n in summary.nodes}
     if plan.format == "fp32":
         nodes = {n.name: ("native" if float_outputs[n.name] else "n/a") for n in summary.nodes}
         tensors = {t: t for outs in float_outputs.values() for t in outs}
-        return Lowering(None, _info(plan, nodes, tensors, [], summary, None))
+        return Lowering(None, _info(plan, {"execution": nodes, "notes": [], "weights": {}}, tensors, summary, None))
     if plan.execution == "emulated":
         from layerscope.pipelines.precision.emulate import lower_emulated
 
         lowered, extra = lower_emulated(model, summary, fmt, pinned)
         tensors = {t: t for outs in float_outputs.values() for t in outs}
-        return Lowering(lowered, _info(plan, extra["execution"], tensors, extra["notes"], summary, None))
+        return Lowering(lowered, _info(plan, extra, tensors, summary, None))
     if plan.format != "fp16":
         raise ValueError(f"no native lowering for {plan.format}")
     import copy
@@ -73,17 +74,28 @@ def lower(
     lowered, extra = lower_fp16(model, pinned, set(blocked_ops))
     mapping = value_names(original, lowered, set(blocked_ops))
     tensors = {t: mapping.get(t, t) for outs in float_outputs.values() for t in outs}
-    return Lowering(lowered, _info(plan, extra["execution"], tensors, extra["notes"], summary, lowered))
+    return Lowering(lowered, _info(plan, extra, tensors, summary, lowered))
+
+
+def _constants_read_only_by(pinned: set[str], summary: ModelSummary) -> set[str]:
+    """Constant nodes whose every reader is pinned: their values are the pinned layers' FP32 weights."""
+    readers: dict[str, set[str]] = {}
+    for n in summary.nodes:
+        for t in n.inputs:
+            readers.setdefault(t, set()).add(n.name)
+    return {
+        n.name
+        for n in summary.nodes
+        if n.op_type == "Constant" and n.outputs and readers.get(n.outputs[0]) and readers[n.outputs[0]] <= pinned
+    }
 
 
 def _info(
-    plan: PrecisionPlan,
-    execution: dict[str, str],
-    tensors: dict[str, str],
-    notes: list[str],
-    summary: ModelSummary,
-    typed_model: Any | None,
+    plan: PrecisionPlan, extra: dict[str, Any], tensors: dict[str, str], summary: ModelSummary, typed_model: Any | None
 ) -> dict[str, Any]:
+    """The lowering record: per node its execution (and weights out of range), per tensor where its value is."""
+    execution: dict[str, str] = extra["execution"]
+    weights: dict[str, Any] = extra.get("weights", {})
     fmt = FORMATS[plan.format]
     stored = _stored_dtypes(typed_model, set(tensors.values())) if typed_model is not None else {}
     producer = summary.producer_of()
@@ -97,6 +109,8 @@ def _info(
             "execution": mode,
             "precision": "fp32" if mode in ("pinned", "n/a") else fmt.name,
         }
+        if n.name in weights:
+            nodes_out[n.name]["weights"] = weights[n.name]
     tensors_out: dict[str, dict[str, Any]] = {}
     for orig, low in tensors.items():
         node = producer.get(orig)
@@ -114,9 +128,17 @@ def _info(
             "dtype": executed,  # the format the value was computed/rounded in
             "stored": stored.get(low, "float32"),  # the dtype the runtime hands back
         }
+        if node is not None and node.name in weights:
+            tensors_out[orig]["weights"] = weights[node.name]
     modes = {v["execution"] for v in nodes_out.values()} - {"n/a", "pinned"}
     overall = "native" if modes <= {"native"} else "emulated" if modes == {"emulated"} else "mixed"
-    return {"plan": plan.to_json(), "execution": overall, "nodes": nodes_out, "tensors": tensors_out, "notes": notes}
+    return {
+        "plan": plan.to_json(),
+        "execution": overall,
+        "nodes": nodes_out,
+        "tensors": tensors_out,
+        "notes": list(extra["notes"]),
+    }
 
 
 def _stored_dtypes(model: Any, names: set[str]) -> dict[str, str]:

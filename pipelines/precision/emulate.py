@@ -17,6 +17,7 @@ from typing import Any
 from layerscope.pipelines.models.summary import ModelSummary
 from layerscope.pipelines.precision.formats import Format
 from layerscope.pipelines.precision.graphutil import consumers, topological_sort, unique_name
+from layerscope.pipelines.precision.weights import weight_range
 
 FLOAT = 1
 # Inputs that are control values, by op type: never rounded (as in ORT's own converter).
@@ -38,10 +39,20 @@ def round_weights(array: Any, fmt: Format) -> Any:
     return a.astype(numpy_dtype(fmt.name)).astype(np.float32)
 
 
+def _float_value(node: Any) -> Any:
+    from onnx import numpy_helper
+
+    for attr in node.attribute:
+        if attr.name == "value" and attr.t.data_type == FLOAT:
+            return numpy_helper.to_array(attr.t)
+    return None
+
+
 def lower_emulated(model: Any, summary: ModelSummary, fmt: Format, pinned: set[str]) -> tuple[Any, dict[str, Any]]:
     from onnx import helper, numpy_helper
 
     g = model.graph
+    weight_notes, weights = weight_range(model, fmt, {n.name for n in g.node if n.name not in pinned})
     taken = {o for n in g.node for o in n.output} | {i.name for i in g.input} | {i.name for i in g.initializer}
     taken |= {n.name for n in g.node}
     is_float = {name for name, t in summary.tensors.items() if t.dtype == "float32"}
@@ -61,10 +72,14 @@ def lower_emulated(model: Any, summary: ModelSummary, fmt: Format, pinned: set[s
 
     execution: dict[str, str] = {}
     unknown: list[str] = []
+    constants = {n.output[0]: n for n in g.node if n.op_type == "Constant" and _float_value(n) is not None}
     # Node outputs: rename to a raw name, round back into the original name; control readers keep raw.
     for node in list(g.node):
         if node.name in pinned:
             execution[node.name] = "pinned"
+            continue
+        if node.op_type == "Constant" and node.output[0] in constants:
+            execution[node.name] = "emulated"  # a weight: rounded below, like an initializer
             continue
         rounded_any = False
         for i, out in enumerate(node.output):
@@ -112,11 +127,24 @@ def lower_emulated(model: Any, summary: ModelSummary, fmt: Format, pinned: set[s
                 n.input[i] = rounded.name
     for old, new in replacements:
         old.CopyFrom(new)
+    # Constant-node weights: the same rules, the rounded value in a new Constant for the reduced readers.
+    for name, const in constants.items():
+        readers = uses.get(name, [])
+        data_readers = [(n, i) for n, i in readers if i >= 0 and data_use(n, i)]
+        if not data_readers:
+            continue
+        value = round_weights(_float_value(const), fmt)
+        rounded = unique_name(f"{name}::{fmt.name}", taken)
+        node_name = unique_name(f"{const.name}::{fmt.name}", taken)
+        tensor = numpy_helper.from_array(value, rounded)
+        new_nodes.append(helper.make_node("Constant", [], [rounded], name=node_name, value=tensor))
+        for n, i in data_readers:
+            n.input[i] = rounded
     g.node.extend(new_nodes)
     topological_sort(g)
-    notes = []
+    notes = list(weight_notes)
     if unknown:
         notes.append(
             f"{len(unknown)} node outputs of unknown type were not rounded (shape inference could not type them)"
         )
-    return model, {"execution": execution, "notes": notes}
+    return model, {"execution": execution, "notes": notes, "weights": weights}

@@ -3,7 +3,7 @@
 The conversion itself is ONNX Runtime's maintained converter (``onnxruntime.transformers.float16``).
 Its weight handling matches TensorRT's: weights beyond 65504 are clamped to +-65504 and weights below
 the smallest subnormal are raised to it (TensorRT warns "Converting to FP16 minimum subnormalized
-value"); the counts are reported. Three things are added around it:
+value"); the layers reading such weights are reported (:mod:`.weights`). Three things are added around it:
 
 * a Cast(FP16)->Cast(FP32) round trip on a value that is FP32 anyway (a graph input or a pinned layer's
   output read by another pinned layer) is removed, so pinned layers really see FP32 values;
@@ -21,7 +21,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from layerscope.pipelines.precision.formats import FORMATS
 from layerscope.pipelines.precision.graphutil import consumers, remove_dead_casts, topological_sort
+from layerscope.pipelines.precision.weights import weight_range
 
 FLOAT, FLOAT16 = 1, 10
 
@@ -30,8 +32,8 @@ def lower_fp16(model: Any, pinned: set[str], blocked_ops: set[str]) -> tuple[Any
     """Return (lowered model, info) where info has per-node execution and weight notes."""
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    weight_notes = _weight_range_notes(model, pinned, blocked_ops)
     fp32_nodes = {n.name for n in model.graph.node if n.name in pinned or n.op_type in blocked_ops}
+    notes, weights = weight_range(model, FORMATS["fp16"], {n.name for n in model.graph.node} - fp32_nodes)
     log = logging.getLogger("onnxruntime.transformers.float16")
     previous = log.level
     log.setLevel(logging.ERROR)  # its per-initializer chatter is summarised in weight_notes instead
@@ -57,7 +59,7 @@ def lower_fp16(model: Any, pinned: set[str], blocked_ops: set[str]) -> tuple[Any
             execution[n.name] = "emulated"
         else:
             execution[n.name] = "native"
-    return lowered, {"execution": execution, "notes": weight_notes}
+    return lowered, {"execution": execution, "notes": notes, "weights": weights}
 
 
 def value_names(original: Any, lowered: Any, blocked_ops: set[str]) -> dict[str, str]:
@@ -110,30 +112,3 @@ def _collapse_round_trips(graph: Any, fp32_nodes: set[str]) -> None:
         for i, name in enumerate(n.input):
             if name in rename:
                 n.input[i] = rename[name]
-
-
-def _weight_range_notes(model: Any, pinned: set[str], blocked_ops: set[str]) -> list[str]:
-    """Count FP32 weights that FP16 cannot hold, among the weights the conversion will lower."""
-    import numpy as np
-    from onnx import numpy_helper
-
-    lowered_inputs = {
-        name for n in model.graph.node if n.name not in pinned and n.op_type not in blocked_ops for name in n.input
-    }
-    clamped = raised = subnormal = total = 0
-    for init in model.graph.initializer:
-        if init.data_type != FLOAT or init.name not in lowered_inputs:
-            continue
-        a = np.abs(numpy_helper.to_array(init).astype(np.float64, copy=False)).ravel()
-        total += a.size
-        clamped += int(np.count_nonzero(np.isfinite(a) & (a > 65504.0)))
-        raised += int(np.count_nonzero((a > 0) & (a < 5.96e-08)))
-        subnormal += int(np.count_nonzero((a >= 5.96e-08) & (a < 6.103515625e-05)))
-    notes = []
-    if clamped:
-        notes.append(f"{clamped} of {total} weights exceed the FP16 maximum and were clamped to +-65504")
-    if raised:
-        notes.append(f"{raised} of {total} weights are below the smallest FP16 subnormal and were raised to it")
-    if subnormal:
-        notes.append(f"{subnormal} of {total} weights are FP16 subnormals (reduced precision)")
-    return notes

@@ -121,4 +121,5 @@ def _layer(
         "rel_error_threshold": config.rel_error,
         "abs_floor": config.abs_floor,
         "metrics": stats.result(),
+        **({"weights": c.weights} if c.weights else {}),
     }

@@ -80,6 +80,7 @@ def make(exp: Experiment, run: RunSpec, build_id: str) -> Stage:
                             "dtype_executed": m["dtype"],
                             "execution": m["execution"],
                             "lowered_name": m["name"],
+                            **({"weights": json.dumps(m["weights"])} if "weights" in m else {}),
                         },
                     )
                 for i in range(exp.samples):

@@ -36,6 +36,21 @@ def library_versions() -> dict[str, str]:
     return out
 
 
+def weight_note(layer: dict[str, Any], fmt: str) -> str | None:
+    """A layer's weights the format cannot hold, in words (the likely cause when such a layer fails)."""
+    w = layer.get("weights")
+    if not w:
+        return None
+    parts = []
+    if w.get("clamped"):
+        parts.append(f"{w['clamped']} weights clamped to the {fmt} maximum (largest |w| {w['max_abs']:.3g})")
+    if w.get("raised"):
+        parts.append(f"{w['raised']} weights raised to the smallest {fmt} subnormal")
+    if w.get("subnormal"):
+        parts.append(f"{w['subnormal']} weights are {fmt} subnormals")
+    return "; ".join(parts) or None
+
+
 def check(metrics: dict[str, Any], limits: Limits) -> list[str]:
     """The limits a layer's metrics break, in words (empty: the layer passes)."""
     failures = []
@@ -117,9 +132,11 @@ def _comparison(reference: str, candidate: str, data: dict[str, Any], limits: di
     for layer in data["layers"]:
         lim = limits[layer["tensor"]]
         failures = check(layer["metrics"], lim)
-        layers.append(
-            {**layer, "limits": lim.to_json(), "verdict": "fail" if failures else "pass", "failures": failures}
-        )
+        entry = {**layer, "limits": lim.to_json(), "verdict": "fail" if failures else "pass", "failures": failures}
+        note = weight_note(layer, data["format"])
+        if note:
+            entry["weight_note"] = note
+        layers.append(entry)
     failing = [layer for layer in layers if layer["verdict"] == "fail"]
     worst = max(layers, key=lambda x: as_float(x["metrics"]["deviation_ratio"]), default=None)
     return {

@@ -98,8 +98,12 @@ def test_set_overrides_paths_lists_and_removal() -> None:
         "runs": {"a": {"precision": "fp16", "overrides": [{"layers": ["conv0", "conv1"], "precision": "fp32"}]}},
         "thresholds": {"deviation": {"rel": 0.5}},
     }
-    assert doc.overrides == ["runs.a.precision=fp16", "runs.a.overrides[0].layers=[conv0, conv1]",
-                             "thresholds.deviation.rel=0.5", "~name"]  # fmt: skip
+    assert doc.overrides == [
+        "runs.a.precision=fp16",
+        "runs.a.overrides[0].layers=[conv0, conv1]",
+        "thresholds.deviation.rel=0.5",
+        "~name",
+    ]
 
 
 def test_errors_in_overridden_values_name_the_override() -> None:

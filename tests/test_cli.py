@@ -1,0 +1,202 @@
+"""The command line, in process: main([...]) == exit code, with what it prints and writes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from layerscope.runner.cli import main
+from tests.conftest import SMALL_UNET
+
+
+def run_ok(args: list[str], code: int = 0) -> None:
+    assert main(args) == code
+
+
+def report(out: Path) -> dict:
+    return json.loads((out / "report.json").read_text())
+
+
+def statuses(out: Path) -> dict[str, str]:
+    return {sid: s["status"] for sid, s in report(out)["execution"]["stages"].items()}
+
+
+def test_validate_ok(write_config, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_config()
+    run_ok(["validate", str(path)])
+    out = capsys.readouterr().out
+    assert out.startswith(f"{path}: valid — model builtin unet")
+    assert "compare fp16 against fp32" in out
+
+
+def test_validate_reports_every_error_without_traceback(write_config, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_config(
+        SMALL_UNET.replace("max_deviation_ratio: 0.5", "max_deviation_ratio: 1.5").replace("seed: 0", "seed: -1")
+    )
+    run_ok(["validate", str(path)], 2)
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        f"{path}:9:36: /inputs/input/source/seed: -1 is less than the minimum of 0",
+        "    9 |     source: {random: normal, seed: -1}",
+        f"{path}:18:24: /thresholds/max_deviation_ratio: 1.5 is greater than the maximum of 1",
+        "   18 |   max_deviation_ratio: 1.5",
+        f"{path}: 2 errors",
+    ]
+    assert "Traceback" not in err
+
+
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2
+    assert main(["frobnicate"]) == 2
+    assert main(["run", "missing.yaml"]) == 2
+    err = capsys.readouterr().err
+    assert "config not found: missing.yaml" in err and "Traceback" not in err
+
+
+def test_run_writes_reports_and_dumps_then_reruns_from_cache(write_config, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_config()
+    out = Path("out")
+    run_ok(["run", str(path), "--out", str(out), "-q"])
+    assert set(statuses(out).values()) == {"ran"}
+    doc = report(out)
+    _conforms(doc)
+    assert doc["verdict"] == "pass"
+    layers = doc["comparisons"][0]["layers"]
+    assert [x["tensor"] for x in layers[:3]] == ["conv0", "bn0", "relu0"]
+    assert layers[0]["metrics"]["elements"] == 2 * 4 * 16 * 16
+    assert (out / "report.md").read_text().count("| conv0 | Conv |") == 1
+    with h5py.File(out / "dumps" / "fp16.h5") as f:
+        assert f["tensors/conv0"].shape == (2, 1, 4, 16, 16) and f["tensors/conv0"].dtype == np.float16
+        assert f.attrs["execution"] == "native"
+    capsys.readouterr()
+
+    # second run: everything cached, no inference, no rehash of artifacts
+    from layerscope.pipelines.backends.onnxruntime import OnnxRuntimeBackend
+
+    def no_inference(*a: object, **k: object) -> None:
+        raise AssertionError("a cached rerun must not run inference")
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(OnnxRuntimeBackend, "open", no_inference)
+    mp.setattr(OnnxRuntimeBackend, "build", no_inference)
+    from layerscope.runner import hashing
+
+    hashed: list[Path] = []
+    real = hashing.hash_file
+    mp.setattr(hashing, "hash_file", lambda p: hashed.append(p) or real(p))
+    try:
+        run_ok(["run", str(path), "--out", str(out), "-q"])
+    finally:
+        mp.undo()
+    assert set(statuses(out).values()) == {"cached"}
+    assert hashed == []
+
+    # plan says so
+    run_ok(["plan", str(path)])
+    text = capsys.readouterr().out
+    assert "everything is cached: nothing to run" in text
+
+    # a threshold change reruns compare and report only
+    run_ok(["run", str(path), "--out", str(out), "-q", "--set", "thresholds.rel_error=0.2"])
+    assert {s for s, v in statuses(out).items() if v == "ran"} == {"compare[fp16]", "report"}
+
+    # --force a stage: it and its dependents
+    run_ok(["run", str(path), "--out", str(out), "-q", "--force", "dump[fp16]"])
+    assert {s for s, v in statuses(out).items() if v == "ran"} == {"dump[fp16]", "compare[fp16]", "report"}
+
+
+def test_threshold_failure_exits_1_and_names_first_failing_layer(
+    write_config, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_config()
+    run_ok(
+        [
+            "run",
+            str(path),
+            "--out",
+            "o",
+            "--set",
+            "thresholds.max_deviation_ratio=0",
+            "--set",
+            "thresholds.rel_error=1e-9",
+        ],
+        1,
+    )
+    doc = report(Path("o"))
+    assert doc["verdict"] == "fail" and doc["comparisons"][0]["first_failing_layer"] == "conv0"
+    assert "first failing layer: conv0" in capsys.readouterr().out
+
+
+def test_stage_failure_exits_3_with_one_message(write_config, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_config()
+    np.save(path.parent / "x.npy", np.zeros((2, 1, 3, 8, 8), np.float32))  # samples of another shape than the config's
+    code = main(["run", str(path), "--out", "o", "-q", "--set", "inputs.input.source={file: x.npy}"])
+    assert code == 3
+    err = capsys.readouterr().err
+    assert "dump[fp32] failed: x.npy: samples have shape [1, 3, 8, 8], the config says [1, 3, 16, 16]" in err
+    assert "compare[fp16] skipped: depends on failed dump" in err
+    assert "Traceback" not in err
+
+
+def test_report_command_rerenders(write_config, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_config()
+    run_ok(["run", str(path), "--out", "o", "-q"])
+    capsys.readouterr()
+    run_ok(["report", "o", "--format", "md"])
+    assert capsys.readouterr().out == Path("o/report.md").read_text()
+    run_ok(["report", "o/report.json", "--format", "json"])
+    assert json.loads(capsys.readouterr().out)["verdict"] == "pass"
+    run_ok(["report", "o"])
+    assert "fp16 vs fp32" in capsys.readouterr().out
+    run_ok(["report", "nowhere"], 2)
+
+
+def test_no_cache_keeps_artifacts_private(write_config, isolated_cache: Path) -> None:
+    path = write_config()
+    run_ok(["run", str(path), "--out", "o", "-q", "--no-cache"])
+    assert not (isolated_cache / "v1" / "objects" / "dump").exists()
+    assert Path("o/dumps/fp16.h5").resolve().is_relative_to(Path("o/artifacts").resolve())
+
+
+def test_cache_commands(write_config, capsys: pytest.CaptureFixture[str]) -> None:
+    run_ok(["run", str(write_config()), "--out", "o", "-q", "-j", "1"])
+    capsys.readouterr()
+    run_ok(["cache", "ls"])
+    listing = capsys.readouterr().out
+    assert "dump[fp16]" in listing and "build[fp32]" in listing
+    run_ok(["cache", "gc", "--max-size", "1K", "--dry-run"])
+    assert "would remove" in capsys.readouterr().out
+    run_ok(["cache", "gc", "--older-than", "1x"], 2)
+    run_ok(["cache", "clear"])
+    assert "cleared" in capsys.readouterr().out
+
+
+def test_backends_lists_availability(capsys: pytest.CaptureFixture[str]) -> None:
+    run_ok(["backends"])
+    out = capsys.readouterr().out
+    assert "onnxruntime" in out and "tensorrt" in out
+    from layerscope.pipelines import app
+
+    rows = {r[0]: r for r in app.backends_table()}
+    assert rows["onnxruntime"][1] is True and rows["onnxruntime"][2].startswith("CPU: ")
+    assert rows["tensorrt"][1] is False and "the onnxruntime backend runs anywhere" in rows["tensorrt"][2]
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from layerscope import __version__
+
+    run_ok(["--version"])
+    assert capsys.readouterr().out.strip() == f"layerscope {__version__}"
+
+
+def _conforms(doc: dict) -> None:
+    from jsonschema import Draft202012Validator
+
+    from layerscope.pipelines.experiment import schema_text
+
+    errors = sorted(Draft202012Validator(json.loads(schema_text("report"))).iter_errors(doc), key=str)
+    assert not errors, errors[0]
