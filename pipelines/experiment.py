@@ -10,10 +10,11 @@ cache), which keeps a cached rerun fast.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from layerscope.pipelines.selection import (
     suggest_names,
 )
 from layerscope.runner.cache import Cache
-from layerscope.runner.errors import SpecError, UsageError
+from layerscope.runner.errors import SpecError, SpecProblem, UsageError
 from layerscope.runner.hashing import digest, digest_bytes
 from layerscope.runner.spec import Document, ProblemCollector, apply_overrides, load_document, validate_schema
 
@@ -148,24 +149,38 @@ def load_experiment(
         raise SpecError([doc.problem("", "the config must be a mapping of keys to values")], doc.source)
     config_dir = (path.parent if path.parent != Path() else Path()).resolve()
     cache = Cache(resolve_cache_dir(cache_dir, _cache_value(data), config_dir))
-    _check_schema(doc, cache)
+    schema_problems = _check_schema(doc, cache)
+    # Semantic checks run even when the schema found problems, so that every error is reported at once;
+    # parts the schema already rejected may then be malformed, and checks that trip over them are skipped.
+    lenient = bool(schema_problems)
     problems = ProblemCollector(doc)
     model: ResolvedModel | None = None
-    try:
-        model = resolve_model(data["model"], config_dir, cache)
-    except UsageError as exc:
-        problems.add("/model", exc.message + (f" ({exc.hint})" if exc.hint else ""))
-    runs = _runs(data, problems)
-    reference, candidates = _compare(data, runs, problems)
-    selection = parse_selection(data.get("layers", "all"), "/layers", problems)
-    inputs = _inputs(data, config_dir, problems)
-    thresholds = _thresholds(data)
+    with _lenient(lenient):
+        try:
+            model = resolve_model(data["model"], config_dir, cache)
+        except UsageError as exc:
+            problems.add("/model", exc.message + (f" ({exc.hint})" if exc.hint else ""))
+    runs = _runs(data, problems, lenient)
+    reference, candidates = "", ()
+    with _lenient(lenient):
+        reference, candidates = _compare(data, runs, problems)
+    selection = Selection(None)
+    with _lenient(lenient):
+        selection = parse_selection(data.get("layers", "all"), "/layers", problems)
+    inputs = _inputs(data, config_dir, problems, lenient)
+    thresholds = Thresholds()
+    with _lenient(lenient):
+        thresholds = _thresholds(data)
     tensors: tuple[str, ...] = ()
     notes: list[str] = []
     if model is not None:
-        check_selection(selection, model.summary, problems)
-        _check_inputs(inputs, model, problems, deep=deep, samples=int(data.get("samples", 1)))
-        runs = {name: _pin(run, data, model, problems) for name, run in runs.items()}
+        with _lenient(lenient):
+            check_selection(selection, model.summary, problems)
+        with _lenient(lenient):
+            _check_inputs(inputs, model, problems, deep=deep, samples=int(data.get("samples", 1)))
+        for name, run in list(runs.items()):
+            with _lenient(lenient):
+                runs[name] = _pin(run, data, model, problems)
         for i, (pattern, _) in enumerate(thresholds.layers):
             if not glob_matches_any(pattern, model.summary):
                 problems.add(
@@ -175,6 +190,10 @@ def load_experiment(
         tensors, notes = _tensors(selection, model)
         if not tensors and not problems.problems:
             problems.add("/layers", "the selection contains no layer with a floating-point output to compare")
+    if schema_problems:
+        rejected = [p.pointer for p in schema_problems if p.pointer]
+        semantic = [p for p in problems.problems if not any(p.pointer.startswith(r) for r in rejected)]
+        problems.problems = schema_problems + semantic
     problems.raise_if_any()
     assert model is not None
     report = data.get("report", {})
@@ -209,47 +228,67 @@ def _cache_value(data: dict[str, Any]) -> str | None:
     return None
 
 
-def _check_schema(doc: Document, cache: Cache) -> None:
+def _check_schema(doc: Document, cache: Cache) -> list[SpecProblem]:
+    """Schema problems of the config; a config that passed once is remembered (by content) and not rechecked."""
     text = schema_text()
     memo_key = digest({"config": doc.data, "schema": digest_bytes(text.encode())})
     memo = cache.base / "memo" / "valid" / memo_key
     if memo.exists():
-        return
+        return []
     problems = validate_schema(doc, json.loads(text))
-    if problems:
-        raise SpecError(problems, doc.source)
+    if not problems:
+        try:
+            memo.parent.mkdir(parents=True, exist_ok=True)
+            memo.touch()
+        except OSError:
+            pass
+    return problems
+
+
+_MALFORMED = (KeyError, TypeError, AttributeError, ValueError, IndexError)
+
+
+@contextlib.contextmanager
+def _lenient(active: bool) -> Iterator[None]:
+    """Skip a check that trips over data the schema already reported as malformed (only when it did)."""
     try:
-        memo.parent.mkdir(parents=True, exist_ok=True)
-        memo.touch()
-    except OSError:
-        pass
+        yield
+    except _MALFORMED:
+        if not active:
+            raise
 
 
-def _runs(data: dict[str, Any], problems: ProblemCollector) -> dict[str, RunSpec]:
-    from layerscope.pipelines.backends import availability
-
+def _runs(data: dict[str, Any], problems: ProblemCollector, lenient: bool) -> dict[str, RunSpec]:
     runs: dict[str, RunSpec] = {}
-    for name, r in data["runs"].items():
-        ptr = f"/runs/{name}"
-        backend = r.get("backend", "onnxruntime")
-        fmt = FORMATS[r["precision"]]
-        if not fmt.available:
-            problems.add(f"{ptr}/precision", f"precision {fmt.name} is not available yet: {fmt.unavailable_reason}")
-        ok, why = availability(backend)
-        if not ok:
-            problems.add(f"{ptr}/backend", why)
-        options = dict(r.get("options", {}))
-        if backend == "onnxruntime":
-            if options.get("execution") == "native" and not fmt.native_on_cpu:
-                problems.add(
-                    f"{ptr}/options/execution",
-                    f"ONNX Runtime's CPU provider has no {fmt.name} kernels; use execution: emulated "
-                    "(FP32 compute, every value rounded to the format)",
-                )
-            options.setdefault("execution", "native" if fmt.native_on_cpu else "emulated")
-            options.setdefault("graph_optimization", "all")
-        runs[name] = RunSpec(name, backend, fmt.name, options, (), r.get("overrides"))
+    with _lenient(lenient):
+        for name, r in data["runs"].items():
+            with _lenient(lenient):
+                runs[name] = _run(name, r, problems)
     return runs
+
+
+def _run(name: str, r: dict[str, Any], problems: ProblemCollector) -> RunSpec:
+    from layerscope.pipelines import backends
+
+    ptr = f"/runs/{name}"
+    backend = r.get("backend", "onnxruntime")
+    fmt = FORMATS[r["precision"]]
+    if not fmt.available:
+        problems.add(f"{ptr}/precision", f"precision {fmt.name} is not available yet: {fmt.unavailable_reason}")
+    ok, why = backends.availability(backend) if backend in backends.names() else (True, "")
+    if not ok:
+        problems.add(f"{ptr}/backend", why)
+    options = dict(r.get("options", {}))
+    if backend == "onnxruntime":
+        if options.get("execution") == "native" and not fmt.native_on_cpu:
+            problems.add(
+                f"{ptr}/options/execution",
+                f"ONNX Runtime's CPU provider has no {fmt.name} kernels; use execution: emulated "
+                "(FP32 compute, every value rounded to the format)",
+            )
+        options.setdefault("execution", "native" if fmt.native_on_cpu else "emulated")
+        options.setdefault("graph_optimization", "all")
+    return RunSpec(name, backend, fmt.name, options, (), r.get("overrides"))
 
 
 def _compare(data: dict[str, Any], runs: dict[str, RunSpec], problems: ProblemCollector) -> tuple[str, tuple[str, ...]]:
@@ -290,36 +329,40 @@ def _compare(data: dict[str, Any], runs: dict[str, RunSpec], problems: ProblemCo
     return reference, tuple(cands)
 
 
-def _inputs(data: dict[str, Any], config_dir: Path, problems: ProblemCollector) -> tuple[InputSpec, ...]:
-    out = []
-    for name, spec in data["inputs"].items():
-        ptr = f"/inputs/{name}"
-        source = dict(spec["source"])
-        if "random" in source:
-            relevant = {"normal": ("mean", "std"), "uniform": ("low", "high")}[source["random"]]
-            defaults = {"mean": 0.0, "std": 1.0, "low": 0.0, "high": 1.0}
-            source = {"seed": 0, **{k: defaults[k] for k in relevant}, **source}
-            for k in set(defaults) - set(relevant):
-                if k in source:
-                    problems.add(
-                        f"{ptr}/source/{k}", f"{k} does not apply to a {source['random']} distribution", key=True
-                    )
-            if "shape" not in spec:
-                problems.add(ptr, "shape is required for a random source")
-            if source["random"] == "uniform" and source["high"] <= source["low"]:
-                problems.add(f"{ptr}/source/high", "high must be greater than low")
-        else:
-            file = (config_dir / source["file"]).resolve()
-            if not file.is_file():
-                problems.add(f"{ptr}/source/file", f"input file not found: {file}")
-            if file.suffix == ".npz" and "key" not in source:
-                problems.add(f"{ptr}/source", "key is required for an .npz file (the array name inside it)")
-            if file.suffix in (".h5", ".hdf5") and "dataset" not in source:
-                problems.add(f"{ptr}/source", "dataset is required for an HDF5 file")
-            source["file"] = str(file)
-        shape = tuple(spec["shape"]) if "shape" in spec else None
-        out.append(InputSpec(name, shape, spec.get("dtype", "float32"), source))
+def _inputs(data: dict[str, Any], config_dir: Path, problems: ProblemCollector, lenient: bool) -> tuple[InputSpec, ...]:
+    out: list[InputSpec] = []
+    with _lenient(lenient):
+        for name, spec in data["inputs"].items():
+            with _lenient(lenient):
+                out.append(_input(name, spec, config_dir, problems))
     return tuple(out)
+
+
+def _input(name: str, spec: dict[str, Any], config_dir: Path, problems: ProblemCollector) -> InputSpec:
+    ptr = f"/inputs/{name}"
+    source = dict(spec["source"])
+    if "random" in source:
+        relevant = {"normal": ("mean", "std"), "uniform": ("low", "high")}[source["random"]]
+        defaults = {"mean": 0.0, "std": 1.0, "low": 0.0, "high": 1.0}
+        source = {"seed": 0, **{k: defaults[k] for k in relevant}, **source}
+        for k in set(defaults) - set(relevant):
+            if k in source:
+                problems.add(f"{ptr}/source/{k}", f"{k} does not apply to a {source['random']} distribution", key=True)
+        if "shape" not in spec:
+            problems.add(ptr, "shape is required for a random source")
+        if source["random"] == "uniform" and source["high"] <= source["low"]:
+            problems.add(f"{ptr}/source/high", "high must be greater than low")
+    else:
+        file = (config_dir / source["file"]).resolve()
+        if not file.is_file():
+            problems.add(f"{ptr}/source/file", f"input file not found: {file}")
+        if file.suffix == ".npz" and "key" not in source:
+            problems.add(f"{ptr}/source", "key is required for an .npz file (the array name inside it)")
+        if file.suffix in (".h5", ".hdf5") and "dataset" not in source:
+            problems.add(f"{ptr}/source", "dataset is required for an HDF5 file")
+        source["file"] = str(file)
+    shape = tuple(spec["shape"]) if "shape" in spec else None
+    return InputSpec(name, shape, spec.get("dtype", "float32"), source)
 
 
 def _check_inputs(
@@ -328,7 +371,7 @@ def _check_inputs(
     import difflib
 
     declared = {t.name: t for t in model.summary.inputs}
-    given = {i.name for i in inputs}
+    given = set(problems.doc.data.get("inputs") or {})  # as written: an entry the schema rejected still exists
     for spec in inputs:
         ptr = f"/inputs/{spec.name}"
         t = declared.get(spec.name)

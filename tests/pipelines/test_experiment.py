@@ -171,3 +171,19 @@ def test_demo_configs_validate() -> None:
             continue  # needs `layerscope models fetch` first (tested in test_zoo)
         exp = load_experiment(config)
         assert exp.tensors, config
+
+
+def test_schema_and_semantic_errors_together(write_config) -> None:
+    path = write_config(
+        SMALL_UNET.replace("max_deviation_ratio: 0.5", "max_deviation_ratio: 1.5")
+        .replace("reference: fp32", "reference: fp23")
+        .replace("precision: fp16}", "precision: fp61}")
+    )
+    with pytest.raises(SpecError) as err:
+        load_experiment(path)
+    got = [f"{p.pointer}: {p.message}" for p in err.value.problems]
+    assert got == [
+        '/runs/fp16/precision: "fp61" is not one of "fp32", "fp16", "bf16", "int8", "fp8" (did you mean \'fp16\'?)',
+        "/compare/reference: no run named 'fp23'; did you mean 'fp32'?",
+        "/thresholds/max_deviation_ratio: 1.5 is greater than the maximum of 1",
+    ]
