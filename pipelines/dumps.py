@@ -162,7 +162,7 @@ class DumpReader:
         return self._f[group][escape(name)]
 
     def read(self, name: str, sample: int, group: str = "tensors") -> np.ndarray:
-        return self._f[group][escape(name)][sample]  # type: ignore[no-any-return]
+        return self._f[group][escape(name)][sample]
 
     def input_names(self) -> list[str]:
         return [str(ds.attrs.get("onnx_name", unescape(k))) for k, ds in self._f["inputs"].items()]

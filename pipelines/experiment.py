@@ -161,7 +161,8 @@ def load_experiment(
         except UsageError as exc:
             problems.add("/model", exc.message + (f" ({exc.hint})" if exc.hint else ""))
     runs = _runs(data, problems, lenient)
-    reference, candidates = "", ()
+    reference: str = ""
+    candidates: tuple[str, ...] = ()
     with _lenient(lenient):
         reference, candidates = _compare(data, runs, problems)
     selection = Selection(None)

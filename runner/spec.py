@@ -280,7 +280,8 @@ def _specific(errors: Iterable[Any]) -> Iterator[Any]:
             branches.setdefault(e.schema_path[0], []).append(e)
         depth = len(err.absolute_path)
 
-        def score(errs: list[Any], depth: int = depth) -> tuple[int, int, int]:
+        def score(errs: Iterable[Any], depth: int = depth) -> tuple[int, int, int]:  # depth bound now, not later
+            errs = list(errs)
             at_value = [e for e in errs if len(e.absolute_path) <= depth]
             wrong_type = sum(1 for e in at_value if e.validator in ("type", "const"))
             shallow = sum(1 for e in at_value if e.validator in _SHALLOW)

@@ -53,3 +53,42 @@ def write_config(tmp_path: Path):
         return path
 
     return write
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """gpu tests need TensorRT and a CUDA device; network tests can be turned off with LAYERSCOPE_OFFLINE=1."""
+    import importlib.util
+    import os
+
+    has_trt = importlib.util.find_spec("tensorrt") is not None
+    has_cuda = _cuda_device()
+    offline = os.environ.get("LAYERSCOPE_OFFLINE") == "1"
+    for item in items:
+        if "gpu" in item.keywords and not (has_trt and has_cuda):
+            why = "TensorRT is not installed" if not has_trt else "no CUDA device is visible"
+            item.add_marker(pytest.mark.skip(reason=f"gpu test: {why}"))
+        if "network" in item.keywords and offline:
+            item.add_marker(pytest.mark.skip(reason="network test: LAYERSCOPE_OFFLINE=1"))
+
+
+def _cuda_device() -> bool:
+    import ctypes
+
+    for lib in ("libcuda.so.1", "libcuda.so"):
+        try:
+            cuda = ctypes.CDLL(lib)
+        except OSError:
+            continue
+        count = ctypes.c_int(0)
+        return cuda.cuInit(0) == 0 and cuda.cuDeviceGetCount(ctypes.byref(count)) == 0 and count.value > 0
+    return False
+
+
+@pytest.fixture(scope="session")
+def downloads() -> Path:
+    """A folder shared by test sessions for downloaded wheels/models (never in the repository)."""
+    import os
+
+    folder = Path(os.environ.get("LAYERSCOPE_TEST_DOWNLOADS", Path.home() / ".cache" / "layerscope-test"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

@@ -120,7 +120,7 @@ def build_unet(options: UNetOptions | None = None) -> onnx.ModelProto:
         c = cs
     b.conv(x, c, o.out_channels, 1, name="head", out="logits")
 
-    dims = ["batch", o.in_channels, "height", "width"]
+    dims: list[str | int] = ["batch", o.in_channels, "height", "width"]
     graph = helper.make_graph(
         b.nodes,
         "layerscope_unet",

@@ -73,8 +73,8 @@ def weight_range(model: Any, fmt: Format, lowered: set[str]) -> tuple[list[str],
     notes = []
     if totals["clamped"]:
         notes.append(f"{totals['clamped']} weights exceed the {fmt.name} maximum ({fmt.max:g}) and were clamped to it")
-        for biggest, name, nodes, n in sorted(examples, reverse=True)[:10]:
-            notes.append(f"  {name} (read by {nodes}): {n} values clamped, largest |w| = {biggest:.3g}")
+        for biggest, name, readers_text, n in sorted(examples, reverse=True)[:10]:
+            notes.append(f"  {name} (read by {readers_text}): {n} values clamped, largest |w| = {biggest:.3g}")
     if totals["raised"]:
         notes.append(
             f"{totals['raised']} weights are below the smallest {fmt.name} subnormal ({fmt.smallest_subnormal:.3g}) "
