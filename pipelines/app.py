@@ -108,10 +108,15 @@ def _link_dumps(exp: Experiment, plan: Plan, outcomes: Mapping[str, Outcome], ou
         if entry is None:
             entry = cache.lookup("dump", plan[sid].key, touch=False).entry
         link = links / f"{run}.h5"
+        if entry is None:
+            with contextlib.suppress(FileNotFoundError):
+                link.unlink()
+            continue
+        tmp = links / f".{run}.h5.{os.getpid()}.tmp"
         with contextlib.suppress(FileNotFoundError):
-            link.unlink()
-        if entry is not None:
-            os.symlink(entry.file(DUMP_FILE), link)
+            tmp.unlink()
+        os.symlink(entry.file(DUMP_FILE), tmp)
+        os.replace(tmp, link)  # atomic: a concurrent run never sees a missing or half-made link
 
 
 def _atomic_write(path: Path, text: str) -> None:

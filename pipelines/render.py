@@ -177,7 +177,12 @@ def _provenance_md(report: dict[str, Any]) -> list[str]:
     out.append(f"- Libraries: {libs}")
     for name, material in report["inputs"].items():
         src = material.get("source") or {k: v for k, v in material.items() if k not in ("shape", "dtype")}
-        out.append(f"- Input `{name}` {material.get('dtype')} {material.get('shape')}: {src}")
+        if "random" in src:
+            params = ", ".join(f"{k} {v}" for k, v in src.items() if k != "random")
+            text = f"random {src['random']} ({params})"
+        else:
+            text = ", ".join(f"{k} `{v}`" for k, v in src.items())
+        out.append(f"- Input `{name}` {material.get('dtype')} {material.get('shape')}: {text}")
     notes = list(report["experiment"].get("notes", []))
     for c in report["comparisons"]:
         notes += [f"{c['candidate']}: {n}" for n in c["candidate_run"].get("notes", [])]

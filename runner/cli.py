@@ -98,7 +98,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = _force_before_config(list(sys.argv[1:] if argv is None else argv))
     verbose = "-v" in argv or "--verbose" in argv
     try:
         args = _parser().parse_args(argv)
@@ -166,18 +166,18 @@ def _decide(args: argparse.Namespace, exp: Any, cache: Any) -> tuple[Any, Any]:
     return plan, decisions
 
 
-def _fix_force_config(args: argparse.Namespace) -> None:
-    """`layerscope run --force CONFIG` means force everything, not a stage called CONFIG."""
-    if args.force and args.config and not Path(args.config).exists():
-        for i, f in enumerate(args.force):
-            if f.endswith((".yaml", ".yml")) and Path(f).exists():
-                args.force[i], args.config = "*", f
+def _force_before_config(argv: list[str]) -> list[str]:
+    """`layerscope run --force CONFIG` means: force everything, with CONFIG as the config (not a stage name)."""
+    out = list(argv)
+    for i, arg in enumerate(out[:-1]):
+        if arg == "--force" and out[i + 1].endswith((".yaml", ".yml")) and Path(out[i + 1]).is_file():
+            out[i] = "--force=*"
+    return out
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from layerscope.pipelines import app
 
-    _fix_force_config(args)
     exp = app.load(args.config, args.overrides, args.cache_dir)
     plan, decisions = _decide(args, exp, exp.cache)
     console = _console()
@@ -201,7 +201,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     from layerscope.pipelines import app
     from layerscope.runner.execute import Executor, new_state
 
-    _fix_force_config(args)
     started = time.time()
     exp = app.load(args.config, args.overrides, args.cache_dir)
     out_dir = app.output_dir(exp, args.out)
@@ -216,9 +215,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         cache = Cache(private)
         exp = _with_cache(exp, cache)
     plan, decisions = _decide(args, exp, cache)
-    jobs = args.jobs if args.jobs else min(4, os.cpu_count() or 1)
-    if jobs < 1:
+    if args.jobs is not None and args.jobs < 1:
         raise UsageError("-j/--jobs must be at least 1")
+    jobs = args.jobs or min(4, os.cpu_count() or 1)
     console = _console(args.quiet)
     from layerscope.runner.progress import RichReporter
 

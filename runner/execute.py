@@ -146,8 +146,7 @@ class Executor:
         self.cache = cache
         self.jobs = max(1, jobs)
         self.reporter = reporter or NullReporter()
-        cpus = os.cpu_count() or 1
-        self.threads = max(1, cpus // self.jobs)
+        self.cpus = os.cpu_count() or 1
 
     def execute(self, plan: Plan, decisions: Mapping[str, Decision]) -> dict[str, Outcome]:
         outcomes: dict[str, Outcome] = {}
@@ -183,7 +182,10 @@ class Executor:
                             break
                         to_run.remove(sid)
                         inputs = {role: outcomes[d].entry for role, d in deps.items()}
-                        fut = pool.submit(self._run_one, plan, sid, decisions[sid], inputs)  # type: ignore[arg-type]
+                        # Share the cores among what runs now: a stage running alone gets all of them.
+                        startable = sum(1 for s in to_run if self._ready(plan, s, outcomes)) + 1
+                        threads = max(1, self.cpus // max(1, min(self.jobs, len(running) + startable)))
+                        fut = pool.submit(self._run_one, plan, sid, decisions[sid], inputs, threads)  # type: ignore[arg-type]
                         running[fut] = sid
                 if not running:
                     if to_run:  # nothing can start and nothing runs: a dependency did not resolve
@@ -200,7 +202,11 @@ class Executor:
                     self.reporter.stage_finished(outcomes[sid])
         return {sid: outcomes[sid] for sid in plan.ids()}
 
-    def _run_one(self, plan: Plan, sid: str, decision: Decision, inputs: Mapping[str, Entry]) -> Outcome:
+    @staticmethod
+    def _ready(plan: Plan, sid: str, outcomes: Mapping[str, Outcome]) -> bool:
+        return all((o := outcomes.get(d)) is not None and o.entry is not None for d in plan[sid].stage.deps.values())
+
+    def _run_one(self, plan: Plan, sid: str, decision: Decision, inputs: Mapping[str, Entry], threads: int) -> Outcome:
         ps = plan[sid]
         stage = ps.stage
         start = time.perf_counter()
@@ -212,7 +218,7 @@ class Executor:
                     if lk.entry is not None:  # another process published it while we waited
                         return Outcome(sid, "cached", "cached (made by a concurrent run)", entry=lk.entry)
                 with self.cache.staging(stage.kind, ps.key) as tmp:
-                    ctx = StageContext(out_dir=tmp, inputs=inputs, progress=progress, threads=self.threads)
+                    ctx = StageContext(out_dir=tmp, inputs=inputs, progress=progress, threads=threads)
                     stage.action(ctx)
                     entry = self.cache.publish(
                         stage.kind,

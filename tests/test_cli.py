@@ -200,3 +200,13 @@ def _conforms(doc: dict) -> None:
 
     errors = sorted(Draft202012Validator(json.loads(schema_text("report"))).iter_errors(doc), key=str)
     assert not errors, errors[0]
+
+
+def test_force_before_the_config_forces_everything(write_config, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_config()
+    run_ok(["run", str(path), "--out", "o", "-q"])
+    capsys.readouterr()
+    run_ok(["plan", "--force", str(path)])
+    assert "6 of 6 stages would run" in capsys.readouterr().out
+    run_ok(["run", str(path), "-j", "0"], 2)
+    assert "-j/--jobs must be at least 1" in capsys.readouterr().err
