@@ -10,7 +10,7 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -65,8 +65,7 @@ def write_outputs(
     cache: Cache,
     started: float,
 ) -> tuple[dict[str, Any] | None, int]:
-    """Write report.json/report.md and dump links into ``out_dir``; returns (report, exit code)."""
-    from layerscope.pipelines.render import markdown
+    """Write report.json, the configured report formats and dump links into ``out_dir``; returns (report, exit code)."""
 
     report_outcome = outcomes.get("report")
     if report_outcome is None or report_outcome.entry is None:
@@ -85,8 +84,9 @@ def write_outputs(
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         _atomic_write(out_dir / "report.json", json.dumps(report, indent=1, allow_nan=False))
-        if "md" in exp.report_formats:
-            _atomic_write(out_dir / "report.md", markdown(report))
+        for fmt in exp.report_formats:
+            if fmt in RENDERERS:
+                _atomic_write(out_dir / f"report.{fmt}", RENDERERS[fmt](report))
         _link_dumps(exp, plan, outcomes, out_dir, cache)
     except OSError as exc:
         raise UsageError(f"cannot write the report into {out_dir}: {exc.strerror or exc}") from None
@@ -123,6 +123,16 @@ def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
+
+
+def _markdown(report: dict[str, Any]) -> str:
+    from layerscope.pipelines.render import markdown
+
+    return markdown(report)
+
+
+# report.json is always written; these render the other formats a config may ask for (report.formats).
+RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {"md": _markdown}
 
 
 def load_report(path: str) -> dict[str, Any]:

@@ -155,15 +155,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def _decide(args: argparse.Namespace, exp: Any, cache: Any) -> tuple[Any, Any]:
     from layerscope.pipelines import app
-    from layerscope.runner.execute import decide
+    from layerscope.runner.execute import plan_decisions
 
     plan = app.plan(exp)
-    force = plan.select([f for f in (args.force or []) if f != "*"]) if args.force else set()
-    if args.force and "*" in args.force:
-        force = set(plan.ids())
-    targets = plan.upstream(plan.select(args.only)) if args.only else None
-    decisions = decide(plan, cache, state=cache.read_state(exp.scope), force=force, targets=targets)
-    return plan, decisions
+    return plan, plan_decisions(plan, cache, exp.scope, force=args.force or (), only=args.only or ())
 
 
 def _force_before_config(argv: list[str]) -> list[str]:
@@ -199,7 +194,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from layerscope.pipelines import app
-    from layerscope.runner.execute import Executor, new_state
+    from layerscope.runner.execute import run_plan
 
     started = time.time()
     exp = app.load(args.config, args.overrides, args.cache_dir)
@@ -222,8 +217,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from layerscope.runner.progress import RichReporter
 
     with RichReporter(console, verbose=getattr(args, "verbose", False)) as reporter:
-        outcomes = Executor(cache, jobs=jobs, reporter=reporter).execute(plan, decisions)
-    cache.write_state(exp.scope, new_state(plan, outcomes, cache.read_state(exp.scope)))
+        outcomes = run_plan(plan, cache, exp.scope, decisions, jobs=jobs, reporter=reporter)
     for o in outcomes.values():
         if o.status == "failed":
             _err(f"layerscope: {o.sid} failed: {o.error}")

@@ -16,7 +16,7 @@ import time
 import traceback
 from collections.abc import Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from layerscope.runner.cache import Cache, Entry, Lookup
@@ -247,6 +247,33 @@ class Executor:
             )
 
 
+def plan_decisions(
+    plan: Plan, cache: Cache, scope: str, *, force: Iterable[str] = (), only: Iterable[str] = ()
+) -> dict[str, Decision]:
+    """Decisions for a plan from command-line style selections: ``force`` and ``only`` hold stage ids, kinds
+    or globs (``*`` in ``force`` means every stage)."""
+    force = list(force)
+    forced = set(plan.ids()) if "*" in force else plan.select(force) if force else set()
+    only = list(only)
+    targets = plan.upstream(plan.select(only)) if only else None
+    return decide(plan, cache, state=cache.read_state(scope), force=forced, targets=targets)
+
+
+def run_plan(
+    plan: Plan,
+    cache: Cache,
+    scope: str,
+    decisions: Mapping[str, Decision],
+    *,
+    jobs: int = 1,
+    reporter: Reporter | None = None,
+) -> dict[str, Outcome]:
+    """Execute decided stages and remember what each stage last ran with (to explain staleness later)."""
+    outcomes = Executor(cache, jobs=jobs, reporter=reporter).execute(plan, decisions)
+    cache.write_state(scope, new_state(plan, outcomes, cache.read_state(scope)))
+    return outcomes
+
+
 def new_state(plan: Plan, outcomes: Mapping[str, Outcome], previous: Mapping[str, Any]) -> dict[str, Any]:
     """The state to remember after a run: for each stage that now has an entry, its key and material."""
     state: dict[str, Any] = {k: v for k, v in previous.items() if k in plan.stages}
@@ -255,16 +282,3 @@ def new_state(plan: Plan, outcomes: Mapping[str, Outcome], previous: Mapping[str
             ps = plan[sid]
             state[sid] = {"key": ps.key, "material": ps.key_material}
     return state
-
-
-@dataclass
-class RunSummary:
-    outcomes: dict[str, Outcome] = field(default_factory=dict)
-
-    @property
-    def failed(self) -> list[Outcome]:
-        return [o for o in self.outcomes.values() if o.status == "failed"]
-
-    @property
-    def skipped(self) -> list[Outcome]:
-        return [o for o in self.outcomes.values() if o.status == "skipped"]
