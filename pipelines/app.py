@@ -88,6 +88,7 @@ def write_outputs(
             if fmt in RENDERERS:
                 _atomic_write(out_dir / f"report.{fmt}", RENDERERS[fmt](report))
         _link_dumps(exp, plan, outcomes, out_dir, cache)
+        _copy_calibration_cache(plan, outcomes, out_dir, cache)
     except OSError as exc:
         raise UsageError(f"cannot write the report into {out_dir}: {exc.strerror or exc}") from None
     failed = any(o.status in ("failed", "skipped") for o in outcomes.values())
@@ -117,6 +118,17 @@ def _link_dumps(exp: Experiment, plan: Plan, outcomes: Mapping[str, Outcome], ou
             tmp.unlink()
         os.symlink(entry.file(DUMP_FILE), tmp)
         os.replace(tmp, link)  # atomic: a concurrent run never sees a missing or half-made link
+
+
+def _copy_calibration_cache(plan: Plan, outcomes: Mapping[str, Outcome], out_dir: Path, cache: Cache) -> None:
+    """calibration.cache: the INT8 scales in TensorRT's format, ready for a TensorRT 10 `flags` build."""
+    from layerscope.pipelines.stages.calibrate import STAGE_ID, TRT_CACHE
+
+    if STAGE_ID not in plan.stages:
+        return
+    entry = outcomes[STAGE_ID].entry or cache.lookup("calibrate", plan[STAGE_ID].key, touch=False).entry
+    if entry is not None and entry.file(TRT_CACHE).is_file():
+        _atomic_write(out_dir / TRT_CACHE, entry.file(TRT_CACHE).read_text())
 
 
 def _atomic_write(path: Path, text: str) -> None:

@@ -10,7 +10,10 @@ Layout (``format = "layerscope-dump"``, ``format_version = 1``)::
                            index (network order), dtype_executed (format the value was computed or
                            rounded in), execution (native | emulated | pinned), lowered_name, and
                            weights (JSON, only when the layer reads weights the format cannot hold:
-                           counts clamped / raised / subnormal and the largest |w|)
+                           counts clamped / raised / subnormal and the largest |w|), quant (JSON, quantized
+                           runs: type, scale, zero_point, qmin, qmax of the tensor's Q/DQ pair)
+    /prequant/<escaped>    quantized runs: the value before the Q/DQ pair (the /tensors dataset holds
+                           the value after it, which is what the next layer reads)
     /inputs/<escaped>      dataset (samples, *shape): the inputs fed to the model; attrs: onnx_name
 
 ONNX tensor names may contain "/" (and anything else), so dataset names escape "%" as "%25", "/" as
@@ -57,6 +60,8 @@ class TensorMeta:
     shape: tuple[int, ...]  # per sample
     stored: str
     weights: dict[str, Any] | None = None  # weights the format cannot hold, read by this layer
+    quant: dict[str, Any] | None = None  # quantized runs: type, scale, zero point of the tensor's Q/DQ pair
+    has_prequant: bool = False  # the value before Q/DQ is in /prequant
 
 
 class DumpWriter:
@@ -112,6 +117,11 @@ class DumpWriter:
     def write(self, sample: int, name: str, value: np.ndarray) -> None:
         self._dataset(self._tensors, name, value, self._meta.get(name, {}))[sample] = value
 
+    def write_prequant(self, sample: int, name: str, value: np.ndarray) -> None:
+        """The value before its Q/DQ pair (quantized runs), under the same original tensor name."""
+        group = self._f.require_group("prequant")
+        self._dataset(group, name, value, {"value": "before QuantizeLinear/DequantizeLinear"})[sample] = value
+
     def write_input(self, sample: int, name: str, value: np.ndarray) -> None:
         self._dataset(self._inputs, name, value, {})[sample] = value
 
@@ -153,6 +163,8 @@ class DumpReader:
                     shape=tuple(int(d) for d in ds.shape[1:]),
                     stored=str(ds.dtype),
                     weights=json.loads(a["weights"]) if "weights" in a else None,
+                    quant=json.loads(a["quant"]) if "quant" in a else None,
+                    has_prequant="prequant" in self._f and key in self._f["prequant"],
                 )
             )
         out.sort(key=lambda t: (t.index, t.onnx_name))

@@ -34,12 +34,25 @@ BLOCK = 1 << 20  # elements per block: bounds temporaries to a few tens of MB
 
 
 @dataclass(frozen=True)
+class QuantParams:
+    """A tensor's Q/DQ pair: ``q = clamp(round(x / scale) + zero_point, qmin, qmax)`` (int8) or the float8
+    cast of ``x / scale`` saturating at ``qmax`` (float8_e4m3fn)."""
+
+    type: str  # "int8" | "float8_e4m3fn"
+    scale: float
+    zero_point: float = 0.0
+    qmin: float = -128
+    qmax: float = 127
+
+
+@dataclass(frozen=True)
 class MetricConfig:
     rel_error: float = 0.10
     abs_floor: float = 0.0
     fmt_max: float | None = 65504.0
     fmt_smallest_normal: float | None = 6.103515625e-05
     fmt_smallest_subnormal: float | None = 5.960464477539063e-08
+    quant: QuantParams | None = None  # quantized runs: count reference values the Q/DQ pair clips or zeroes
 
 
 @dataclass
@@ -70,6 +83,8 @@ class TensorStats:
     overflow: int = 0
     min_abs_nonzero: float = math.inf
     max_abs_ref: float = 0.0
+    saturated: int = 0
+    zeroed: int = 0
     rel_hist: np.ndarray = field(
         default_factory=lambda: np.zeros((REL_LOG_MAX - REL_LOG_MIN) * BINS_PER_DECADE + 2, np.int64)
     )
@@ -157,6 +172,20 @@ class TensorStats:
                 idx = np.floor((np.log10(nz) - ABS_LOG_MIN) * ABS_BINS_PER_DECADE).astype(np.int64)
                 np.clip(idx, 0, self.abs_hist.size - 1, out=idx)
                 self.abs_hist += np.bincount(idx, minlength=self.abs_hist.size)
+        if c.quant is not None:
+            self._quant(r if all_finite else r[r_fin], c.quant)
+
+    def _quant(self, r: np.ndarray, q: QuantParams) -> None:
+        """Reference values the tensor's Q/DQ pair clips (saturation) or rounds to zero."""
+        x = r / q.scale
+        if q.type == "int8":
+            levels = np.rint(x) + q.zero_point  # round half to even, as QuantizeLinear does
+            self.saturated += int(np.count_nonzero((levels > q.qmax) | (levels < q.qmin)))
+            self.zeroed += int(np.count_nonzero((levels == q.zero_point) & (r != 0)))
+        else:  # float8_e4m3fn: saturates at qmax; below half the smallest subnormal (2^-10) rounds to zero
+            ax = np.abs(x)
+            self.saturated += int(np.count_nonzero(ax > q.qmax))
+            self.zeroed += int(np.count_nonzero((ax <= 2.0**-10) & (r != 0)))
 
     # -- results ------------------------------------------------------------------------------------------
     def percentile(self, q: float) -> float:
@@ -190,7 +219,7 @@ class TensorStats:
             sqnr = -math.inf
         else:
             sqnr = 10.0 * math.log10(self.ref_sq / self.sum_sq_err)
-        return {
+        out: dict[str, Any] = {
             "elements": n,
             "deviating": self.deviating,
             "deviation_ratio": self.deviating / n if n else 0.0,
@@ -233,6 +262,18 @@ class TensorStats:
                 },
             },
         }
+        if self.config.quant is not None:
+            q = self.config.quant
+            out["quant"] = {
+                "type": q.type,
+                "scale": q.scale,
+                "zero_point": q.zero_point,
+                "saturated": self.saturated,
+                "saturation_ratio": self.saturated / n if n else 0.0,
+                "zeroed": self.zeroed,
+                "zeroed_ratio": self.zeroed / n if n else 0.0,
+            }
+        return out
 
 
 def _sparse(hist: np.ndarray) -> dict[str, int]:

@@ -143,10 +143,31 @@ def _comparison_md(c: dict[str, Any], report: dict[str, Any]) -> list[str]:
     return out
 
 
+def _quant_md(c: dict[str, Any]) -> list[str]:
+    layers = [x for x in c["layers"] if x["metrics"].get("quant")]
+    if not layers:
+        return []
+    out = [f"### Quantization ({c['format']})", "",
+           "Values above are taken after each tensor's QuantizeLinear/DequantizeLinear pair, i.e. what the next layer "
+           "reads; the value before it is in the dump's `/prequant` group. Saturated: reference values the scale "
+           "clips; rounded to zero: non-zero reference values that quantize to zero.", "",
+           "| Layer | Scale | Saturated | Rounded to zero | SQNR dB before Q/DQ | SQNR dB after |",
+           "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for layer in layers:
+        q = layer["metrics"]["quant"]
+        pre = layer.get("prequant_metrics", {})
+        saturated = f"{fmt_int(q['saturated'])} ({fmt_ratio(q['saturation_ratio'])})"
+        zeroed = f"{fmt_int(q['zeroed'])} ({fmt_ratio(q['zeroed_ratio'])})"
+        sqnr_before, sqnr_after = fmt_num(pre.get("sqnr_db", "nan"), 4), fmt_num(layer["metrics"]["sqnr_db"], 4)
+        scale = fmt_num(q["scale"], 4)
+        out.append(f"| {layer_name(layer)} | {scale} | {saturated} | {zeroed} | {sqnr_before} | {sqnr_after} |")
+    return [*out, ""]
+
+
 def _range_md(c: dict[str, Any]) -> list[str]:
     lim = c["format_limits"]
     if lim.get("max") is None:
-        return []
+        return _quant_md(c)
     sub, normal, mx = (
         fmt_num(lim["smallest_subnormal"], 3),
         fmt_num(lim["smallest_normal"], 3),

@@ -81,7 +81,8 @@ class OnnxRuntimeBackend:
 
     def build_material(self, run: RunSpec) -> dict[str, Any]:
         # The lowering uses onnx and ORT's converter; kernel probing depends on the ORT build.
-        return {"versions": self.versions(), "execution": run.options.get("execution")}
+        quant = {k: run.options[k] for k in ("per_channel",) if k in run.options}
+        return {"versions": self.versions(), "execution": run.options.get("execution"), **quant}
 
     def dump_material(self, run: RunSpec) -> dict[str, Any]:
         # CPU kernels differ by instruction set (summation order), so the device is part of the key.
@@ -89,9 +90,20 @@ class OnnxRuntimeBackend:
 
     # -- build ------------------------------------------------------------------------------------------
     def build(self, ctx: StageContext, model: ResolvedModel, run: RunSpec) -> None:
-        from layerscope.pipelines.precision import PrecisionPlan, lower
+        from layerscope.pipelines.precision import lower, lower_quantized
 
-        plan = PrecisionPlan(run.precision, str(run.options.get("execution", "native")), run.pinned)
+        plan = precision_plan(run)
+        if plan.quant:
+            ctx.progress.start(None, f"quantizing to {run.precision}")
+            ranges = ctx.inputs["calibration"].file("ranges.json")
+            lowering = lower_quantized(model.path, model.summary, plan, ranges, ctx.out_dir)
+            assert lowering.model is not None
+            _save(lowering.model, ctx.out_dir / "lowered.onnx")
+            if self._probe(ctx.out_dir / "lowered.onnx", run) is not None:
+                raise StageError(f"ONNX Runtime cannot run the {run.precision} Q/DQ model")
+            (ctx.out_dir / "lowering.json").write_text(json.dumps(lowering.info, indent=1))
+            ctx.result.update({"execution": lowering.info["execution"]})
+            return
         blocked: set[str] = set()
         ctx.progress.start(None, f"lowering to {run.precision}")
         for _attempt in range(64):
@@ -189,6 +201,17 @@ class _OrtSession:
         del self._session
         if self._tmp is not None:
             self._tmp.cleanup()
+
+
+def precision_plan(run: RunSpec) -> Any:
+    """The run's precision plan (quantized runs carry their calibration method and weight granularity)."""
+    from layerscope.pipelines.precision import PrecisionPlan
+
+    execution = str(run.options.get("execution", "native"))
+    quant: tuple[tuple[str, Any], ...] = ()
+    if "per_channel" in run.options:  # set on quantized runs by the experiment
+        quant = (("per_channel", bool(run.options["per_channel"])),)
+    return PrecisionPlan(run.precision, execution, run.pinned, quant)
 
 
 def _session_options(run: RunSpec, threads: int) -> Any:

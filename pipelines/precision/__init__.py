@@ -13,6 +13,7 @@ is stored in, and how its node executed (``native``, ``emulated``, ``pinned``); 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from layerscope.pipelines.models.summary import ModelSummary, normalize_names
@@ -25,6 +26,7 @@ LOWERING_MODULES = (
     "layerscope.pipelines.precision.graphutil",
     "layerscope.pipelines.precision.formats",
     "layerscope.pipelines.precision.weights",
+    "layerscope.pipelines.precision.quantize",
     "layerscope.pipelines.models.summary",
 )
 
@@ -34,9 +36,13 @@ class PrecisionPlan:
     format: str
     execution: str  # "native" | "emulated"
     pinned: tuple[str, ...]
+    quant: tuple[tuple[str, Any], ...] = ()  # INT8/FP8: calibration method, per-channel weights
 
     def to_json(self) -> dict[str, Any]:
-        return {"format": self.format, "execution": self.execution, "pinned": list(self.pinned)}
+        out: dict[str, Any] = {"format": self.format, "execution": self.execution, "pinned": list(self.pinned)}
+        if self.quant:
+            out["quant"] = dict(self.quant)
+        return out
 
 
 @dataclass
@@ -77,6 +83,54 @@ def lower(
     return Lowering(lowered, _info(plan, extra, tensors, summary, lowered))
 
 
+def lower_quantized(
+    model_path: Path, summary: ModelSummary, plan: PrecisionPlan, ranges: Path, work_dir: Path
+) -> Lowering:
+    """INT8/FP8: a Q/DQ model from calibrated ``ranges`` (see :mod:`.quantize`)."""
+    import shutil
+    import tempfile
+
+    from layerscope.pipelines.precision.quantize import quantize, tensor_map
+
+    pinned = set(plan.pinned) | _constants_read_only_by(set(plan.pinned), summary)
+    quant = dict(plan.quant)
+    with tempfile.TemporaryDirectory(dir=work_dir, prefix="quantize-") as scratch:
+        lowered, notes = quantize(
+            model_path,
+            ranges,
+            fmt=plan.format,
+            per_channel=bool(quant.get("per_channel", False)),
+            pinned=pinned,
+            work_dir=Path(scratch),
+        )
+        shutil.rmtree(scratch, ignore_errors=True)
+    qmap = tensor_map(lowered, plan.format)
+    dq_outputs = {q["value"] for q in qmap.values()}
+    mode = "native" if FORMATS[plan.format].native_on_cpu else "emulated"
+    execution: dict[str, str] = {}
+    by_name = {n.name: n for n in lowered.graph.node}
+    for n in summary.nodes:
+        low = by_name.get(n.name)
+        if n.name in pinned:
+            execution[n.name] = "pinned"
+        elif low is not None and any(i in dq_outputs for i in low.input):
+            execution[n.name] = mode
+        else:
+            execution[n.name] = "unquantized"
+    float_outputs = [t for n in summary.nodes for t in summary.float_outputs(n)]
+    tensors = {t: qmap[t]["value"] if t in qmap else t for t in float_outputs}
+    info = _info(plan, {"execution": execution, "notes": notes, "weights": {}}, tensors, summary, None)
+    fmt = FORMATS[plan.format]
+    for t, entry in info["tensors"].items():
+        if t in qmap:
+            entry["prequant"] = qmap[t]["prequant"]
+            entry["quant"] = qmap[t]["quant"]
+            entry["dtype"] = fmt.dtype  # the value consumers read is on the quantization grid
+        else:
+            entry["dtype"] = "float32"
+    return Lowering(lowered, info)
+
+
 def _constants_read_only_by(pinned: set[str], summary: ModelSummary) -> set[str]:
     """Constant nodes whose every reader is pinned: their values are the pinned layers' FP32 weights."""
     readers: dict[str, set[str]] = {}
@@ -107,7 +161,7 @@ def _info(
         nodes_out[n.name] = {
             "op_type": n.op_type,
             "execution": mode,
-            "precision": "fp32" if mode in ("pinned", "n/a") else fmt.name,
+            "precision": "fp32" if mode in ("pinned", "n/a", "unquantized") else fmt.name,
         }
         if n.name in weights:
             nodes_out[n.name]["weights"] = weights[n.name]
@@ -115,7 +169,7 @@ def _info(
     for orig, low in tensors.items():
         node = producer.get(orig)
         mode = nodes_out[node.name]["execution"] if node else "n/a"
-        if plan.format == "fp32" or mode == "pinned":
+        if plan.format == "fp32" or mode in ("pinned", "unquantized"):
             executed = "float32"
         else:
             executed = fmt.dtype

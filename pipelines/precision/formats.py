@@ -27,6 +27,11 @@ class Format:
     def is_float(self) -> bool:
         return self.max is not None
 
+    @property
+    def quantized(self) -> bool:
+        """Runs in this format are Q/DQ models made from calibrated scales."""
+        return self.name in ("int8", "fp8")
+
     def limits(self) -> dict[str, float | None]:
         return {
             "max": self.max,
@@ -43,14 +48,8 @@ FORMATS: dict[str, Format] = {
         Format("fp16", "float16", 10, 65504.0, 6.103515625e-05, 5.960464477539063e-08, True, True),
         Format("bf16", "bfloat16", 16, 3.3895313892515355e38, 1.1754943508222875e-38, 9.183549615799121e-41,
                False, True),
-        Format(
-            "int8", "int8", 3, None, None, None, True, False,
-            "INT8 needs calibration and Q/DQ lowering, which are not available yet (planned: the INT8/FP8 issue)",
-        ),
-        Format(
-            "fp8", "float8_e4m3fn", 17, 448.0, 0.015625, 0.001953125, False, False,
-            "FP8 needs calibration and Q/DQ lowering, which are not available yet (planned: the INT8/FP8 issue)",
-        ),
+        Format("int8", "int8", 3, None, None, None, True, True),
+        Format("fp8", "float8_e4m3fn", 17, 448.0, 0.015625, 0.001953125, False, True),
     )
 }
 # fmt: on

@@ -33,20 +33,27 @@ def _subgraph_free_inputs(node: Any) -> set[str]:
     return names
 
 
-def remove_dead_casts(graph: Any) -> int:
-    """Remove Cast nodes whose output nobody reads; repeat until none. Returns how many were removed."""
+def remove_dead_nodes(graph: Any, op_types: tuple[str, ...]) -> int:
+    """Remove nodes of ``op_types`` whose outputs nobody reads; repeat until none. Returns how many."""
     removed = 0
     outputs = {o.name for o in graph.output}
     while True:
         uses = consumers(graph)
         dead = [
-            n for n in graph.node if n.op_type == "Cast" and n.output[0] not in outputs and not uses.get(n.output[0])
+            n
+            for n in graph.node
+            if n.op_type in op_types and not any(o in outputs or uses.get(o) for o in n.output if o)
         ]
         if not dead:
             return removed
         for n in dead:
             graph.node.remove(n)
         removed += len(dead)
+
+
+def remove_dead_casts(graph: Any) -> int:
+    """Remove Cast nodes whose output nobody reads."""
+    return remove_dead_nodes(graph, ("Cast",))
 
 
 def topological_sort(graph: Any) -> None:
@@ -99,4 +106,4 @@ def unique_name(base: str, taken: set[str]) -> str:
     return name
 
 
-__all__ = ["consumers", "remove_dead_casts", "topological_sort", "unique_name"]
+__all__ = ["consumers", "remove_dead_casts", "remove_dead_nodes", "topological_sort", "unique_name"]

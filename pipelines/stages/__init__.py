@@ -8,21 +8,24 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from layerscope.pipelines.stages import build, compare, dump, report
+from layerscope.pipelines.precision.formats import FORMATS
+from layerscope.pipelines.stages import build, calibrate, compare, dump, report
 from layerscope.runner.graph import Plan, Stage
 
 if TYPE_CHECKING:
     from layerscope.pipelines.experiment import Experiment
 
-KINDS = {"build": build, "dump": dump, "compare": compare, "report": report}
+KINDS = {"calibrate": calibrate, "build": build, "dump": dump, "compare": compare, "report": report}
 
 
 def stages_for(exp: Experiment) -> list[Stage]:
     used = [exp.reference, *exp.candidates]
     stages: list[Stage] = []
+    if any(FORMATS[exp.runs[n].precision].quantized for n in used):
+        stages.append(calibrate.make(exp))
     for name in used:
         run = exp.runs[name]
-        stages.append(build.make(exp, run))
+        stages.append(build.make(exp, run, calibrate.STAGE_ID if FORMATS[run.precision].quantized else None))
         stages.append(dump.make(exp, run, build.stage_id(name)))
     compare_ids = {}
     for cand in exp.candidates:

@@ -23,7 +23,7 @@ def stage_id(run: str) -> str:
     return f"build[{run}]"
 
 
-def make(exp: Experiment, run: RunSpec) -> Stage:
+def make(exp: Experiment, run: RunSpec, calibration: str | None = None) -> Stage:
     backend = backends.get(run.backend)
     plan = PrecisionPlan(run.precision, str(run.options.get("execution", "native")), run.pinned)
 
@@ -44,5 +44,6 @@ def make(exp: Experiment, run: RunSpec) -> Stage:
         },
         action=action,
         version=source_digest(__name__, type(backend).__module__, *LOWERING_MODULES),
+        deps={"calibration": calibration} if calibration else {},
         description=f"build {run.name} ({run.backend}, {run.precision})",
     )

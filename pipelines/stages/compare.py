@@ -9,6 +9,7 @@ streamed one sample at a time.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from layerscope.pipelines.precision.formats import FORMATS
@@ -32,13 +33,16 @@ def stage_id(candidate: str) -> str:
 
 def metric_settings(exp: Experiment, run: RunSpec) -> dict[str, Any]:
     fmt = FORMATS[run.precision]
+    # A quantized format's own limits say nothing about values before scaling: its range risk is the
+    # saturation/zeroing by each tensor's scale, counted from the Q/DQ parameters instead.
+    limits = {k: None for k in fmt.limits()} if fmt.quantized else fmt.limits()
     producer = exp.model.summary.producer_of()
     per_tensor = {}
     for t in exp.tensors:
         node = producer[t].name if t in producer else t
         lim = exp.thresholds.for_layer(node)
         per_tensor[t] = {"rel_error": lim.rel_error, "abs_floor": lim.abs_floor}
-    return {"format": fmt.name, "limits": fmt.limits(), "per_tensor": per_tensor}
+    return {"format": fmt.name, "limits": limits, "per_tensor": per_tensor}
 
 
 def make(exp: Experiment, candidate: RunSpec, ref_dump: str, cand_dump: str) -> Stage:
@@ -61,7 +65,7 @@ def make(exp: Experiment, candidate: RunSpec, ref_dump: str, cand_dump: str) -> 
 
             def one(pair: tuple[TensorMeta, TensorMeta]) -> dict[str, Any]:
                 r, c = pair
-                return _layer(r, c, ref, cand, _config(settings, r.onnx_name), ctx)
+                return _layer(r, c, ref, cand, _config(settings, r.onnx_name, c.quant), ctx)
 
             with ThreadPoolExecutor(max_workers=max(1, ctx.threads)) as pool:
                 layers = list(pool.map(one, pairs))
@@ -88,12 +92,15 @@ def make(exp: Experiment, candidate: RunSpec, ref_dump: str, cand_dump: str) -> 
     )
 
 
-def _config(settings: dict[str, Any], tensor: str) -> MetricConfig:
-    from layerscope.pipelines.metrics import MetricConfig
+def _config(settings: dict[str, Any], tensor: str, quant: dict[str, Any] | None = None) -> MetricConfig:
+    from layerscope.pipelines.metrics import MetricConfig, QuantParams
 
     t = settings["per_tensor"].get(tensor, {"rel_error": 0.1, "abs_floor": 0.0})
     lim = settings["limits"]
-    return MetricConfig(t["rel_error"], t["abs_floor"], lim["max"], lim["smallest_normal"], lim["smallest_subnormal"])
+    q = QuantParams(quant["type"], quant["scale"], quant["zero_point"], quant["qmin"], quant["qmax"]) if quant else None
+    return MetricConfig(
+        t["rel_error"], t["abs_floor"], lim["max"], lim["smallest_normal"], lim["smallest_subnormal"], quant=q
+    )
 
 
 def _layer(
@@ -105,9 +112,19 @@ def _layer(
         raise StageError(f"tensor {r.onnx_name!r}: reference shape {list(r.shape)} vs candidate {list(c.shape)}")
     stats = TensorStats(config)
     rds, cds = ref.dataset(r.onnx_name), cand.dataset(c.onnx_name)
+    pre = TensorStats(replace(config, quant=None)) if c.has_prequant else None
+    pds = cand.dataset(c.onnx_name, group="prequant") if c.has_prequant else None
     for i in range(ref.samples):
-        stats.update(rds[i], cds[i])
+        reference = rds[i]
+        stats.update(reference, cds[i])
+        if pre is not None and pds is not None:
+            pre.update(reference, pds[i])
         ctx.progress.advance()
+    extra: dict[str, Any] = {}
+    if pre is not None:
+        prequant = pre.result()
+        prequant.pop("histograms")
+        extra["prequant_metrics"] = prequant
     return {
         "tensor": r.onnx_name,
         "node": r.node,
@@ -122,4 +139,5 @@ def _layer(
         "abs_floor": config.abs_floor,
         "metrics": stats.result(),
         **({"weights": c.weights} if c.weights else {}),
+        **extra,
     }

@@ -40,7 +40,12 @@ def make(exp: Experiment, run: RunSpec, build_id: str) -> Stage:
         if missing:
             raise StageError(f"the {run.name} build has no value for {', '.join(missing[:5])}")
         lowered = [tmap[t]["name"] for t in exp.tensors]
-        session = backend.open(ctx.inputs["build"].path, exp.model, run, lowered, ctx.threads)
+        # Quantized runs: also the value before each Q/DQ pair (what the layer computed, before quantization).
+        prequant = {
+            t: tmap[t]["prequant"] for t in exp.tensors if tmap[t].get("prequant", tmap[t]["name"]) != tmap[t]["name"]
+        }
+        requested = list(dict.fromkeys([*lowered, *prequant.values()]))
+        session = backend.open(ctx.inputs["build"].path, exp.model, run, requested, ctx.threads)
         attrs = {
             "run": run.name,
             "backend": run.backend,
@@ -81,6 +86,7 @@ def make(exp: Experiment, run: RunSpec, build_id: str) -> Stage:
                             "execution": m["execution"],
                             "lowered_name": m["name"],
                             **({"weights": json.dumps(m["weights"])} if "weights" in m else {}),
+                            **({"quant": json.dumps(m["quant"])} if "quant" in m else {}),
                         },
                     )
                 for i in range(exp.samples):
@@ -88,6 +94,8 @@ def make(exp: Experiment, run: RunSpec, build_id: str) -> Stage:
                     values = session.run(feeds)
                     for t, low in zip(exp.tensors, lowered, strict=True):
                         writer.write(i, t, values[low])
+                    for t, pre in prequant.items():
+                        writer.write_prequant(i, t, values[pre])
                     del values
                     for name, value in feeds.items():
                         writer.write_input(i, name, value)

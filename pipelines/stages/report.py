@@ -92,6 +92,22 @@ def experiment_record(exp: Experiment) -> dict[str, Any]:
         "reference": exp.reference,
         "candidates": list(exp.candidates),
         "libraries": library_versions(),
+        **({"calibration": _calibration_record(exp)} if exp.calibration is not None else {}),
+    }
+
+
+def _calibration_record(exp: Experiment) -> dict[str, Any]:
+    cal = exp.calibration
+    assert cal is not None
+    if cal.cache is not None:
+        return {"imported_trt_cache": cal.cache.name, "notes": list(cal.notes)}
+    return {
+        "method": cal.method,
+        **({"percentile": cal.percentile} if cal.method == "percentile" else {}),
+        "samples": cal.samples,
+        "per_channel_weights": cal.per_channel,
+        "inputs": {s.name: input_material(s, exp.cache.digests) for s in cal.inputs},
+        "notes": list(cal.notes),
     }
 
 

@@ -36,7 +36,7 @@ inputs:
 layers: [conv9, {op: Rleu}, {regex: "(unclosed"}]
 runs:
   fp32: {precision: fp32}
-  fp16: {precision: int8, overrides: [{layers: [relu9], precision: fp32}]}
+  fp16: {precision: fp16, overrides: [{layers: [relu9], precision: fp32}]}
   trt: {backend: tensorrt, precision: fp16}
 compare:
   reference: fp23
@@ -58,8 +58,6 @@ def test_all_semantic_problems_at_once(write_config) -> None:
         f"{src}:7:10: /layers/0: name 'conv9' matches no node; did you mean 'conv1' or 'conv0'?",
         f"{src}:7:17: /layers/1: op Rleu matches no node; did you mean 'Relu'?",
         f"{src}:7:37: /layers/2/regex: invalid regular expression: missing ), unterminated subpattern at position 0",
-        f"{src}:10:21: /runs/fp16/precision: precision int8 is not available yet: INT8 needs calibration and Q/DQ "
-        "lowering, which are not available yet (planned: the INT8/FP8 issue)",
         f"{src}:10:49: /runs/fp16/overrides/0/layers/0: name 'relu9' matches no node; did you mean 'relu0'?",
         f"{src}:11:18: /runs/trt/backend: backend tensorrt needs TensorRT (pip package tensorrt, with an NVIDIA GPU "
         "and driver), which is not installed here; `layerscope backends` lists what is available; the onnxruntime "
