@@ -52,6 +52,9 @@ class Stage:
     version: str
     deps: Mapping[str, str] = field(default_factory=dict)  # role -> upstream stage id
     description: str = ""
+    # Modules the action imports. The executor imports them once, in one thread, before running stages in
+    # parallel: a first import racing in two threads can fail (numpy's C extension does).
+    imports: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

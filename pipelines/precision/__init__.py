@@ -102,6 +102,7 @@ def lower_quantized(
             per_channel=bool(quant.get("per_channel", False)),
             pinned=pinned,
             work_dir=Path(scratch),
+            float_tensors={name for name, t in summary.tensors.items() if t.is_float},
         )
         shutil.rmtree(scratch, ignore_errors=True)
     qmap = tensor_map(lowered, plan.format)

@@ -148,6 +148,8 @@ def calibrate(
     options: dict[str, Any] = {"symmetric": True}
     if method == "percentile":
         options["percentile"] = percentile
+    if method == "entropy":  # TensorRT's entropy calibration: 2048 histogram bins, 128 quantized levels
+        options.update(num_bins=2048, num_quantized_bins=128)
     with collected_notes() as notes:
         pre = preprocess(working_copy(model, work_dir), work_dir / "preprocessed.onnx", notes)
         try:
@@ -181,8 +183,12 @@ def quantize(
     per_channel: bool,
     pinned: set[str],
     work_dir: Path,
+    float_tensors: set[str] | None = None,
 ) -> tuple[Any, list[str]]:
     """The Q/DQ model (ModelProto) for ``fmt`` from calibrated ``ranges``, and notes. ``work_dir`` is scratch.
+
+    A layer reading or writing a float tensor that has no range (scales imported from a TensorRT cache that
+    does not cover it) stays FP32, as TensorRT falls back to a non-INT8 implementation for it.
 
     INT8 scales come from ORT (symmetric: amax / 127). FP8 scales are per-tensor amax / 448 for activations
     (amax from the calibration) and weights (max |w|), TensorRT's FP8 recipe, given to ORT as explicit
@@ -203,6 +209,12 @@ def quantize(
     method = load_tensors_data(str(ranges)).calibration_method
     with collected_notes() as notes:
         copy = working_copy(model, work_dir)
+        unranged = _layers_without_ranges(copy, set(read_ranges(ranges)), float_tensors)
+        if unranged:
+            notes.append(
+                f"{len(unranged)} layers stay FP32: no calibrated range for some of their tensors "
+                f"({', '.join(sorted(unranged)[:6])}{' ...' if len(unranged) > 6 else ''})"
+            )
         if fmt == "fp8":
             options["TensorQuantOverrides"] = _fp8_scales(copy, read_ranges(ranges))
             ranges = _as_distribution(ranges, work_dir / "ranges-fp8.json")
@@ -220,7 +232,7 @@ def quantize(
                 per_channel=per_channel and fmt == "int8",
                 activation_type=qtype,
                 weight_type=qtype,
-                nodes_to_exclude=sorted(pinned),
+                nodes_to_exclude=sorted(pinned | unranged),
                 calibrate_method=method,
                 extra_options=options,
             )
@@ -229,6 +241,23 @@ def quantize(
     quantized = onnx.load(str(out))
     unquantize_pinned_inputs(quantized, pinned)
     return quantized, notes
+
+
+def _layers_without_ranges(model: Path, ranged: set[str], float_tensors: set[str] | None) -> set[str]:
+    import onnx
+
+    graph = onnx.load(str(model), load_external_data=False).graph
+    constant = {i.name for i in graph.initializer} | {n.output[0] for n in graph.node if n.op_type == "Constant"}
+    out = set()
+    for node in graph.node:
+        if node.op_type == "Constant":
+            continue
+        activations = [t for t in [*node.input, *node.output] if t and t not in constant]
+        if float_tensors is not None:
+            activations = [t for t in activations if t in float_tensors]
+        if any(t not in ranged for t in activations):
+            out.add(node.name)
+    return out
 
 
 def _fp8_scales(model: Path, ranges: dict[str, tuple[float, float]]) -> dict[str, list[dict[str, Any]]]:
@@ -262,10 +291,14 @@ def _as_distribution(ranges: Path, out: Path) -> Path:
     from onnxruntime.quantization.calibrate import TensorData, TensorsData, save_tensors_data
 
     data = {
-        name: TensorData(lowest=np.array(lo, np.float32), highest=np.array(hi, np.float32),
-                         avg=np.array(0.0, np.float32), std=np.array(max(abs(lo), abs(hi)), np.float32))
+        name: TensorData(
+            lowest=np.array(lo, np.float32),
+            highest=np.array(hi, np.float32),
+            avg=np.array(0.0, np.float32),
+            std=np.array(max(abs(lo), abs(hi)), np.float32),
+        )
         for name, (lo, hi) in read_ranges(ranges).items()
-    }  # fmt: skip
+    }
     save_tensors_data(TensorsData(CalibrationMethod.Distribution, data), str(out))
     return out
 

@@ -46,4 +46,5 @@ def make(exp: Experiment, run: RunSpec, calibration: str | None = None) -> Stage
         version=source_digest(__name__, type(backend).__module__, *LOWERING_MODULES),
         deps={"calibration": calibration} if calibration else {},
         description=f"build {run.name} ({run.backend}, {run.precision})",
+        imports=("numpy", "onnx", "onnxruntime", "onnxruntime.transformers.float16", "ml_dtypes"),
     )

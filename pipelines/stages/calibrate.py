@@ -99,6 +99,7 @@ def make(exp: Experiment) -> Stage:
             "layerscope.pipelines.inputs",
         ),
         description="calibrate",
+        imports=("numpy", "onnx", "onnxruntime", "onnxruntime.quantization", "h5py"),
     )
 
 

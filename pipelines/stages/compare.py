@@ -89,6 +89,7 @@ def make(exp: Experiment, candidate: RunSpec, ref_dump: str, cand_dump: str) -> 
         version=source_digest(__name__, "layerscope.pipelines.metrics", "layerscope.pipelines.dumps"),
         deps={"reference": ref_dump, "candidate": cand_dump},
         description=f"compare {candidate.name}",
+        imports=("numpy", "h5py"),
     )
 
 

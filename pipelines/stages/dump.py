@@ -120,4 +120,5 @@ def make(exp: Experiment, run: RunSpec, build_id: str) -> Stage:
         ),
         deps={"build": build_id},
         description=f"dump {run.name}",
+        imports=("numpy", "onnx", "onnxruntime", "h5py"),
     )
