@@ -126,6 +126,7 @@ class Experiment:
     cache: Cache
     notes: tuple[str, ...] = ()
     calibration: CalibrationSpec | None = None
+    attribution: bool = True  # run each layer alone on the reference's inputs (local vs inherited error)
 
     @property
     def scope(self) -> str:
@@ -243,6 +244,7 @@ def load_experiment(
         cache=cache,
         notes=tuple(notes),
         calibration=calibration,
+        attribution=bool(data.get("attribution", True)),
     )
 
 

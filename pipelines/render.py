@@ -140,19 +140,60 @@ def _comparison_md(c: dict[str, Any], report: dict[str, Any]) -> list[str]:
     if c["not_observable"]:
         out += [f"Not observable in {c['candidate']}: {', '.join(c['not_observable'])}", ""]
     out += _range_md(c)
+    out += _attribution_md(c)
     return out
+
+
+def _attribution_md(c: dict[str, Any]) -> list[str]:
+    layers = [x for x in c["layers"] if x.get("attribution")]
+    if not layers:
+        return []
+    out = [
+        "### Error attribution: local or inherited",
+        "",
+        "Local: the layer alone, computed the candidate's way on the reference's exact inputs. Inherited: the "
+        "share of the layer's error power that arrived from upstream (0 = all its own, 1 = all inherited).",
+        "",
+    ]
+    if c.get("attribution_note"):
+        out += [f"Note: {c['attribution_note']}.", ""]
+    out += [
+        "| Layer | Deviation ratio | Local deviation ratio | Local SQNR dB | SQNR dB | Inherited | Local verdict |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for layer in layers:
+        a = layer["attribution"]
+        m = layer["metrics"]
+        if a["status"] != "ok":
+            note = a.get("why", a["status"])
+            ratio, sqnr = fmt_ratio(m["deviation_ratio"]), fmt_num(m["sqnr_db"], 4)
+            out.append(f"| {layer_name(layer)} | {ratio} | — | — | {sqnr} | — | {note} |")
+            continue
+        local = a["local"]
+        share = a.get("inherited_share")
+        verdict = "pass" if a["local_verdict"] == "pass" else "**FAIL**"
+        out.append(
+            f"| {layer_name(layer)} | {fmt_ratio(m['deviation_ratio'])} | {fmt_ratio(local['deviation_ratio'])} | "
+            f"{fmt_num(local['sqnr_db'], 4)} | {fmt_num(m['sqnr_db'], 4)} | "
+            f"{'—' if share is None else f'{share:.0%}'} | {verdict} |"
+        )
+    return [*out, ""]
 
 
 def _quant_md(c: dict[str, Any]) -> list[str]:
     layers = [x for x in c["layers"] if x["metrics"].get("quant")]
     if not layers:
         return []
-    out = [f"### Quantization ({c['format']})", "",
-           "Values above are taken after each tensor's QuantizeLinear/DequantizeLinear pair, i.e. what the next layer "
-           "reads; the value before it is in the dump's `/prequant` group. Saturated: reference values the scale "
-           "clips; rounded to zero: non-zero reference values that quantize to zero.", "",
-           "| Layer | Scale | Saturated | Rounded to zero | SQNR dB before Q/DQ | SQNR dB after |",
-           "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    out = [
+        f"### Quantization ({c['format']})",
+        "",
+        "Values above are taken after each tensor's QuantizeLinear/DequantizeLinear pair, i.e. what the next layer "
+        "reads; the value before it is in the dump's `/prequant` group. Saturated: reference values the scale "
+        "clips; rounded to zero: non-zero reference values that quantize to zero.",
+        "",
+        "| Layer | Scale | Saturated | Rounded to zero | SQNR dB before Q/DQ | SQNR dB after |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for layer in layers:
         q = layer["metrics"]["quant"]
         pre = layer.get("prequant_metrics", {})

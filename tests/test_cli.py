@@ -102,11 +102,16 @@ def test_run_writes_reports_and_dumps_then_reruns_from_cache(write_config, capsy
 
     # a threshold change reruns compare and report only
     run_ok(["run", str(path), "--out", str(out), "-q", "--set", "thresholds.rel_error=0.2"])
-    assert {s for s, v in statuses(out).items() if v == "ran"} == {"compare[fp16]", "report"}
+    assert {s for s, v in statuses(out).items() if v == "ran"} == {"compare[fp16]", "attribute[fp16]", "report"}
 
     # --force a stage: it and its dependents
     run_ok(["run", str(path), "--out", str(out), "-q", "--force", "dump[fp16]"])
-    assert {s for s, v in statuses(out).items() if v == "ran"} == {"dump[fp16]", "compare[fp16]", "report"}
+    assert {s for s, v in statuses(out).items() if v == "ran"} == {
+        "dump[fp16]",
+        "compare[fp16]",
+        "attribute[fp16]",
+        "report",
+    }
 
 
 def test_threshold_failure_exits_1_and_names_first_failing_layer(
@@ -207,6 +212,6 @@ def test_force_before_the_config_forces_everything(write_config, capsys: pytest.
     run_ok(["run", str(path), "--out", "o", "-q"])
     capsys.readouterr()
     run_ok(["plan", "--force", str(path)])
-    assert "6 of 6 stages would run" in capsys.readouterr().out
+    assert "7 of 7 stages would run" in capsys.readouterr().out
     run_ok(["run", str(path), "-j", "0"], 2)
     assert "-j/--jobs must be at least 1" in capsys.readouterr().err

@@ -140,7 +140,7 @@ class OnnxRuntimeBackend:
         """None if ONNX Runtime accepts the model; (op type, node) of the first node it has no kernel for."""
         import onnxruntime as ort
 
-        so = _session_options(run, threads=1)
+        so = session_options(run, threads=1)
         try:
             ort.InferenceSession(
                 model if isinstance(model, bytes) else str(model), so, providers=["CPUExecutionProvider"]
@@ -175,7 +175,7 @@ class _OrtSession:
 
         import onnxruntime as ort
 
-        so = _session_options(run, threads)
+        so = session_options(run, threads)
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if proto.ByteSize() > _MAX_PROTO:
             self._tmp = tempfile.TemporaryDirectory(prefix="layerscope-ort-")
@@ -214,7 +214,7 @@ def precision_plan(run: RunSpec) -> Any:
     return PrecisionPlan(run.precision, execution, run.pinned, quant)
 
 
-def _session_options(run: RunSpec, threads: int) -> Any:
+def session_options(run: RunSpec, threads: int) -> Any:
     import onnxruntime as ort
 
     so = ort.SessionOptions()

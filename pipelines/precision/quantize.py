@@ -267,11 +267,15 @@ def _fp8_scales(model: Path, ranges: dict[str, tuple[float, float]]) -> dict[str
 
     zero = np.array(0, dtype=_float8())
     limit = 448.0
+    graph = onnx.load(str(model)).graph
+    present = {t for n in graph.node for t in [*n.input, *n.output]} | {i.name for i in graph.input}
     overrides: dict[str, list[dict[str, Any]]] = {}
     for name, (lo, hi) in ranges.items():
+        if name not in present:  # ORT refuses overrides for tensors the model does not have
+            continue
         amax = max(abs(lo), abs(hi)) or 1.0
         overrides[name] = [{"scale": np.array(amax / limit, dtype=np.float32), "zero_point": zero}]
-    for init in onnx.load(str(model)).graph.initializer:
+    for init in graph.initializer:
         if init.data_type == onnx.TensorProto.FLOAT and len(init.dims) >= 1:
             amax = float(np.abs(numpy_helper.to_array(init)).max()) or 1.0
             overrides[init.name] = [{"scale": np.array(amax / limit, dtype=np.float32), "zero_point": zero}]

@@ -9,13 +9,20 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from layerscope.pipelines.precision.formats import FORMATS
-from layerscope.pipelines.stages import build, calibrate, compare, dump, report
+from layerscope.pipelines.stages import attribute, build, calibrate, compare, dump, report
 from layerscope.runner.graph import Plan, Stage
 
 if TYPE_CHECKING:
     from layerscope.pipelines.experiment import Experiment
 
-KINDS = {"calibrate": calibrate, "build": build, "dump": dump, "compare": compare, "report": report}
+KINDS = {
+    "calibrate": calibrate,
+    "build": build,
+    "dump": dump,
+    "compare": compare,
+    "attribute": attribute,
+    "report": report,
+}
 
 
 def stages_for(exp: Experiment) -> list[Stage]:
@@ -27,11 +34,15 @@ def stages_for(exp: Experiment) -> list[Stage]:
         run = exp.runs[name]
         stages.append(build.make(exp, run, calibrate.STAGE_ID if FORMATS[run.precision].quantized else None))
         stages.append(dump.make(exp, run, build.stage_id(name)))
-    compare_ids = {}
+    compare_ids, attribute_ids = {}, {}
     for cand in exp.candidates:
-        stages.append(compare.make(exp, exp.runs[cand], dump.stage_id(exp.reference), dump.stage_id(cand)))
+        run = exp.runs[cand]
+        stages.append(compare.make(exp, run, dump.stage_id(exp.reference), dump.stage_id(cand)))
         compare_ids[cand] = compare.stage_id(cand)
-    stages.append(report.make(exp, compare_ids))
+        if exp.attribution:
+            stages.append(attribute.make(exp, run, dump.stage_id(exp.reference), build.stage_id(cand)))
+            attribute_ids[cand] = attribute.stage_id(cand)
+    stages.append(report.make(exp, compare_ids, attribute_ids))
     return stages
 
 

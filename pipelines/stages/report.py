@@ -111,7 +111,8 @@ def _calibration_record(exp: Experiment) -> dict[str, Any]:
     }
 
 
-def make(exp: Experiment, compare_ids: dict[str, str]) -> Stage:
+def make(exp: Experiment, compare_ids: dict[str, str], attribute_ids: dict[str, str] | None = None) -> Stage:
+    attribute_ids = attribute_ids or {}
     record = experiment_record(exp)
     producer = exp.model.summary.producer_of()
     limits = {t: exp.thresholds.for_layer(producer[t].name if t in producer else t) for t in exp.tensors}
@@ -120,7 +121,10 @@ def make(exp: Experiment, compare_ids: dict[str, str]) -> Stage:
         comparisons = []
         for cand in exp.candidates:
             data = json.loads(ctx.inputs[f"compare:{cand}"].file("compare.json").read_text())
-            comparisons.append(_comparison(exp.reference, cand, data, limits))
+            attribution = None
+            if f"attribute:{cand}" in ctx.inputs:
+                attribution = json.loads(ctx.inputs[f"attribute:{cand}"].file("attribution.json").read_text())
+            comparisons.append(_comparison(exp.reference, cand, data, limits, attribution))
         verdict = "pass" if all(c["verdict"] == "pass" for c in comparisons) else "fail"
         report = {
             "schema": "layerscope-report",
@@ -138,12 +142,24 @@ def make(exp: Experiment, compare_ids: dict[str, str]) -> Stage:
         params={"record": record, "limits": {t: lim.to_json() for t, lim in limits.items()}},
         action=action,
         version=source_digest(__name__),
-        deps={f"compare:{c}": cid for c, cid in compare_ids.items()},
+        deps={
+            **{f"compare:{c}": cid for c, cid in compare_ids.items()},
+            **{f"attribute:{c}": aid for c, aid in attribute_ids.items()},
+        },
         description="report",
     )
 
 
-def _comparison(reference: str, candidate: str, data: dict[str, Any], limits: dict[str, Limits]) -> dict[str, Any]:
+def _comparison(
+    reference: str,
+    candidate: str,
+    data: dict[str, Any],
+    limits: dict[str, Limits],
+    attribution: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    from layerscope.pipelines.attribution import inherited_share
+
+    local = (attribution or {}).get("tensors", {})
     layers = []
     for layer in data["layers"]:
         lim = limits[layer["tensor"]]
@@ -152,6 +168,13 @@ def _comparison(reference: str, candidate: str, data: dict[str, Any], limits: di
         note = weight_note(layer, data["format"])
         if note:
             entry["weight_note"] = note
+        found = local.get(layer["tensor"])
+        if found is not None:
+            entry["attribution"] = {"status": found["status"], **({"why": found["why"]} if "why" in found else {})}
+            if found["status"] == "ok":
+                entry["attribution"]["local"] = found["local"]
+                entry["attribution"]["local_verdict"] = "fail" if check(found["local"], lim) else "pass"
+                entry["attribution"]["inherited_share"] = inherited_share(layer["metrics"], found["local"])
         layers.append(entry)
     failing = [layer for layer in layers if layer["verdict"] == "fail"]
     worst = max(layers, key=lambda x: as_float(x["metrics"]["deviation_ratio"]), default=None)
@@ -171,4 +194,7 @@ def _comparison(reference: str, candidate: str, data: dict[str, Any], limits: di
         "worst_deviation_ratio": worst["metrics"]["deviation_ratio"] if worst else None,
         "layers": layers,
         "not_observable": data["not_observable"],
+        **(
+            {"attribution_note": attribution["backend_note"]} if attribution and attribution.get("backend_note") else {}
+        ),
     }

@@ -1,0 +1,78 @@
+"""attribute[candidate]: each layer's local error, computed alone on the reference's inputs (see attribution.py).
+
+Key: the reference dump's key, the candidate's build key (the built graph the layers are cut from), the
+compared tensors, the per-tensor metric settings, the session options and this code's version.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from layerscope.pipelines.stages.common import write_json
+from layerscope.pipelines.stages.compare import _config, metric_settings
+from layerscope.pipelines.stages.dump import DUMP_FILE
+from layerscope.runner.graph import Stage, StageContext
+from layerscope.runner.hashing import source_digest
+
+if TYPE_CHECKING:
+    from layerscope.pipelines.experiment import Experiment, RunSpec
+
+
+def stage_id(candidate: str) -> str:
+    return f"attribute[{candidate}]"
+
+
+def make(exp: Experiment, run: RunSpec, ref_dump: str, cand_build: str) -> Stage:
+    settings = metric_settings(exp, run)
+
+    def action(ctx: StageContext) -> None:
+        import json
+
+        from layerscope.pipelines.attribution import attribute
+        from layerscope.pipelines.backends.onnxruntime import session_options
+        from layerscope.pipelines.dumps import DumpReader
+
+        build = ctx.inputs["build"]
+        lowering = json.loads(build.file("lowering.json").read_text())
+        lowered = build.file("lowered.onnx") if build.file("lowered.onnx").is_file() else None
+        pinned = {name for name, n in lowering["nodes"].items() if n["execution"] == "pinned"}
+        ctx.progress.start(len(exp.tensors), f"attribute {run.name}")
+        with DumpReader(ctx.inputs["reference"].file(DUMP_FILE)) as reference:
+            results = attribute(
+                lowered,
+                exp.model.summary,
+                lowering["tensors"],
+                list(exp.tensors),
+                pinned,
+                reference,
+                metric_config=lambda t: _config(settings, t, lowering["tensors"].get(t, {}).get("quant")),
+                session_options=lambda: session_options(run, ctx.threads),
+                progress=ctx.progress.advance,
+            )
+        doc: dict[str, Any] = {"backend_note": _backend_note(run.backend), "tensors": results}
+        write_json(ctx.out_dir / "attribution.json", doc)
+        ctx.result["attributed"] = sum(1 for r in results.values() if r["status"] == "ok")
+
+    deps = {"reference": ref_dump, "build": cand_build}
+    return Stage(
+        id=stage_id(run.name),
+        kind="attribute",
+        params={"tensors": list(exp.tensors), "metrics": settings, "session": backend_dump_material(run)},
+        action=action,
+        version=source_digest(__name__, "layerscope.pipelines.attribution", "layerscope.pipelines.metrics"),
+        deps=deps,
+        description=f"attribute {run.name}",
+        imports=("numpy", "onnx", "onnxruntime", "onnxruntime.transformers.float16", "h5py", "ml_dtypes"),
+    )
+
+
+def backend_dump_material(run: RunSpec) -> dict[str, Any]:
+    from layerscope.pipelines import backends
+
+    return backends.get("onnxruntime").dump_material(run)
+
+
+def _backend_note(backend: str) -> str | None:
+    if backend == "onnxruntime":
+        return None
+    return f"local errors of this {backend} run are estimated by running each layer alone on ONNX Runtime"
