@@ -14,7 +14,7 @@ import contextlib
 import fnmatch
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -31,9 +31,19 @@ from layerscope.pipelines.selection import (
 from layerscope.runner.cache import Cache
 from layerscope.runner.errors import SpecError, SpecProblem, UsageError
 from layerscope.runner.hashing import digest, digest_bytes
-from layerscope.runner.spec import Document, ProblemCollector, apply_overrides, load_document, validate_schema
+from layerscope.runner.spec import (
+    Document,
+    ProblemCollector,
+    apply_overrides,
+    load_document,
+    parse_document,
+    validate_schema,
+)
 
 ENV_CACHE = "LAYERSCOPE_CACHE_DIR"
+
+# Where a relative model or input path of a config points: (path as written, the experiment's cache) -> file.
+FileResolver = Callable[[str, Cache], Path]
 
 
 def schema_text(name: str = "experiment") -> str:
@@ -143,12 +153,49 @@ def load_experiment(
     """Load, validate and resolve. ``deep`` also opens input files to check their shapes (``validate``)."""
     path = Path(path)
     doc = load_document(path)
+    config_dir = (path.parent if path.parent != Path() else Path()).resolve()
+    return _experiment(doc, config_dir, overrides, cache_dir=cache_dir, deep=deep, resolve_file=None)
+
+
+def load_experiment_text(
+    text: str,
+    source: str,
+    config_dir: Path,
+    overrides: list[str] | None = None,
+    *,
+    cache_dir: str | None = None,
+    deep: bool = False,
+    resolve_file: FileResolver | None = None,
+) -> Experiment:
+    """An experiment from config text that is no file of its own (a config at a git revision, read with git).
+
+    ``source`` names it in messages and in the report; relative model and input paths go through
+    ``resolve_file`` (default: relative to ``config_dir``), as does the config's ``cache.dir``'s base.
+    """
+    doc = parse_document(text, source=source)
+    return _experiment(
+        doc, Path(config_dir).resolve(), overrides, cache_dir=cache_dir, deep=deep, resolve_file=resolve_file
+    )
+
+
+def _experiment(
+    doc: Document,
+    config_dir: Path,
+    overrides: list[str] | None,
+    *,
+    cache_dir: str | None,
+    deep: bool,
+    resolve_file: FileResolver | None,
+) -> Experiment:
     apply_overrides(doc, overrides or [])
     data = doc.data
     if not isinstance(data, dict):
         raise SpecError([doc.problem("", "the config must be a mapping of keys to values")], doc.source)
-    config_dir = (path.parent if path.parent != Path() else Path()).resolve()
     cache = Cache(resolve_cache_dir(cache_dir, _cache_value(data), config_dir))
+
+    def resolve(rel: str) -> Path:
+        return resolve_file(rel, cache) if resolve_file is not None else (config_dir / rel).resolve()
+
     schema_problems = _check_schema(doc, cache)
     # Semantic checks run even when the schema found problems, so that every error is reported at once;
     # parts the schema already rejected may then be malformed, and checks that trip over them are skipped.
@@ -157,7 +204,7 @@ def load_experiment(
     model: ResolvedModel | None = None
     with _lenient(lenient):
         try:
-            model = resolve_model(data["model"], config_dir, cache)
+            model = resolve_model(data["model"], resolve, cache)
         except UsageError as exc:
             problems.add("/model", exc.message + (f" ({exc.hint})" if exc.hint else ""))
     runs = _runs(data, problems, lenient)
@@ -168,7 +215,7 @@ def load_experiment(
     selection = Selection(None)
     with _lenient(lenient):
         selection = parse_selection(data.get("layers", "all"), "/layers", problems)
-    inputs = _inputs(data, config_dir, problems, lenient)
+    inputs = _inputs(data, resolve, problems, lenient)
     thresholds = Thresholds()
     with _lenient(lenient):
         thresholds = _thresholds(data)
@@ -330,16 +377,18 @@ def _compare(data: dict[str, Any], runs: dict[str, RunSpec], problems: ProblemCo
     return reference, tuple(cands)
 
 
-def _inputs(data: dict[str, Any], config_dir: Path, problems: ProblemCollector, lenient: bool) -> tuple[InputSpec, ...]:
+def _inputs(
+    data: dict[str, Any], resolve: Callable[[str], Path], problems: ProblemCollector, lenient: bool
+) -> tuple[InputSpec, ...]:
     out: list[InputSpec] = []
     with _lenient(lenient):
         for name, spec in data["inputs"].items():
             with _lenient(lenient):
-                out.append(_input(name, spec, config_dir, problems))
+                out.append(_input(name, spec, resolve, problems))
     return tuple(out)
 
 
-def _input(name: str, spec: dict[str, Any], config_dir: Path, problems: ProblemCollector) -> InputSpec:
+def _input(name: str, spec: dict[str, Any], resolve: Callable[[str], Path], problems: ProblemCollector) -> InputSpec:
     ptr = f"/inputs/{name}"
     source = dict(spec["source"])
     if "random" in source:
@@ -354,7 +403,11 @@ def _input(name: str, spec: dict[str, Any], config_dir: Path, problems: ProblemC
         if source["random"] == "uniform" and source["high"] <= source["low"]:
             problems.add(f"{ptr}/source/high", "high must be greater than low")
     else:
-        file = (config_dir / source["file"]).resolve()
+        try:
+            file = resolve(source["file"])
+        except UsageError as exc:
+            problems.add(f"{ptr}/source/file", exc.message)
+            return InputSpec(name, None, spec.get("dtype", "float32"), source)
         if not file.is_file():
             problems.add(f"{ptr}/source/file", f"input file not found: {file}")
         if file.suffix == ".npz" and "key" not in source:
