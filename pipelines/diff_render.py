@@ -68,6 +68,23 @@ def _first(pair: list[Any]) -> str:
     return a if a == b else f"{a} → {b}"
 
 
+def _flips(c: dict[str, Any], limit: int, quote: str = "") -> list[str]:
+    """Verdict changes grouped by direction: 'pass → fail (3): conv0, bn0, relu0'."""
+    out = []
+    for old, new in (("pass", "fail"), ("fail", "pass")):
+        names = [f"{quote}{f['node'] or f['tensor']}{quote}" for f in c["verdict_changes"] if f["new"] == new]
+        if names:
+            shown = names if limit <= 0 else names[:limit]
+            more = f", … (+{len(names) - len(shown)})" if len(shown) < len(names) else ""
+            out.append(f"{old} → {new} ({len(names)}): {', '.join(shown)}{more}")
+    return out
+
+
+def _metric_rows(c: dict[str, Any]) -> list[dict[str, Any]]:
+    """Layers whose metrics or execution changed (verdict-only changes are listed as verdict changes)."""
+    return [x for x in c["layers"] if x["worse_factor"] != 1.0 or x["execution"][0] != x["execution"][1]]
+
+
 def _cells(layer: dict[str, Any]) -> list[str]:
     out = []
     for m in METRICS:
@@ -93,10 +110,8 @@ def text(doc: dict[str, Any], *, limit: int = DEFAULT_LIMIT) -> str:
     out += [f"  note: {n}" for n in doc["notes"]]
     for c in doc["comparisons"]:
         out += ["", _comparison_head(c)]
-        if c["verdict_changes"]:
-            flips = "; ".join(f"{f['node'] or f['tensor']} {f['old']} → {f['new']}" for f in c["verdict_changes"])
-            out.append(f"  Verdicts changed ({len(c['verdict_changes'])}): {flips}")
-        layers = c["layers"]
+        out += [f"  Verdicts {line}" for line in _flips(c, limit)]
+        layers = _metric_rows(c)
         if layers:
             shown = layers if limit <= 0 else layers[:limit]
             more = f" (the first {len(shown)}; --limit 0 shows all)" if len(shown) < len(layers) else ""
@@ -119,7 +134,7 @@ def text(doc: dict[str, Any], *, limit: int = DEFAULT_LIMIT) -> str:
     out += ["", f"Provenance changes ({len(prov)})" if prov else "Provenance changes: none"]
     if prov:
         out += _table([[c["key"], _old_new(c, "(none)")[0], "→", _old_new(c, "(none)")[1]] for c in prov], "  ")
-    out += ["", *_regression_lines(doc, "")]
+    out += ["", *_regression_lines(doc, "", limit)]
     return "\n".join(out) + "\n"
 
 
@@ -131,7 +146,7 @@ def _comparison_head(c: dict[str, Any]) -> str:
     )
 
 
-def _regression_lines(doc: dict[str, Any], bullet: str) -> list[str]:
+def _regression_lines(doc: dict[str, Any], bullet: str, limit: int) -> list[str]:
     tol = doc["tolerance"]
     tols = sorted(set(tol.values()))
     tol_text = (
@@ -140,7 +155,13 @@ def _regression_lines(doc: dict[str, Any], bullet: str) -> list[str]:
     regs = doc["regressions"]
     if not regs:
         return [f"Regressions (tolerance {tol_text}): none"]
-    return [f"Regressions (tolerance {tol_text}): {len(regs)}", *[f"  {bullet}{r}" for r in regs]]
+    shown = regs if limit <= 0 else regs[:limit]
+    more = (
+        [f"  {bullet}… and {len(regs) - len(shown)} more (--limit 0 or --format json: all)"]
+        if len(shown) < len(regs)
+        else []
+    )
+    return [f"Regressions (tolerance {tol_text}): {len(regs)}", *[f"  {bullet}{r}" for r in shown], *more]
 
 
 # -- markdown -------------------------------------------------------------------------------------------
@@ -162,10 +183,10 @@ def markdown(doc: dict[str, Any], *, limit: int = DEFAULT_LIMIT) -> str:
     out.append("")
     for c in doc["comparisons"]:
         out += [f"### {_md_cell(_comparison_head(c))}", ""]
-        if c["verdict_changes"]:
-            flips = ", ".join(f"`{f['node'] or f['tensor']}` {f['old']} → **{f['new']}**" for f in c["verdict_changes"])
-            out += [f"Verdicts changed: {flips}.", ""]
-        layers = c["layers"]
+        flips = _flips(c, limit, "`")
+        if flips:
+            out += [*(f"- Verdicts {line}" for line in flips), ""]
+        layers = _metric_rows(c)
         if layers:
             shown = layers if limit <= 0 else layers[:limit]
             more = f" (the first {len(shown)})" if len(shown) < len(layers) else ""
@@ -195,6 +216,6 @@ def markdown(doc: dict[str, Any], *, limit: int = DEFAULT_LIMIT) -> str:
             a, b = _old_new(c, "(none)")
             out.append(f"| `{_md_cell(c['key'])}` | {_md_cell(a)} | {_md_cell(b)} |")
         out.append("")
-    lines = _regression_lines(doc, "- ")
+    lines = _regression_lines(doc, "- ", limit)
     out += [f"**{lines[0]}**", *[line.strip() for line in lines[1:]]]
     return "\n".join(out) + "\n"
