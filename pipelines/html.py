@@ -92,6 +92,7 @@ table.sortable th:after{content:" \\2195";color:#aab7b8}
 table.sortable th.asc:after{content:" \\2191";color:#1c2833}
 table.sortable th.desc:after{content:" \\2193";color:#1c2833}
 tr.failrow td{background:#fdedec}.scroll{max-height:640px;overflow:auto;border:1px solid #eaecee}
+dd code+code{margin-left:10px}
 dl{display:grid;grid-template-columns:max-content auto;gap:2px 14px;margin:0}dt{color:#5d6d7e}dd{margin:0}
 """
 
@@ -143,8 +144,8 @@ def assemble(report: dict[str, Any], figures: dict[str, str]) -> str:
         parts += [
             '<h2 id="depth">Deviation ratio along the network</h2>',
             f'<figure class="chart" id="chart-deviation">{figures["deviation"]}<figcaption>Share of elements whose '
-            "relative error exceeds the threshold, per layer in network order (log scale); dashed: the limit; "
-            "X: the first failing layer of each candidate.</figcaption></figure>",
+            "relative error exceeds the threshold, per layer in network order (log scale); dashed: the limit; red "
+            "rings: failing layers; X: the first failing layer of each candidate.</figcaption></figure>",
         ]
     for c in report["comparisons"]:
         parts.append(_table(c, report))
@@ -261,7 +262,7 @@ def _provenance(report: dict[str, Any]) -> str:
         ("samples", _e(report["samples"])),
     ]
     for name, material in report["inputs"].items():
-        items.append((f"input {name}", f"<code>{_e(json.dumps(material))}</code>"))
+        items.append((f"input '{name}'", f"<code>{_e(json.dumps(material))}</code>"))
     seen: set[str] = set()
     for c in report["comparisons"]:
         for name, run in ((c["reference"], c["reference_run"]), (c["candidate"], c["candidate_run"])):

@@ -26,6 +26,7 @@ FP16_SMALLEST_SUBNORMAL = 5.960464477539063e-08
 FP16_SMALLEST_NORMAL = 6.103515625e-05
 FP16_MAX = 65504.0
 WORST_LAYERS = 6
+RANGE_BOTTOM, RANGE_TOP = 1e-12, 1e9
 _RC: dict[str, Any] = {
     "svg.fonttype": "none",
     "svg.hashsalt": "layerscope",
@@ -84,7 +85,7 @@ def _layer_ticks(ax: Any, labels: list[str]) -> None:
 
 def deviation_chart(report: dict[str, Any]) -> str:
     from matplotlib.figure import Figure
-    from matplotlib.ticker import FuncFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     comparisons = report["comparisons"]
     tensors, labels, pos = _positions(report)
@@ -101,6 +102,18 @@ def deviation_chart(report: dict[str, Any]) -> str:
         ys = [max(as_float(x["metrics"]["deviation_ratio"]), floor) for x in c["layers"]]
         marker = "o" if len(xs) <= 80 else None
         (line,) = ax.plot(xs, ys, marker=marker, ms=3, lw=1.4, label=f"{c['candidate']}", clip_on=False)
+        failing = [x for x in c["layers"] if x["verdict"] == "fail"]
+        ax.scatter(
+            [pos[x["tensor"]] for x in failing],
+            [max(as_float(x["metrics"]["deviation_ratio"]), floor) for x in failing],
+            s=40,
+            facecolors="none",
+            edgecolors="#c0392b",
+            linewidths=1.2,
+            zorder=4,
+            clip_on=False,
+            label="failing layer" if failing and c is comparisons[0] else None,
+        )
         first = c.get("first_failing_tensor")
         if first in pos:
             layer = next(x for x in c["layers"] if x["tensor"] == first)
@@ -117,14 +130,21 @@ def deviation_chart(report: dict[str, Any]) -> str:
     lim_x = [pos[x["tensor"]] for x in comparisons[0]["layers"]]
     ax.step(lim_x, limits, where="mid", ls="--", lw=1.2, color="#c0392b", label="limit (max deviation ratio)")
     ax.set_yscale("log")
-    ax.set_ylim(bottom=floor)
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v * 100:g}%"))
-    ax.set_ylabel("deviation ratio (log scale)")
     if any(v <= 0 for v in ratios):
+        ax.set_ylim(bottom=floor)
         ax.text(0.005, 0.01, "0 is drawn on the bottom edge", transform=ax.transAxes, fontsize=7, color="#666")
+    percent = FuncFormatter(lambda v, _: f"{v * 100:.3g}%")
+    ax.yaxis.set_major_formatter(percent)
+    low, high = ax.get_ylim()
+    if math.log10(high / low) < 2:  # few decades: label 2x, 3x, 5x too, in the same format as the decades
+        ax.yaxis.set_minor_locator(LogLocator(subs=(2, 3, 5)))
+        ax.yaxis.set_minor_formatter(percent)
+    else:
+        ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.set_ylabel("deviation ratio (log scale)")
     ax.grid(True, which="major", axis="y", alpha=0.3)
     _layer_ticks(ax, labels)
-    ax.legend(loc="lower left", bbox_to_anchor=(0, 1), ncols=len(comparisons) + 1, fontsize=8, frameon=False)
+    ax.legend(loc="lower left", bbox_to_anchor=(0, 1), ncols=len(comparisons) + 2, fontsize=8, frameon=False)
     return _svg(fig)
 
 
@@ -163,7 +183,9 @@ def histogram_chart(report: dict[str, Any]) -> str:
         ax.axvline(t, ls="--", color="#c0392b", lw=1)
         ax.axvspan(t, ax.get_xlim()[1] if counts else t * 10, color="#c0392b", alpha=0.06)
         ratio = as_float(m["deviation_ratio"])
-        ax.set_title(f"{_label(layer)} ({c['candidate']}): {ratio:.3%} deviate (> {t:g})", fontsize=8.5)
+        name = _label(layer)
+        name = name if len(name) <= 40 else name[:19] + "…" + name[-20:]
+        ax.set_title(f"{name} ({c['candidate']})\n{ratio:.3%} deviate (> {t:g})", fontsize=8.5)
         extras = [f"exact: {int(h.get('zero', 0)) / n:.1%}"]
         if h.get("inf"):
             extras.append(f"infinite: {int(h['inf']):,}")
@@ -234,7 +256,11 @@ def range_chart(report: dict[str, Any]) -> str:
             ax.vlines(i, pct[0], pct[1], color=colour, lw=5 if len(layers) <= 80 else 2.5)
         lows.append(mn)
         highs.append(mx)
-    bottom, top = min(lows) / 3, max(highs) * 3
+    # Far below the smallest subnormal everything flushes to 0 alike, far above the max everything overflows:
+    # clip there so one extreme layer does not squash the others; its line runs off the edge.
+    bottom, top = max(min(lows) / 3, RANGE_BOTTOM), min(max(highs) * 3, RANGE_TOP)
+    if min(lows) < bottom or max(highs) > top:
+        ax.text(0.005, 0.01, "lines running off an edge continue beyond it", transform=ax.transAxes, fontsize=7)
     ax.axhspan(bottom, FP16_SMALLEST_SUBNORMAL, color="#c0392b", alpha=0.07)
     ax.axhspan(FP16_SMALLEST_SUBNORMAL, FP16_SMALLEST_NORMAL, color="#e67e22", alpha=0.07)
     ax.axhspan(FP16_MAX, top, color="#c0392b", alpha=0.07)

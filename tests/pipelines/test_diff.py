@@ -157,3 +157,12 @@ def test_tolerance_parsing() -> None:
     assert tol.of("deviation_ratio") == 0.05 and tol.of("cosine") == 0.5
     with pytest.raises(Exception, match="must be 0 or more"):
         Tolerance.parse(["-1"])
+
+
+def test_reports_without_config_data_compare_config_digests(base) -> None:
+    path, old = base
+    new = run(path, "other", "thresholds.max_deviation_ratio=0.4")
+    del old["experiment"]["config_data"]  # as written before reports recorded it
+    doc = diff_reports(old, new)
+    assert doc["notes"] == ["report A does not record its config data: only the config digests are compared"]
+    assert doc["config_changes"][0]["key"] == "config digest"
