@@ -216,6 +216,8 @@ def markdown(doc: dict[str, Any], *, limit: int = DEFAULT_LIMIT) -> str:
             a, b = _old_new(c, "(none)")
             out.append(f"| `{_md_cell(c['key'])}` | {_md_cell(a)} | {_md_cell(b)} |")
         out.append("")
+    else:
+        out += ["No provenance changes (libraries, backends, devices).", ""]
     lines = _regression_lines(doc, "- ", limit)
     out += [f"**{lines[0]}**", *[line.strip() for line in lines[1:]]]
     return "\n".join(out) + "\n"

@@ -274,6 +274,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     report = app.load_report(args.path)
     if args.format == "table":
+        if args.output:
+            raise UsageError("-o/--output writes a file: use it with --format md, json or html")
         from layerscope.pipelines.render import print_summary
 
         print_summary(report, _console(), all_rows=True)
