@@ -19,7 +19,7 @@ from layerscope.runner.errors import EXIT_OK, EXIT_STAGE, EXIT_THRESHOLD, UsageE
 if TYPE_CHECKING:
     from layerscope.pipelines.experiment import Experiment
     from layerscope.runner.cache import Cache
-    from layerscope.runner.execute import Outcome
+    from layerscope.runner.execute import Outcome, Reporter
     from layerscope.runner.graph import Plan
 
 
@@ -84,9 +84,11 @@ def write_outputs(
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         _atomic_write(out_dir / "report.json", json.dumps(report, indent=1, allow_nan=False))
+        # What the report stage wrote (the report without `execution`), by content: the key of cached HTML charts.
+        content_key = report_outcome.entry.manifest["files"]["report.json"]["sha256"]
         for fmt in exp.report_formats:
             if fmt in RENDERERS:
-                _atomic_write(out_dir / f"report.{fmt}", RENDERERS[fmt](report))
+                _atomic_write(out_dir / f"report.{fmt}", RENDERERS[fmt](report, cache, content_key))
         _link_dumps(exp, plan, outcomes, out_dir, cache)
         _copy_calibration_cache(plan, outcomes, out_dir, cache)
     except OSError as exc:
@@ -137,14 +139,22 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _markdown(report: dict[str, Any]) -> str:
+def _markdown(report: dict[str, Any], cache: Cache | None, content_key: str | None) -> str:
     from layerscope.pipelines.render import markdown
 
     return markdown(report)
 
 
+def _html(report: dict[str, Any], cache: Cache | None, content_key: str | None) -> str:
+    from layerscope.pipelines.html import render_html
+
+    return render_html(report, cache, content_key)
+
+
 # report.json is always written; these render the other formats a config may ask for (report.formats).
-RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {"md": _markdown}
+# A renderer gets the report, the cache (None: do not cache) and the digest of the report's cached content.
+Renderer = Callable[[dict[str, Any], "Cache | None", "str | None"], str]
+RENDERERS: dict[str, Renderer] = {"md": _markdown, "html": _html}
 
 
 def load_report(path: str) -> dict[str, Any]:
@@ -165,9 +175,30 @@ def load_report(path: str) -> dict[str, Any]:
 def render(report: dict[str, Any], fmt: str) -> str:
     if fmt == "json":
         return json.dumps(report, indent=1)
-    from layerscope.pipelines.render import markdown
+    return RENDERERS[fmt](report, None, None)
 
-    return markdown(report)
+
+def diff(
+    old: str, new: str, tolerance: list[str], *, cache_dir: str | None, reporter: Reporter | None = None
+) -> dict[str, Any]:
+    """The diff of two sides (report.json, run directory, config, REV:config) as JSON-ready data."""
+    from layerscope.pipelines.diff import Tolerance, diff_reports
+    from layerscope.pipelines.sides import load_side
+
+    tol = Tolerance.parse(tolerance)  # before running anything: a typo should not cost a run
+    a = load_side(old, cache_dir=cache_dir, reporter=reporter)
+    b = load_side(new, cache_dir=cache_dir, reporter=reporter)
+    return diff_reports(a.report, b.report, labels=(a.label, b.label), tolerance=tol)
+
+
+def render_diff(doc: dict[str, Any], fmt: str, *, limit: int) -> str:
+    from layerscope.pipelines import diff_render
+
+    if fmt == "json":
+        return diff_render.as_json(doc)
+    if fmt == "md":
+        return diff_render.markdown(doc, limit=limit)
+    return diff_render.text(doc, limit=limit)
 
 
 def backends_table() -> list[tuple[str, bool, str, str]]:

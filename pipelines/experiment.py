@@ -14,7 +14,7 @@ import contextlib
 import fnmatch
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -31,9 +31,19 @@ from layerscope.pipelines.selection import (
 from layerscope.runner.cache import Cache
 from layerscope.runner.errors import SpecError, SpecProblem, UsageError
 from layerscope.runner.hashing import digest, digest_bytes
-from layerscope.runner.spec import Document, ProblemCollector, apply_overrides, load_document, validate_schema
+from layerscope.runner.spec import (
+    Document,
+    ProblemCollector,
+    apply_overrides,
+    load_document,
+    parse_document,
+    validate_schema,
+)
 
 ENV_CACHE = "LAYERSCOPE_CACHE_DIR"
+
+# Where a relative model or input path of a config points: (path as written, the experiment's cache) -> file.
+FileResolver = Callable[[str, Cache], Path]
 
 
 def schema_text(name: str = "experiment") -> str:
@@ -159,12 +169,49 @@ def load_experiment(
     """Load, validate and resolve. ``deep`` also opens input files to check their shapes (``validate``)."""
     path = Path(path)
     doc = load_document(path)
+    config_dir = (path.parent if path.parent != Path() else Path()).resolve()
+    return _experiment(doc, config_dir, overrides, cache_dir=cache_dir, deep=deep, resolve_file=None)
+
+
+def load_experiment_text(
+    text: str,
+    source: str,
+    config_dir: Path,
+    overrides: list[str] | None = None,
+    *,
+    cache_dir: str | None = None,
+    deep: bool = False,
+    resolve_file: FileResolver | None = None,
+) -> Experiment:
+    """An experiment from config text that is no file of its own (a config at a git revision, read with git).
+
+    ``source`` names it in messages and in the report; relative model and input paths go through
+    ``resolve_file`` (default: relative to ``config_dir``), as does the config's ``cache.dir``'s base.
+    """
+    doc = parse_document(text, source=source)
+    return _experiment(
+        doc, Path(config_dir).resolve(), overrides, cache_dir=cache_dir, deep=deep, resolve_file=resolve_file
+    )
+
+
+def _experiment(
+    doc: Document,
+    config_dir: Path,
+    overrides: list[str] | None,
+    *,
+    cache_dir: str | None,
+    deep: bool,
+    resolve_file: FileResolver | None,
+) -> Experiment:
     apply_overrides(doc, overrides or [])
     data = doc.data
     if not isinstance(data, dict):
         raise SpecError([doc.problem("", "the config must be a mapping of keys to values")], doc.source)
-    config_dir = (path.parent if path.parent != Path() else Path()).resolve()
     cache = Cache(resolve_cache_dir(cache_dir, _cache_value(data), config_dir))
+
+    def resolve(rel: str) -> Path:
+        return resolve_file(rel, cache) if resolve_file is not None else (config_dir / rel).resolve()
+
     schema_problems = _check_schema(doc, cache)
     # Semantic checks run even when the schema found problems, so that every error is reported at once;
     # parts the schema already rejected may then be malformed, and checks that trip over them are skipped.
@@ -173,7 +220,7 @@ def load_experiment(
     model: ResolvedModel | None = None
     with _lenient(lenient):
         try:
-            model = resolve_model(data["model"], config_dir, cache)
+            model = resolve_model(data["model"], resolve, cache)
         except UsageError as exc:
             problems.add("/model", exc.message + (f" ({exc.hint})" if exc.hint else ""))
     runs = _runs(data, problems, lenient)
@@ -184,10 +231,10 @@ def load_experiment(
     selection = Selection(None)
     with _lenient(lenient):
         selection = parse_selection(data.get("layers", "all"), "/layers", problems)
-    inputs = _inputs(data, config_dir, problems, lenient)
+    inputs = _inputs(data, resolve, problems, lenient)
     calibration: CalibrationSpec | None = None
     with _lenient(lenient):
-        calibration = _calibration(data, inputs, runs, config_dir, problems, lenient)
+        calibration = _calibration(data, inputs, runs, resolve, problems, lenient)
     if calibration is not None:
         for name, run in list(runs.items()):
             if FORMATS[run.precision].quantized:
@@ -358,16 +405,18 @@ def _compare(data: dict[str, Any], runs: dict[str, RunSpec], problems: ProblemCo
     return reference, tuple(cands)
 
 
-def _inputs(data: dict[str, Any], config_dir: Path, problems: ProblemCollector, lenient: bool) -> tuple[InputSpec, ...]:
+def _inputs(
+    data: dict[str, Any], resolve: Callable[[str], Path], problems: ProblemCollector, lenient: bool
+) -> tuple[InputSpec, ...]:
     out: list[InputSpec] = []
     with _lenient(lenient):
         for name, spec in data["inputs"].items():
             with _lenient(lenient):
-                out.append(_input(name, spec, config_dir, problems))
+                out.append(_input(name, spec, resolve, problems))
     return tuple(out)
 
 
-def _input(name: str, spec: dict[str, Any], config_dir: Path, problems: ProblemCollector) -> InputSpec:
+def _input(name: str, spec: dict[str, Any], resolve: Callable[[str], Path], problems: ProblemCollector) -> InputSpec:
     ptr = f"/inputs/{name}"
     source = dict(spec["source"])
     if "random" in source:
@@ -382,7 +431,11 @@ def _input(name: str, spec: dict[str, Any], config_dir: Path, problems: ProblemC
         if source["random"] == "uniform" and source["high"] <= source["low"]:
             problems.add(f"{ptr}/source/high", "high must be greater than low")
     else:
-        file = (config_dir / source["file"]).resolve()
+        try:
+            file = resolve(source["file"])
+        except UsageError as exc:
+            problems.add(f"{ptr}/source/file", exc.message)
+            return InputSpec(name, None, spec.get("dtype", "float32"), source)
         if not file.is_file():
             problems.add(f"{ptr}/source/file", f"input file not found: {file}")
         if file.suffix == ".npz" and "key" not in source:
@@ -487,7 +540,7 @@ def _calibration(
     data: dict[str, Any],
     inputs: tuple[InputSpec, ...],
     runs: dict[str, RunSpec],
-    config_dir: Path,
+    resolve: Callable[[str], Path],
     problems: ProblemCollector,
     lenient: bool,
 ) -> CalibrationSpec | None:
@@ -508,7 +561,7 @@ def _calibration(
             if entry["shape"] is None:
                 entry.pop("shape")
             with _lenient(lenient):
-                specs.append(_input(spec.name, entry, config_dir, problems))
+                specs.append(_input(spec.name, entry, resolve, problems))
         elif "random" in spec.source:
             specs.append(replace(spec, source={**spec.source, "seed": int(spec.source["seed"]) + 1}))
         else:
@@ -518,8 +571,14 @@ def _calibration(
     if "cache" in raw:
         from layerscope.pipelines.calibration_cache import read_trt_cache
 
-        cache = (config_dir / raw["cache"]).resolve()
-        if not cache.is_file():
+        try:
+            cache = resolve(raw["cache"])
+        except UsageError as exc:
+            problems.add("/calibration/cache", exc.message)
+            cache = None
+        if cache is None:
+            pass
+        elif not cache.is_file():
             problems.add("/calibration/cache", f"TensorRT calibration cache not found: {cache}")
             cache = None
         else:

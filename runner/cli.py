@@ -82,7 +82,33 @@ def _parser() -> argparse.ArgumentParser:
             c.add_argument("-q", "--quiet", action="store_true", help="no progress or tables, only the verdict")
     r = sub.add_parser("report", help="re-render a run directory or report.json without running anything")
     r.add_argument("path", help="run directory or report.json")
-    r.add_argument("--format", choices=["md", "json", "table"], default="table")
+    r.add_argument("--format", choices=["table", "md", "json", "html"], default="table")
+    r.add_argument("-o", "--output", help="write to this file instead of standard output")
+    d = sub.add_parser(
+        "diff",
+        help="what changed between two reports, run directories, configs, or configs at a git revision",
+        description="Compare A (before) with B (after). Each is a report.json, a run directory, a config file or "
+        "REV:path/to/config.yaml (read with git; nothing is checked out). A config's report comes from the cache; "
+        "missing stages run first.",
+    )
+    d.add_argument("old", metavar="A")
+    d.add_argument("new", metavar="B")
+    d.add_argument("--format", choices=["text", "md", "json"], default="text", help="md is ready to paste in a PR")
+    d.add_argument(
+        "--fail-on-regression",
+        action="store_true",
+        help="exit 1 when a verdict went from pass to fail or a metric got worse beyond the tolerance",
+    )
+    d.add_argument(
+        "--tolerance",
+        action="append",
+        default=[],
+        metavar="[METRIC=]REL",
+        help="how much worse a metric may get, relative (default 0.1 = 10%%; e.g. 0.05 or cosine=0.5; repeatable)",
+    )
+    d.add_argument("--limit", type=int, default=20, help="layers shown per comparison in text/md (0: all)")
+    d.add_argument("--cache-dir", help="artifact cache for config sides (as for run)")
+    d.add_argument("-q", "--quiet", action="store_true", help="no progress while config sides run")
     c = sub.add_parser("cache", help="inspect or clean the artifact cache")
     c.add_argument("action", choices=["ls", "gc", "clear"])
     c.add_argument("--cache-dir")
@@ -135,12 +161,12 @@ def _err(text: str) -> None:
     print(text, file=sys.stderr)
 
 
-def _console(quiet: bool = False) -> Any:
+def _console(quiet: bool = False, *, stderr: bool = False) -> Any:
     from rich.console import Console
 
-    console = Console(quiet=quiet, highlight=False)
+    console = Console(quiet=quiet, highlight=False, stderr=stderr)
     if not console.is_terminal:
-        console = Console(quiet=quiet, highlight=False, width=140)  # logs: wide tables beat wrapped ones
+        console = Console(quiet=quiet, highlight=False, width=140, stderr=stderr)  # logs: wide tables beat wrapped
     return console
 
 
@@ -248,12 +274,36 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     report = app.load_report(args.path)
     if args.format == "table":
+        if args.output:
+            raise UsageError("-o/--output writes a file: use it with --format md, json or html")
         from layerscope.pipelines.render import print_summary
 
         print_summary(report, _console(), all_rows=True)
     else:
-        sys.stdout.write(app.render(report, args.format))
+        _write(app.render(report, args.format), args.output)
     return EXIT_OK
+
+
+def _write(text: str, output: str | None) -> None:
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        Path(output).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from layerscope.pipelines import app
+    from layerscope.runner.errors import EXIT_THRESHOLD
+    from layerscope.runner.progress import RichReporter
+
+    # Progress of config sides goes to stderr: stdout carries the diff (md/json are meant to be piped).
+    with RichReporter(_console(args.quiet, stderr=True), verbose=getattr(args, "verbose", False)) as reporter:
+        doc = app.diff(args.old, args.new, args.tolerance, cache_dir=args.cache_dir, reporter=reporter)
+    sys.stdout.write(app.render_diff(doc, args.format, limit=args.limit))
+    return EXIT_THRESHOLD if args.fail_on_regression and doc["regressions"] else EXIT_OK
 
 
 def _size(text: str) -> int:
@@ -356,6 +406,7 @@ _COMMANDS = {
     "plan": cmd_plan,
     "run": cmd_run,
     "report": cmd_report,
+    "diff": cmd_diff,
     "cache": cmd_cache,
     "backends": cmd_backends,
     "models": cmd_models,

@@ -153,6 +153,9 @@ def test_report_command_rerenders(write_config, capsys: pytest.CaptureFixture[st
     run_ok(["report", "o"])
     assert "fp16 vs fp32" in capsys.readouterr().out
     run_ok(["report", "nowhere"], 2)
+    run_ok(["report", "o", "-o", "table.txt"], 2)
+    run_ok(["report", "o", "--format", "md", "-o", "again.md"])
+    assert Path("again.md").read_text() == Path("o/report.md").read_text()
 
 
 def test_no_cache_keeps_artifacts_private(write_config, isolated_cache: Path) -> None:

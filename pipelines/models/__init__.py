@@ -8,6 +8,7 @@ stat, so an unchanged model is not reread.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,12 +37,15 @@ class ResolvedModel:
         return str(self.path)
 
 
-def model_path(spec: Any, config_dir: Path, cache: Cache) -> tuple[Path, dict[str, Any]]:
-    """Where the model file is (materialising a builtin), and its origin record. Raises UsageError."""
+def model_path(spec: Any, resolve: Callable[[str], Path], cache: Cache) -> tuple[Path, dict[str, Any]]:
+    """Where the model file is (materialising a builtin), and its origin record. Raises UsageError.
+
+    ``resolve`` turns a path as written in the config into a file (relative to the config, usually).
+    """
     if isinstance(spec, str):
         spec = {"path": spec}
     if "path" in spec:
-        path = (config_dir / spec["path"]).resolve()
+        path = resolve(spec["path"])
         if not path.is_file():
             raise UsageError(f"model file not found: {path}")
         return path, {"path": spec["path"]}
@@ -108,7 +112,7 @@ def load_summary(path: Path, cache: Cache) -> tuple[str, ModelSummary]:
     return digest({"onnx": file_digest, "external_data": external}), summary
 
 
-def resolve_model(spec: Any, config_dir: Path, cache: Cache) -> ResolvedModel:
-    path, origin = model_path(spec, config_dir, cache)
+def resolve_model(spec: Any, resolve: Callable[[str], Path], cache: Cache) -> ResolvedModel:
+    path, origin = model_path(spec, resolve, cache)
     model_digest, summary = load_summary(path, cache)
     return ResolvedModel(path=path, digest=model_digest, summary=summary, origin=origin)

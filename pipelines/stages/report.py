@@ -83,6 +83,8 @@ def experiment_record(exp: Experiment) -> dict[str, Any]:
             "config": exp.source,
             "config_digest": exp.config_digest,
             "overrides": list(exp.document.overrides),
+            # What `layerscope diff` compares between two config versions: the data as validated.
+            "config_data": exp.document.data,
             "notes": list(exp.notes),
         },
         "model": {"origin": exp.model.origin, "digest": exp.model.digest, "producer": exp.model.summary.producer},
