@@ -223,3 +223,52 @@ def zoo_fetch(name: str, cache_root: Path, log: Any) -> Path:
     from layerscope.pipelines.models.zoo import fetch
 
     return fetch(cache_root, name, log=log)
+
+
+def fix(
+    exp: Experiment,
+    run: str,
+    *,
+    targets: list[str] | None,
+    max_candidates: int,
+    jobs: int,
+    reporter: Any,
+    log: Callable[[str], None],
+) -> tuple[Any, dict[str, Path]]:
+    """Search the layers to pin for ``run`` to pass; write the snippet and the search report."""
+    from layerscope.pipelines import fix_report
+    from layerscope.pipelines.search import Search
+
+    missing = [t for t in targets or [] if t not in exp.tensors]
+    if missing:
+        raise UsageError(f"--target {missing[0]!r} is not a compared tensor of {exp.name}")
+    search = Search(exp, run, targets=targets, max_candidates=max_candidates, jobs=jobs, reporter=reporter, log=log)
+    result = search.search(attribution=_local_errors(exp, run, jobs, reporter))
+    return result, fix_report.write(exp, result, Path(exp.report_dir))
+
+
+def _local_errors(exp: Experiment, run: str, jobs: int, reporter: Any) -> dict[str, float] | None:
+    """Local error power per layer from the attribution stage (run, or from the cache), to pick candidates."""
+    import json
+
+    from layerscope.pipelines.stages import plan_for
+    from layerscope.pipelines.stages.attribute import stage_id
+    from layerscope.pipelines.stages.common import as_float
+    from layerscope.runner.execute import plan_decisions, run_plan
+
+    if not exp.attribution or run not in exp.candidates:
+        return None
+    plan = plan_for(exp)
+    sid = stage_id(run)
+    decisions = plan_decisions(plan, exp.cache, exp.scope, only=[sid])
+    outcome = run_plan(plan, exp.cache, exp.scope, decisions, jobs=jobs, reporter=reporter)[sid]
+    if outcome.entry is None:
+        return None
+    doc = json.loads(outcome.entry.file("attribution.json").read_text())
+    producer = exp.model.summary.producer_of()
+    errors: dict[str, float] = {}
+    for tensor, result in doc["tensors"].items():
+        if result["status"] == "ok" and tensor in producer:
+            node = producer[tensor].name
+            errors[node] = max(errors.get(node, 0.0), as_float(result["local"]["rmse"]) ** 2)
+    return errors

@@ -80,6 +80,23 @@ def _parser() -> argparse.ArgumentParser:
             )
             c.add_argument("--out", help="output directory (default: the config's report.dir)")
             c.add_argument("-q", "--quiet", action="store_true", help="no progress or tables, only the verdict")
+    f = config_cmd("fix", "find a small set of layers to keep in FP32 so that the thresholds pass")
+    f.add_argument("--run", required=True, help="the candidate run to fix")
+    f.add_argument(
+        "--target",
+        action="append",
+        metavar="TENSOR",
+        help="tensor(s) whose error ranks the layers (default: the model's outputs)",
+    )
+    f.add_argument(
+        "--candidates",
+        type=int,
+        default=64,
+        metavar="N",
+        help="rank at most N layers (the ones with the largest local error); default 64",
+    )
+    f.add_argument("-j", "--jobs", type=int, default=None, help="stages in parallel (default: CPUs, at most 4)")
+    f.add_argument("-q", "--quiet", action="store_true", help="no progress, only the result")
     r = sub.add_parser("report", help="re-render a run directory or report.json without running anything")
     r.add_argument("path", help="run directory or report.json")
     r.add_argument("--format", choices=["table", "md", "json", "html"], default="table")
@@ -401,11 +418,49 @@ def cmd_models(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_fix(args: argparse.Namespace) -> int:
+    from layerscope.pipelines import app
+    from layerscope.runner.errors import EXIT_THRESHOLD
+    from layerscope.runner.execute import NullReporter
+
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError("-j/--jobs must be at least 1")
+    exp = app.load(args.config, args.overrides, args.cache_dir)
+    console = _console(args.quiet)
+    log = (lambda m: None) if args.quiet else (lambda m: console.print(f"[dim]{_escape(m)}[/dim]"))
+    result, paths = app.fix(
+        exp,
+        args.run,
+        targets=args.target,
+        max_candidates=args.candidates,
+        jobs=args.jobs or min(4, os.cpu_count() or 1),
+        reporter=NullReporter(),
+        log=log,
+    )
+    if result.found is None:
+        print(f"no set of the ranked layers passes every threshold — search report in {paths['md']}")
+        return EXIT_THRESHOLD
+    print(paths["yaml"].read_text(), end="")
+    c = result.cost
+    print(
+        f"cost: {c.ran} stages ran ({c.inference_runs} inference passes), {c.cached} from the cache — "
+        f"report in {paths['md']}"
+    )
+    return EXIT_OK
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
 _COMMANDS = {
     "validate": cmd_validate,
     "plan": cmd_plan,
     "run": cmd_run,
     "report": cmd_report,
+    "fix": cmd_fix,
     "diff": cmd_diff,
     "cache": cmd_cache,
     "backends": cmd_backends,

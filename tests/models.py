@@ -42,3 +42,36 @@ def chain_model(path: Path, *, scale: float = 1.0, names: bool = True, opset: in
     model.ir_version = 8
     onnx.save(model, str(path))
     return path
+
+
+def hostile_model(path: Path) -> Path:
+    """One FP16-hostile layer: conv1's weights (~1e5) exceed 65504 and are clamped in FP16, while its inputs
+    (~1e-3) and its output (~1e2) are well inside FP16's range. Everything else is benign.
+
+    input[1,4,8,8] -> conv0 -> relu0 -> conv1 (hostile) -> relu1 -> conv2 -> output
+    """
+    rng = np.random.default_rng(1)
+    weights = {
+        "w0": rng.normal(0, 1e-3, (4, 4, 3, 3)),
+        "w1": rng.normal(0, 1e5, (4, 4, 3, 3)),
+        "w2": rng.normal(0, 0.1, (2, 4, 1, 1)),
+    }
+    inits = [numpy_helper.from_array(a.astype(np.float32), n) for n, a in weights.items()]
+    nodes = [
+        helper.make_node("Conv", ["input", "w0"], ["conv0"], name="conv0", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["conv0"], ["relu0"], name="relu0"),
+        helper.make_node("Conv", ["relu0", "w1"], ["conv1"], name="conv1", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["conv1"], ["relu1"], name="relu1"),
+        helper.make_node("Conv", ["relu1", "w2"], ["output"], name="conv2"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "hostile",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 4, 8, 8])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 2, 8, 8])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
