@@ -203,6 +203,8 @@ def _table(c: dict[str, Any], report: dict[str, Any]) -> str:
         ("Cosine", "n"),
         ("Max abs err", "n"),
         ("SQNR dB", "n"),
+        ("Local SQNR dB", "n"),
+        ("Inherited", "n"),
         ("Verdict", ""),
     ]
     head = "".join(f'<th class="{cls}">{text}</th>' for text, cls in heads)
@@ -223,6 +225,7 @@ def _table(c: dict[str, Any], report: dict[str, Any]) -> str:
             + _num_cell(fmt_cos(m["cosine"]), m["cosine"])
             + _num_cell(fmt_num(m["max_abs_error"], 3), m["max_abs_error"])
             + _num_cell(fmt_num(m["sqnr_db"], 4), m["sqnr_db"])
+            + _attribution_cells(layer.get("attribution"))
             + f'<td title="{_e(why)}">{"<b>FAIL</b>" if fail else "pass"}</td></tr>'
         )
     cand = _e(c["candidate"])
@@ -233,6 +236,16 @@ def _table(c: dict[str, Any], report: dict[str, Any]) -> str:
         f'<div class="scroll"><table class="sortable layers" data-candidate="{cand}"><thead><tr>{head}</tr></thead>'
         f"<tbody>{''.join(rows)}</tbody></table></div>"
     )
+
+
+def _attribution_cells(a: dict[str, Any] | None) -> str:
+    """Local SQNR (the layer alone on the reference's inputs) and the inherited share of its error."""
+    if not a or a.get("status") != "ok":
+        why = (a or {}).get("why", (a or {}).get("status", "no attribution"))
+        return f'<td class="n" data-v="" title="{_e(why)}">—</td><td class="n" data-v="">—</td>'
+    share = a.get("inherited_share")
+    local = a["local"]["sqnr_db"]
+    return _num_cell(fmt_num(local, 4), local) + _num_cell("—" if share is None else f"{share:.0%}", share)
 
 
 def _dl(items: list[tuple[str, str]]) -> str:
