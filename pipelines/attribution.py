@@ -147,6 +147,7 @@ def attribute(
     metric_config: Callable[[str], Any],
     session_options: Callable[[], Any],
     progress: Callable[[], None] = lambda: None,
+    threads: int = 1,
 ) -> dict[str, dict[str, Any]]:
     """Local metrics per tensor, or why a tensor is not attributable. ``reference`` is a DumpReader."""
     import onnx
@@ -194,7 +195,7 @@ def attribute(
             results.update({t: {"status": NOT_ATTRIBUTABLE, "why": why} for t in outs})
             continue
         names = [str(tensor_map[t]["name"]) for t in outs]
-        stats = {t: TensorStats(metric_config(t)) for t in outs}
+        stats = {t: TensorStats(metric_config(t), threads=threads) for t in outs}
         for i in range(reference.samples):
             feed = {}
             for cut_input, (original, dtype) in feeds.items():

@@ -8,8 +8,8 @@ Every chart reads report.json only:
 
 * deviation ratio (log) along network depth, one line per candidate, the per-layer limit as a dashed step
   line, each candidate's first failing layer marked;
-* relative-error histograms of the worst layers (from ``metrics.histograms.rel_error_log10``);
-* the reference's |values| per layer (min–max and the 1st–99th percentile from ``ref_abs_log10``) against
+* relative-error histograms of the worst layers (from ``metrics.histograms.rel_error``);
+* the reference's |values| per layer (min–max and the 1st–99th percentile from ``ref_abs``) against
   the FP16 limits: smallest subnormal 5.96e-8, smallest normal 6.1e-5, largest finite 65504.
 """
 
@@ -20,6 +20,7 @@ import math
 import re
 from typing import Any
 
+from layerscope.pipelines.metrics import bin_bounds
 from layerscope.pipelines.stages.common import as_float
 
 FP16_SMALLEST_SUBNORMAL = 5.960464477539063e-08
@@ -171,11 +172,11 @@ def histogram_chart(report: dict[str, Any]) -> str:
     axes = fig.subplots(rows, cols, squeeze=False)
     for ax, (c, layer) in zip(axes.flat, worst, strict=False):
         m = layer["metrics"]
-        h = m["histograms"]["rel_error_log10"]
+        h = _hist(m, "rel_error")
         counts = {int(k): int(v) for k, v in h["counts"].items()}
-        lo, bpd, n = float(h["min"]), float(h["bins_per_decade"]), max(1, int(m["elements"]))
+        n = max(1, int(m["elements"]))
         if counts:
-            edges, values = _display_bins(counts, lo, bpd)
+            edges, values = _display_bins(counts, h)
             ax.stairs([v / n for v in values], edges, fill=True, alpha=0.6, color="#2e86c1")
             ax.set_xscale("log")
             ax.set_yscale("log")
@@ -198,17 +199,26 @@ def histogram_chart(report: dict[str, Any]) -> str:
     return _svg(fig)
 
 
-def _display_bins(counts: dict[int, int], lo: float, bpd: float, per_decade: int = 10) -> tuple[list[float], list[int]]:
-    """(edges, counts) at ``per_decade`` bins per decade over the occupied range of a stored histogram, where bin
-    0 holds everything below 10^lo and bin i >= 1 covers [10^(lo + (i-1)/bpd), 10^(lo + i/bpd))."""
-    group = max(1, round(bpd / per_decade))
-    merged: dict[int, int] = {}
+def _hist(metrics: dict[str, Any], name: str) -> dict[str, Any]:
+    """A stored histogram by name (reports before 0.1 called them rel_error_log10 / ref_abs_log10)."""
+    hists = metrics.get("histograms", {})
+    return dict(hists.get(name) or hists.get(f"{name}_log10") or {})
+
+
+def _display_bins(counts: dict[int, int], hist: dict[str, Any], per_decade: int = 10) -> tuple[list[float], list[int]]:
+    """(edges, counts) at about ``per_decade`` log-spaced bins per decade over the occupied range of a stored
+    histogram: each stored bin's count goes to the display bin holding its lower edge."""
+    bounds = {i: bin_bounds(hist, i) for i in counts}
+    positive = [b for b in bounds.values() if b[0] > 0] or [(1e-12, 1e-12)]
+    lo = math.floor(math.log10(min(b[0] for b in positive)) * per_decade)
+    hi = math.ceil(math.log10(max(b[1] for b in bounds.values())) * per_decade)
+    edges = [10 ** (k / per_decade) for k in range(lo, max(hi, lo + 1) + 1)]
+    values = [0] * (len(edges) - 1)
     for i, v in counts.items():
-        j = max(i, 1) - 1  # the underflow bin is drawn with the first regular one
-        merged[j // group] = merged.get(j // group, 0) + v
-    first, last = min(merged), max(merged)
-    edges = [10 ** (lo + g * group / bpd) for g in range(first, last + 2)]
-    return edges, [merged.get(g, 0) for g in range(first, last + 1)]
+        start = max(bounds[i][0], edges[0])
+        j = min(len(values) - 1, max(0, math.floor(math.log10(start) * per_decade) - lo))
+        values[j] += v
+    return edges, values
 
 
 def _percentiles(hist: dict[str, Any], qs: tuple[float, ...]) -> list[float] | None:
@@ -216,14 +226,14 @@ def _percentiles(hist: dict[str, Any], qs: tuple[float, ...]) -> list[float] | N
     total = sum(v for _, v in counts)
     if not total:
         return None
-    lo, bpd = float(hist["min"]), float(hist["bins_per_decade"])
     out = []
     for q in qs:
         rank, seen = q * total, 0
         for i, v in counts:
             seen += v
             if seen >= rank:
-                out.append(10 ** (lo + (i + (0 if q < 0.5 else 1)) / bpd))  # the bin's outer edge
+                low, high = bin_bounds(hist, i)
+                out.append(high if q >= 0.5 else max(low, 1e-45))  # the bin's outer edge
                 break
     return out
 
@@ -251,7 +261,7 @@ def range_chart(report: dict[str, Any]) -> str:
             colour = "#2e86c1"
         i = pos[x["tensor"]]
         ax.vlines(i, mn, mx, color=colour, lw=1, alpha=0.7)
-        pct = _percentiles(x["metrics"].get("histograms", {}).get("ref_abs_log10", {}), (0.01, 0.99))
+        pct = _percentiles(_hist(x["metrics"], "ref_abs"), (0.01, 0.99))
         if pct:
             ax.vlines(i, pct[0], pct[1], color=colour, lw=5 if len(layers) <= 80 else 2.5)
         lows.append(mn)

@@ -9,6 +9,7 @@ engine even if the engine was evicted.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -164,7 +165,8 @@ class Executor:
                 self.reporter.stage_finished(outcomes[sid])
         to_run = [sid for sid in pending if decisions[sid].status == "run"]
         for module in dict.fromkeys(m for sid in to_run for m in plan[sid].stage.imports):
-            importlib.import_module(module)
+            with contextlib.suppress(ImportError):  # optional (an accelerated path): the stage copes without it
+                importlib.import_module(module)
         running: dict[Future[Outcome], str] = {}
         with ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="stage") as pool:
             while to_run or running:

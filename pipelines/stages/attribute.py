@@ -48,6 +48,7 @@ def make(exp: Experiment, run: RunSpec, ref_dump: str, cand_build: str) -> Stage
                 metric_config=lambda t: _config(settings, t, lowering["tensors"].get(t, {}).get("quant")),
                 session_options=lambda: session_options(run, ctx.threads),
                 progress=ctx.progress.advance,
+                threads=ctx.threads,
             )
         doc: dict[str, Any] = {"backend_note": _backend_note(run.backend), "tensors": results}
         write_json(ctx.out_dir / "attribution.json", doc)
@@ -62,7 +63,15 @@ def make(exp: Experiment, run: RunSpec, ref_dump: str, cand_build: str) -> Stage
         version=source_digest(__name__, "layerscope.pipelines.attribution", "layerscope.pipelines.metrics"),
         deps=deps,
         description=f"attribute {run.name}",
-        imports=("numpy", "onnx", "onnxruntime", "onnxruntime.transformers.float16", "h5py", "ml_dtypes"),
+        imports=(
+            "numpy",
+            "onnx",
+            "onnxruntime",
+            "onnxruntime.transformers.float16",
+            "h5py",
+            "ml_dtypes",
+            "layerscope.pipelines.metrics_kernel",
+        ),
     )
 
 

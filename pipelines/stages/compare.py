@@ -67,7 +67,8 @@ def make(exp: Experiment, candidate: RunSpec, ref_dump: str, cand_dump: str) -> 
                 r, c = pair
                 return _layer(r, c, ref, cand, _config(settings, r.onnx_name, c.quant), ctx)
 
-            with ThreadPoolExecutor(max_workers=max(1, ctx.threads)) as pool:
+            # Two workers: one reads HDF5 while the other's metrics kernel (which uses every core) computes.
+            with ThreadPoolExecutor(max_workers=2) as pool:
                 layers = list(pool.map(one, pairs))
             doc = {
                 "reference": {k: ref.json_attr(k) for k in RUN_ATTRS if k in ref.attrs},
@@ -89,7 +90,7 @@ def make(exp: Experiment, candidate: RunSpec, ref_dump: str, cand_dump: str) -> 
         version=source_digest(__name__, "layerscope.pipelines.metrics", "layerscope.pipelines.dumps"),
         deps={"reference": ref_dump, "candidate": cand_dump},
         description=f"compare {candidate.name}",
-        imports=("numpy", "h5py"),
+        imports=("numpy", "h5py", "layerscope.pipelines.metrics_kernel"),
     )
 
 
@@ -111,9 +112,9 @@ def _layer(
 
     if r.shape != c.shape:
         raise StageError(f"tensor {r.onnx_name!r}: reference shape {list(r.shape)} vs candidate {list(c.shape)}")
-    stats = TensorStats(config)
+    stats = TensorStats(config, threads=ctx.threads)
     rds, cds = ref.dataset(r.onnx_name), cand.dataset(c.onnx_name)
-    pre = TensorStats(replace(config, quant=None)) if c.has_prequant else None
+    pre = TensorStats(replace(config, quant=None), threads=ctx.threads) if c.has_prequant else None
     pds = cand.dataset(c.onnx_name, group="prequant") if c.has_prequant else None
     for i in range(ref.samples):
         reference = rds[i]

@@ -40,8 +40,18 @@ def direct(ref: np.ndarray, cand: np.ndarray, t: float = 0.1, floor: float = 0.0
     }
 
 
+@pytest.fixture(params=["kernel", "numpy"], autouse=True)
+def implementation(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs against the compiled kernel and against the numpy implementation."""
+    if request.param == "numpy":
+        monkeypatch.setattr(metrics, "_kernel", lambda: None)
+    elif metrics._kernel() is None:
+        pytest.skip("numba is not installed")
+    return str(request.param)
+
+
 def compute(ref: np.ndarray, cand: np.ndarray, **kw: float) -> dict:
-    s = TensorStats(MetricConfig(**kw))
+    s = TensorStats(MetricConfig(**kw), threads=2)
     s.update(ref, cand)
     return s.result()
 
@@ -95,7 +105,7 @@ def test_streaming_blocks_equal_one_pass(monkeypatch: pytest.MonkeyPatch) -> Non
     cand = (ref + rng.normal(0, 0.01, ref.shape)).astype(np.float16)
     whole = compute(ref, cand)
     monkeypatch.setattr(metrics, "BLOCK", 37)
-    s = TensorStats(MetricConfig())
+    s = TensorStats(MetricConfig(), threads=2)
     for i in range(3):
         s.update(ref[i], cand[i])
     parts = s.result()
@@ -113,7 +123,8 @@ def test_percentiles_are_within_one_histogram_bin() -> None:
     got = compute(ref, cand)
     for q, key in ((50, "p50_rel_error"), (99, "p99_rel_error")):
         exact = float(np.percentile(np.abs(cand - ref) / ref, q))
-        assert exact <= got[key] * (1 + 1e-9) <= exact * 10 ** (1 / metrics.BINS_PER_DECADE) * (1 + 1e-9)
+        one_bin = 1 + 2.0 ** -metrics.REL_HIST["mantissa_bits"]  # bins are 1/32 of an octave
+        assert exact <= got[key] * (1 + 1e-9) <= exact * one_bin * (1 + 1e-9)
 
 
 def test_fp16_candidate_against_numpy_seed_count() -> None:
@@ -134,3 +145,49 @@ def test_fp16_candidate_against_numpy_seed_count() -> None:
 def test_shape_mismatch_is_an_error() -> None:
     with pytest.raises(ValueError, match="shape mismatch"):
         TensorStats().update(np.zeros(3), np.zeros(4))
+
+
+def test_kernel_and_numpy_agree_on_everything(implementation: str) -> None:
+    if implementation == "numpy":
+        pytest.skip("compares the kernel with numpy: runs once, in the kernel parametrization")
+    rng = np.random.default_rng(7)
+    ref = (rng.standard_normal(300_001) * 10.0 ** rng.uniform(-9, 6, 300_001)).astype(np.float32)
+    ref[::97] = 0.0
+    ref[5:9] = [np.nan, np.inf, -np.inf, 7e4]
+    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf and beyond-65504 values are part of the test
+        cand = (ref + rng.normal(0, 1e-3, ref.size) * np.abs(ref)).astype(np.float16)
+    from layerscope.pipelines.metrics import QuantParams
+
+    config = MetricConfig(abs_floor=1e-6, quant=QuantParams("int8", 0.05))
+    fast = TensorStats(config, threads=2)
+    fast.update(ref, cand)
+    slow = TensorStats(config, use_kernel=False)
+    slow.update(ref, cand)
+    a, b = fast.result(), slow.result()
+    assert a["histograms"] == b["histograms"]
+    np.testing.assert_array_equal(fast.counts, slow.counts)
+    for k in ("max_abs_error", "mean_abs_error", "rmse", "cosine", "sqnr_db", "mean_rel_error", "p50_rel_error"):
+        assert a[k] == pytest.approx(b[k], rel=1e-12), k
+    assert a["range"] == b["range"] and a["quant"] == b["quant"]
+
+
+def test_results_do_not_depend_on_the_number_of_threads(implementation: str) -> None:
+    if implementation == "numpy":
+        pytest.skip("threads only apply to the kernel")
+    rng = np.random.default_rng(8)
+    ref = rng.standard_normal(500_000).astype(np.float32)
+    cand = (ref + rng.normal(0, 1e-3, ref.size)).astype(np.float32)
+    results = []
+    for threads in (1, 2):
+        s = TensorStats(MetricConfig(), threads=threads)
+        s.update(ref, cand)
+        results.append(s.result())
+    assert results[0] == results[1]
+
+
+def test_old_log10_histograms_still_read() -> None:
+    from layerscope.pipelines.metrics import bin_bounds
+
+    old = {"min": -12, "bins_per_decade": 50}
+    assert bin_bounds(old, 0) == (0.0, 1e-12)
+    assert bin_bounds(old, 51) == pytest.approx((10**-11.02, 1e-11))
