@@ -289,6 +289,14 @@ def _run(name: str, r: dict[str, Any], problems: ProblemCollector) -> RunSpec:
             )
         options.setdefault("execution", "native" if fmt.native_on_cpu else "emulated")
         options.setdefault("graph_optimization", "all")
+    elif backend == "tensorrt" and ok:
+        from layerscope.pipelines.backends.tensorrt import TensorRTBackend
+
+        trt = backends.get("tensorrt")
+        assert isinstance(trt, TensorRTBackend)
+        options = trt.resolve_options(options)  # the route's default depends on the installed version
+        for key, message in trt.option_problems(fmt.name, options):
+            problems.add(f"{ptr}/options/{key}" if key in r.get("options", {}) else f"{ptr}/backend", message)
     return RunSpec(name, backend, fmt.name, options, (), r.get("overrides"))
 
 

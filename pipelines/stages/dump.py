@@ -2,7 +2,9 @@
 
 Key: the build's key, the selected tensors, the input digests, the sample count, the dump options and
 what the backend says changes values at run time (e.g. the CPU, whose kernels set the summation order).
-Memory is bounded by one sample's tensors: each sample is written before the next one runs.
+Memory is bounded by one sample's tensors: each sample is written before the next one runs. Tensors the
+backend cannot observe (fused away in a TensorRT engine) are not written; the dump names them with the
+reason (attribute ``not_observable``), and carries the backend's precision audit when it made one.
 """
 
 from __future__ import annotations
@@ -41,6 +43,10 @@ def make(exp: Experiment, run: RunSpec, build_id: str) -> Stage:
             raise StageError(f"the {run.name} build has no value for {', '.join(missing[:5])}")
         lowered = [tmap[t]["name"] for t in exp.tensors]
         session = backend.open(ctx.inputs["build"].path, exp.model, run, lowered, ctx.threads)
+        hidden = {
+            t: session.unobservable[tmap[t]["name"]] for t in exp.tensors if tmap[t]["name"] in session.unobservable
+        }
+        observed = [(t, low) for t, low in zip(exp.tensors, lowered, strict=True) if t not in hidden]
         attrs = {
             "run": run.name,
             "backend": run.backend,
@@ -53,6 +59,8 @@ def make(exp: Experiment, run: RunSpec, build_id: str) -> Stage:
             "device": backend.device(),
             "notes": lowering.get("notes", []),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            **({"not_observable": hidden} if hidden else {}),
+            **({"audit": lowering["audit"]} if lowering.get("audit") else {}),
         }
         from layerscope.pipelines.dumps import DumpWriter
 
@@ -69,7 +77,7 @@ def make(exp: Experiment, run: RunSpec, build_id: str) -> Stage:
                         gzip_level=int(exp.dump["gzip_level"]),
                     )
                 )
-                for t in exp.tensors:
+                for t, _ in observed:
                     m = tmap[t]
                     writer.describe(
                         t,
@@ -86,7 +94,7 @@ def make(exp: Experiment, run: RunSpec, build_id: str) -> Stage:
                 for i in range(exp.samples):
                     feeds = {name: read(i) for name, read in readers.items()}
                     values = session.run(feeds)
-                    for t, low in zip(exp.tensors, lowered, strict=True):
+                    for t, low in observed:
                         writer.write(i, t, values[low])
                     del values
                     for name, value in feeds.items():
@@ -94,7 +102,7 @@ def make(exp: Experiment, run: RunSpec, build_id: str) -> Stage:
                     ctx.progress.advance()
         finally:
             session.close()
-        ctx.result.update({"execution": lowering["execution"], "tensors": len(exp.tensors), "samples": exp.samples})
+        ctx.result.update({"execution": lowering["execution"], "tensors": len(observed), "samples": exp.samples})
 
     return Stage(
         id=stage_id(run.name),

@@ -155,4 +155,5 @@ def _comparison(reference: str, candidate: str, data: dict[str, Any], limits: di
         "worst_deviation_ratio": worst["metrics"]["deviation_ratio"] if worst else None,
         "layers": layers,
         "not_observable": data["not_observable"],
+        "not_observable_reasons": data.get("not_observable_reasons", {}),
     }

@@ -178,7 +178,10 @@ def test_ops_without_kernels_are_emulated_and_recorded(tmp_path: Path, monkeypat
     out.mkdir()
     ctx = StageContext(out_dir=out, inputs={}, progress=Quiet())
     run_spec = RunSpec("fp16", "onnxruntime", "fp16", {"execution": "native", "graph_optimization": "all"}, ())
-    backend.build(ctx, ResolvedModel(path, "d" * 64, summarize(path), {"path": str(path)}), run_spec)
+    from layerscope.pipelines.backends.base import BuildRequest
+
+    request = BuildRequest(("t/relu0",), (), tmp_path / "shared")
+    backend.build(ctx, ResolvedModel(path, "d" * 64, summarize(path), {"path": str(path)}), run_spec, request)
     import json
 
     info = json.loads((out / "lowering.json").read_text())
