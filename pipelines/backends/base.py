@@ -70,3 +70,9 @@ class Backend(Protocol):
     ) -> Session:
         """A session returning the requested *lowered* tensor names for each sample."""
         ...
+
+
+def code_modules(backend: Backend) -> tuple[str, ...]:
+    """The modules whose source makes ``backend``'s artifacts: its ``code_modules`` when it spreads over
+    several (TensorRT), else its own module. Part of the build and dump stages' code version."""
+    return tuple(getattr(backend, "code_modules", (type(backend).__module__,)))

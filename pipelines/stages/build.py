@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from layerscope.pipelines import backends
-from layerscope.pipelines.backends.base import BuildRequest
+from layerscope.pipelines.backends.base import BuildRequest, code_modules
 from layerscope.pipelines.precision import LOWERING_MODULES, PrecisionPlan
 from layerscope.runner.graph import Stage, StageContext
 from layerscope.runner.hashing import source_digest
@@ -45,6 +45,6 @@ def make(exp: Experiment, run: RunSpec) -> Stage:
             "backend_build": backend.build_material(run, request),
         },
         action=action,
-        version=source_digest(__name__, type(backend).__module__, *LOWERING_MODULES),
+        version=source_digest(__name__, *code_modules(backend), *LOWERING_MODULES),
         description=f"build {run.name} ({run.backend}, {run.precision})",
     )

@@ -204,6 +204,9 @@ def _configure(
     import tensorrt as trt
 
     config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED  # the precision audit needs layer details
+    # TensorRT enables TF32 for FP32 math by default (Ampere and newer): an fp32 run -- the usual reference --
+    # and layers pinned to FP32 would silently lose 13 mantissa bits.
+    config.clear_flag(trt.BuilderFlag.TF32)
     if req.workspace_mib:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(req.workspace_mib) << 20)
     if req.optimization_level is not None:

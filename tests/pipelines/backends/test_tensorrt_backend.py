@@ -247,3 +247,16 @@ class _FakeSession:
 
     def close(self) -> None:
         del self._session
+
+
+def test_every_module_of_the_backend_is_in_the_build_and_dump_code_version() -> None:
+    """Editing any module that makes engines or dumps must change the keys (a stale engine is the worst bug)."""
+    import pkgutil
+
+    from layerscope.pipelines.backends import trt
+    from layerscope.pipelines.backends.base import code_modules
+
+    listed = set(code_modules(backends.get("tensorrt")))
+    package = {f"{trt.__name__}.{m.name}" for m in pkgutil.iter_modules(trt.__path__)}
+    assert package | {"layerscope.pipelines.backends.tensorrt"} <= listed
+    assert code_modules(backends.get("onnxruntime")) == ("layerscope.pipelines.backends.onnxruntime",)
