@@ -154,14 +154,17 @@ class TensorRTBackend:
         route = str(run.options["precision_mode"])
         mode = str(run.options.get("dump_mode", "outputs"))
         ctx.progress.start(None, f"lowering to {run.precision} ({route})")
-        lowering, graph = _lower(model, run, route)
+        lowering, to_parse, parsed = _lower(model, run, route)
+        graph = _Graph(parsed)
         onnx_path = model.path
-        if lowering.model is not None:
+        if to_parse is not None:
             from layerscope.pipelines.backends.onnxruntime import _save
 
             onnx_path = ctx.out_dir / "lowered.onnx"
-            _save(lowering.model, onnx_path)
+            _save(to_parse, onnx_path)
         info = lowering.info
+        # Pinned: the run's layers plus what the lowering pinned with them (Constants only they read).
+        pinned = frozenset(n for n, v in info["nodes"].items() if v["execution"] == "pinned")
         requested = [info["tensors"][t]["name"] for t in request.tensors]
         marks = tensors_to_mark(mode, requested, [o for o in graph.outputs if o in set(requested)])
         timing_path = self._timing_cache_path(request.shared_dir)
@@ -172,7 +175,7 @@ class TensorRTBackend:
                 route=route,
                 precision=run.precision,
                 strict=bool(run.options.get("strict", True)),
-                pinned=frozenset(run.pinned),
+                pinned=pinned,
                 nodes=frozenset(graph.nodes),
                 marks=marks,
                 input_shapes=_input_shapes(request),
@@ -254,21 +257,29 @@ class _Graph:
         self.outputs = [o.name for o in proto.graph.output]
 
 
-def _lower(model: ResolvedModel, run: RunSpec, route: str) -> tuple[Any, _Graph]:
-    """The precision lowering for the route, and the graph TensorRT will parse."""
+def _lower(model: ResolvedModel, run: RunSpec, route: str) -> tuple[Any, Any, Any]:
+    """(the precision lowering for the route, the ONNX graph to write for TensorRT when the model file will
+    not do, the graph TensorRT parses).
+
+    Layer names must be the ones the rest of the tool uses (unnamed and duplicate nodes get names), since
+    TensorRT reports layers by them; a model whose names had to be fixed is parsed from a renamed copy.
+    """
     import onnx
 
+    from layerscope.pipelines.models.summary import normalize_names
     from layerscope.pipelines.precision import PrecisionPlan, lower, runtime_applied
 
     plan = PrecisionPlan(run.precision, "native", run.pinned)
     proto = onnx.load(str(model.path))
+    before = [n.name for n in proto.graph.node]
+    normalize_names(proto)
+    renamed = proto if before != [n.name for n in proto.graph.node] else None
     if run.precision == "fp32":
-        lowering = lower(None, model.summary, plan)
-    elif route == "typed":
+        return lower(None, model.summary, plan), renamed, proto
+    if route == "typed":
         lowering = lower(proto, model.summary, plan)
-    else:
-        lowering = runtime_applied(proto, model.summary, plan)
-    return lowering, _Graph(lowering.model if lowering.model is not None else proto)
+        return lowering, lowering.model, lowering.model
+    return runtime_applied(proto, model.summary, plan), renamed, proto
 
 
 def _input_shapes(request: BuildRequest) -> dict[str, tuple[int, ...] | None]:
@@ -309,9 +320,12 @@ def _notes(mode: str, route: str, marked: int, unobservable: dict[str, str], war
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
+    """Readers see the old file or the new one, never a part (concurrent builds share the timing cache)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-    with contextlib.suppress(OSError):
-        tmp.unlink()
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()

@@ -176,12 +176,18 @@ def _apply_flags(
     descs = []
     for i in range(network.num_layers):
         layer: trt.ILayer = network.get_layer(i)
-        types, is_out = [], []
+        inputs = []
+        for k in range(layer.num_inputs):
+            tensor: trt.ITensor = layer.get_input(k)
+            if tensor is not None:  # an optional input left empty
+                inputs.append(tensor.name)
+        names, types, is_out = [], [], []
         for j in range(layer.num_outputs):
-            tensor: trt.ITensor = layer.get_output(j)
+            tensor = layer.get_output(j)
+            names.append(tensor.name)
             types.append(tensor.dtype.name)
             is_out.append(tensor.name in graph_outputs)
-        descs.append(LayerDesc(i, layer.name, layer.metadata, tuple(types), tuple(is_out)))
+        descs.append(LayerDesc(i, layer.name, layer.metadata, tuple(inputs), tuple(names), tuple(types), tuple(is_out)))
     data_types = _data_types()
     marked = set(req.marks.outputs)
     for setting in layer_settings(descs, precision=req.precision, pinned=set(req.pinned), nodes=set(req.nodes)):

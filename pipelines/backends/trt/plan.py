@@ -67,11 +67,13 @@ def builder_flags(precision: str, strict: bool) -> list[str]:
 
 @dataclass(frozen=True)
 class LayerDesc:
-    """A network layer as the flags route sees it (read from INetworkDefinition)."""
+    """A network layer as the flags route sees it (read from INetworkDefinition, in network order)."""
 
     index: int
     name: str
     metadata: str  # "[ONNX Layer: <node>]" from the ONNX parser; may be empty
+    inputs: tuple[str, ...]  # tensor names it reads
+    outputs: tuple[str, ...]  # tensor names it writes
     output_types: tuple[str, ...]  # DataType member names of its outputs
     graph_output: tuple[bool, ...]  # per output: is it one of the model's graph outputs
 
@@ -96,19 +98,34 @@ def layer_settings(
     layers: Sequence[LayerDesc], *, precision: str, pinned: set[str], nodes: set[str]
 ) -> list[LayerSetting]:
     """Per-layer precision for the flags route: every layer computing floats gets the run's precision and
-    output type, layers of pinned ONNX nodes get FP32. Layers with a non-float output (shapes, indices,
-    booleans) keep TensorRT's choice, and graph outputs keep their FP32 type (like the typed route's I/O)."""
+    output type, layers of pinned ONNX nodes get FP32. A layer the parser made without a node of its own
+    (the Constant layer holding an initializer, a reshape it inserted) follows the layers that read it: FP32
+    when only pinned layers do, so a pinned layer's weights are not converted. Layers with a non-float
+    output (shapes, indices, booleans) keep TensorRT's choice, and graph outputs keep their FP32 type (like
+    the typed route's I/O). ``layers`` must be in network order (a layer after the layers it reads)."""
     target = DATA_TYPES[precision]
-    out: list[LayerSetting] = []
+    readers: dict[str, list[int]] = {}
     for layer in layers:
+        for t in layer.inputs:
+            readers.setdefault(t, []).append(layer.index)
+    chosen: dict[int, str | None] = {}
+    out: dict[int, LayerSetting] = {}
+    for layer in reversed(layers):  # readers are decided before the layers they read
         node = layer_node(layer, nodes)
         if not layer.output_types or any(t not in FLOAT_TYPES for t in layer.output_types):
-            out.append(LayerSetting(layer.index, node, None, (None,) * len(layer.output_types)))
+            chosen[layer.index] = None
+            out[layer.index] = LayerSetting(layer.index, node, None, (None,) * len(layer.output_types))
             continue
-        chosen = "FLOAT" if node is not None and node in pinned else target
-        types = tuple(None if is_out else chosen for is_out in layer.graph_output)
-        out.append(LayerSetting(layer.index, node, chosen, types))
-    return out
+        if node is not None:
+            value = "FLOAT" if node in pinned else target
+        else:
+            theirs = [chosen.get(i) for t in layer.outputs for i in readers.get(t, [])]
+            decided = [c for c in theirs if c is not None]
+            value = "FLOAT" if decided and all(c == "FLOAT" for c in decided) else target
+        chosen[layer.index] = value
+        types = tuple(None if is_out else value for is_out in layer.graph_output)
+        out[layer.index] = LayerSetting(layer.index, node, value, types)
+    return [out[layer.index] for layer in layers]
 
 
 def profile_shapes(

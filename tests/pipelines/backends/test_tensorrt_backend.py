@@ -260,3 +260,37 @@ def test_every_module_of_the_backend_is_in_the_build_and_dump_code_version() -> 
     package = {f"{trt.__name__}.{m.name}" for m in pkgutil.iter_modules(trt.__path__)}
     assert package | {"layerscope.pipelines.backends.tensorrt"} <= listed
     assert code_modules(backends.get("onnxruntime")) == ("layerscope.pipelines.backends.onnxruntime",)
+
+
+def test_unnamed_nodes_are_parsed_under_the_names_the_config_and_report_use(
+    write_config, fake_trt, monkeypatch
+) -> None:
+    """TensorRT reports layers by ONNX node name; an unnamed node must reach it under its layerscope name."""
+    from tests.models import chain_model
+
+    seen: list[trt_engine.EngineRequest] = []
+
+    def capture(req: trt_engine.EngineRequest) -> trt_engine.EngineResult:
+        seen.append(req)
+        return _fake_build_engine(req)
+
+    monkeypatch.setattr(trt_engine, "build_engine", capture)
+    path = write_config(
+        """\
+        name: chain
+        model: m.onnx
+        inputs: {input: {shape: [1, 4, 8, 8], source: {random: normal}}}
+        runs:
+          fp32: {backend: tensorrt, precision: fp32}
+          fp16: {backend: tensorrt, precision: fp16, options: {precision_mode: flags},
+                 overrides: [{layers: [t/relu0], precision: fp32}]}
+        """
+    )
+    chain_model(path.parent / "m.onnx", names=False)
+    assert main(["run", str(path), "--out", "out", "-q"]) in (0, 1)
+    flags = next(r for r in seen if r.route == "flags" and r.precision == "fp16")
+    assert flags.onnx_path.name == "lowered.onnx"  # a renamed copy, not the model file
+    assert {"t/conv0", "t/relu0", "t/mul0", "output"} <= flags.nodes and flags.pinned == {"t/relu0"}
+    audit = json.loads(Path("out/report.json").read_text())["comparisons"][0]["candidate_run"]["audit"]
+    assert {r["node"]: r["asked"] for r in audit["layers"]}["t/relu0"] == "fp32"
+    assert not audit["not_in_engine"]

@@ -88,22 +88,27 @@ def test_builder_flags() -> None:
 
 
 def test_layer_settings_pin_fp32_skip_non_float_and_keep_graph_outputs_fp32() -> None:
+    def layer(i: int, name: str, meta: str, ins: tuple, outs: tuple, types: tuple, graph_out: tuple) -> LayerDesc:
+        return LayerDesc(i, name, meta, ins, outs, types, graph_out)
+
     layers = [
-        LayerDesc(0, "conv0", "[ONNX Layer: conv0]", ("FLOAT",), (False,)),
-        LayerDesc(1, "relu0", "[ONNX Layer: relu0]", ("FLOAT",), (False,)),
-        LayerDesc(2, "shape", "[ONNX Layer: shape0]", ("INT64",), (False,)),
-        LayerDesc(3, "(Unnamed Layer* 3) [ElementWise]", "[ONNX Layer: mul0]", ("FLOAT",), (False,)),
-        LayerDesc(4, "conv1", "", ("FLOAT",), (True,)),
-        LayerDesc(5, "(Unnamed Layer* 5) [Constant]", "", ("FLOAT",), (False,)),
+        layer(0, "conv0", "[ONNX Layer: conv0]", ("x",), ("a",), ("FLOAT",), (False,)),
+        layer(1, "(Unnamed Layer* 1) [Constant]", "", (), ("w",), ("FLOAT",), (False,)),  # read by pinned only
+        layer(2, "relu0", "[ONNX Layer: relu0]", ("a", "w"), ("b",), ("FLOAT",), (False,)),
+        layer(3, "shape", "[ONNX Layer: shape0]", ("b",), ("s",), ("INT64",), (False,)),
+        layer(4, "(Unnamed Layer* 4) [ElementWise]", "[ONNX Layer: mul0]", ("b",), ("c",), ("FLOAT",), (False,)),
+        layer(5, "(Unnamed Layer* 5) [Constant]", "", (), ("v",), ("FLOAT",), (False,)),  # read by conv1
+        layer(6, "conv1", "", ("c", "v"), ("y",), ("FLOAT",), (True,)),
     ]
     nodes = {"conv0", "relu0", "shape0", "mul0", "conv1"}
     got = {s.index: s for s in layer_settings(layers, precision="fp16", pinned={"relu0"}, nodes=nodes)}
     assert (got[0].node, got[0].precision, got[0].output_types) == ("conv0", "HALF", ("HALF",))
-    assert (got[1].precision, got[1].output_types) == ("FLOAT", ("FLOAT",))  # pinned
-    assert (got[2].precision, got[2].output_types) == (None, (None,))  # shape arithmetic: TensorRT's choice
-    assert (got[3].node, got[3].precision) == ("mul0", "HALF")  # found through the parser's metadata
-    assert (got[4].node, got[4].precision, got[4].output_types) == ("conv1", "HALF", (None,))  # graph output
-    assert (got[5].node, got[5].precision) == (None, "HALF")  # a layer the parser added: the run's precision
+    assert (got[2].precision, got[2].output_types) == ("FLOAT", ("FLOAT",))  # pinned
+    assert (got[1].node, got[1].precision) == (None, "FLOAT")  # the pinned layer's weights stay FP32
+    assert (got[3].precision, got[3].output_types) == (None, (None,))  # shape arithmetic: TensorRT's choice
+    assert (got[4].node, got[4].precision) == ("mul0", "HALF")  # found through the parser's metadata
+    assert (got[5].node, got[5].precision) == (None, "HALF")  # weights of a reduced layer
+    assert (got[6].node, got[6].precision, got[6].output_types) == ("conv1", "HALF", (None,))  # graph output
     bf16 = layer_settings(layers[:1], precision="bf16", pinned=set(), nodes=nodes)
     assert bf16[0].precision == "BF16"
 
