@@ -261,14 +261,15 @@ def _lenient(active: bool) -> Iterator[None]:
 
 def _runs(data: dict[str, Any], problems: ProblemCollector, lenient: bool) -> dict[str, RunSpec]:
     runs: dict[str, RunSpec] = {}
+    unavailable: dict[str, str] = {}  # backend -> where its reason was reported
     with _lenient(lenient):
         for name, r in data["runs"].items():
             with _lenient(lenient):
-                runs[name] = _run(name, r, problems)
+                runs[name] = _run(name, r, problems, unavailable)
     return runs
 
 
-def _run(name: str, r: dict[str, Any], problems: ProblemCollector) -> RunSpec:
+def _run(name: str, r: dict[str, Any], problems: ProblemCollector, unavailable: dict[str, str]) -> RunSpec:
     from layerscope.pipelines import backends
 
     ptr = f"/runs/{name}"
@@ -277,8 +278,13 @@ def _run(name: str, r: dict[str, Any], problems: ProblemCollector) -> RunSpec:
     if not fmt.available:
         problems.add(f"{ptr}/precision", f"precision {fmt.name} is not available yet: {fmt.unavailable_reason}")
     ok, why = backends.availability(backend) if backend in backends.names() else (True, "")
-    if not ok:
+    if not ok and backend in unavailable:  # said once in full; the other runs point at it
+        problems.add(
+            f"{ptr}/backend", f"backend {backend} cannot run here (the reason is given at {unavailable[backend]})"
+        )
+    elif not ok:
         problems.add(f"{ptr}/backend", why)
+        unavailable[backend] = f"{ptr}/backend"
     options = dict(r.get("options", {}))
     if backend == "onnxruntime":
         if options.get("execution") == "native" and not fmt.native_on_cpu:

@@ -158,11 +158,15 @@ class TensorRTSession:
         to_device = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
         to_host = cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
         for name, is_input, _ in self._io:
-            if is_input:
-                self._context.set_input_shape(name, tuple(feeds[name].shape))
+            if is_input and not self._context.set_input_shape(name, tuple(feeds[name].shape)):
+                raise StageError(f"input {name!r} of shape {list(feeds[name].shape)} does not fit the engine's profile")
         outputs = []
         for name, is_input, dtype in self._io:
             shape = tuple(int(d) for d in self._context.get_tensor_shape(name))
+            if any(d < 0 for d in shape):
+                raise StageError(
+                    f"engine tensor {name!r} has a data-dependent shape {list(shape)}, which is not supported"
+                )
             buf = self._buffer(name, nbytes(dtype, shape))
             self._context.set_tensor_address(name, buf.device)
             if is_input:

@@ -66,7 +66,12 @@ def test_without_tensorrt_validation_says_which_package_and_exits_2(write_config
     err = capsys.readouterr().err
     assert "/runs/fp32/backend: backend tensorrt needs TensorRT (pip package tensorrt" in err
     assert "`layerscope backends` lists what is available; the onnxruntime backend runs anywhere" in err
+    assert "/runs/fp16/backend: backend tensorrt cannot run here (the reason is given at /runs/fp32/backend)" in err
+    assert err.count("pip package tensorrt") == 1  # said once, not once per run
     assert "Traceback" not in err
+    for command in ("plan", "run"):
+        assert main([command, str(path)]) == 2
+        assert "backend tensorrt needs TensorRT" in capsys.readouterr().err
 
 
 def test_installed_without_a_cuda_device_is_refused_at_validation(write_config, capsys, monkeypatch) -> None:
@@ -294,3 +299,11 @@ def test_unnamed_nodes_are_parsed_under_the_names_the_config_and_report_use(
     audit = json.loads(Path("out/report.json").read_text())["comparisons"][0]["candidate_run"]["audit"]
     assert {r["node"]: r["asked"] for r in audit["layers"]}["t/relu0"] == "fp32"
     assert not audit["not_in_engine"]
+
+
+def test_the_shipped_tensorrt_config_is_valid_where_tensorrt_is(fake_trt) -> None:
+    config = Path(__file__).resolve().parents[3] / "configs" / "unet-trt-fp16.yaml"
+    exp = load_experiment(config)
+    assert exp.runs["fp16"].options["precision_mode"] == "flags"  # TensorRT 10's default
+    fake_trt("11.4.0.106")
+    assert load_experiment(config).runs["fp16"].options["precision_mode"] == "typed"
