@@ -302,7 +302,10 @@ def _run(name: str, r: dict[str, Any], problems: ProblemCollector, unavailable: 
         assert isinstance(trt, TensorRTBackend)
         options = trt.resolve_options(options)  # the route's default depends on the installed version
         for key, message in trt.option_problems(fmt.name, options):
-            problems.add(f"{ptr}/options/{key}" if key in r.get("options", {}) else f"{ptr}/backend", message)
+            where = (
+                "precision" if key == "precision" else f"options/{key}" if key in r.get("options", {}) else "backend"
+            )
+            problems.add(f"{ptr}/{where}", message)
     return RunSpec(name, backend, fmt.name, options, (), r.get("overrides"))
 
 

@@ -10,8 +10,9 @@ came from, separated by U+001E or U+001F, as NVIDIA's trex parser handles them),
 less verbosity ``Layers`` is a list of names. TensorRT 10.x adds ``"Bindings": [names]``. TensorRT 11
 replaces ``Bindings`` by ``"I/O Tensors"`` (objects with ``Name``, ``IOMode``, ``DataType``, ...) and splits
 the tensor format string into separate format and data-type fields (NVIDIA's 10.x -> 11.x IEngineInspector
-migration guide); tensors are read here from whichever of ``DataType``, ``Datatype``, ``Format/Datatype``
-and ``Format`` is present, so both layouts give the same result.
+migration guide, whose I/O Tensors example spells them ``Format`` and ``DataType``; the per-layer spelling
+could not be confirmed here). Tensors are read from whichever of ``DataType``, ``Datatype``,
+``Format/Datatype`` and ``Format`` is present, so both layouts give the same result.
 
 The inspector reports the data type of each engine layer's input and output tensors, not the math
 precision of its kernel; the audit calls a layer "ran fp16" when a float tensor it reads or writes is FP16

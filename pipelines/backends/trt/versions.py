@@ -98,6 +98,14 @@ def resolve_options(version: Version | None, options: Mapping[str, Any]) -> dict
 def option_problems(version: Version | None, precision: str, options: Mapping[str, Any]) -> list[tuple[str, str]]:
     """(option key, message) for each option this TensorRT cannot honour; empty when all is well."""
     problems: list[tuple[str, str]] = []
+    if precision in ("int8", "fp8"):
+        problems.append(
+            (
+                "precision",
+                f"{precision} on the TensorRT backend is not wired up yet (the typed route needs the Q/DQ model "
+                "with calibrated scales, the flags route a calibration cache); the onnxruntime backend runs it",
+            )
+        )
     mode = options.get("precision_mode")
     if version is not None and mode == "flags" and version.major >= 11:
         problems.append(

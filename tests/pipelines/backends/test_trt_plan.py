@@ -41,6 +41,11 @@ def test_route_defaults_by_version_and_flags_are_refused_on_11() -> None:
     assert "TensorRT 11 removed weak typing" in message and "use precision_mode: typed" in message
 
 
+def test_quantized_formats_are_refused_until_calibration_is_wired_up() -> None:
+    ((key, message),) = versions.option_problems(V10_16, "int8", {"precision_mode": "typed"})
+    assert key == "precision" and "not wired up yet" in message and "onnxruntime backend runs it" in message
+
+
 def test_unfused_needs_10_12() -> None:
     assert versions.option_problems(V10_16, "fp16", {"dump_mode": "unfused"}) == []
     ((key, message),) = versions.option_problems(V10_8, "fp16", {"dump_mode": "unfused"})
