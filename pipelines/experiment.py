@@ -334,14 +334,15 @@ def _lenient(active: bool) -> Iterator[None]:
 
 def _runs(data: dict[str, Any], problems: ProblemCollector, lenient: bool) -> dict[str, RunSpec]:
     runs: dict[str, RunSpec] = {}
+    unavailable: dict[str, str] = {}  # backend -> where its reason was reported
     with _lenient(lenient):
         for name, r in data["runs"].items():
             with _lenient(lenient):
-                runs[name] = _run(name, r, problems)
+                runs[name] = _run(name, r, problems, unavailable)
     return runs
 
 
-def _run(name: str, r: dict[str, Any], problems: ProblemCollector) -> RunSpec:
+def _run(name: str, r: dict[str, Any], problems: ProblemCollector, unavailable: dict[str, str]) -> RunSpec:
     from layerscope.pipelines import backends
 
     ptr = f"/runs/{name}"
@@ -350,8 +351,13 @@ def _run(name: str, r: dict[str, Any], problems: ProblemCollector) -> RunSpec:
     if not fmt.available:
         problems.add(f"{ptr}/precision", f"precision {fmt.name} is not available yet: {fmt.unavailable_reason}")
     ok, why = backends.availability(backend) if backend in backends.names() else (True, "")
-    if not ok:
+    if not ok and backend in unavailable:  # said once in full; the other runs point at it
+        problems.add(
+            f"{ptr}/backend", f"backend {backend} cannot run here (the reason is given at {unavailable[backend]})"
+        )
+    elif not ok:
         problems.add(f"{ptr}/backend", why)
+        unavailable[backend] = f"{ptr}/backend"
     options = dict(r.get("options", {}))
     if backend == "onnxruntime":
         if options.get("execution") == "native" and not fmt.native_on_cpu:
@@ -364,6 +370,17 @@ def _run(name: str, r: dict[str, Any], problems: ProblemCollector) -> RunSpec:
         # ONNX Runtime's extended graph optimizations drop a Relu sitting between float8 DequantizeLinear and
         # QuantizeLinear (seen in 1.32: relu0's output went negative); FP8 runs are emulated anyway.
         options.setdefault("graph_optimization", "basic" if fmt.name == "fp8" else "all")
+    elif backend == "tensorrt" and ok:
+        from layerscope.pipelines.backends.tensorrt import TensorRTBackend
+
+        trt = backends.get("tensorrt")
+        assert isinstance(trt, TensorRTBackend)
+        options = trt.resolve_options(options)  # the route's default depends on the installed version
+        for key, message in trt.option_problems(fmt.name, options):
+            where = (
+                "precision" if key == "precision" else f"options/{key}" if key in r.get("options", {}) else "backend"
+            )
+            problems.add(f"{ptr}/{where}", message)
     return RunSpec(name, backend, fmt.name, options, (), r.get("overrides"))
 
 

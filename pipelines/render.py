@@ -137,8 +137,8 @@ def _comparison_md(c: dict[str, Any], report: dict[str, Any]) -> list[str]:
         if len(shown) < len(failing):
             out.append(f"- … and {len(failing) - len(shown)} more failing layers (see the table and report.json)")
         out.append("")
-    if c["not_observable"]:
-        out += [f"Not observable in {c['candidate']}: {', '.join(c['not_observable'])}", ""]
+    out += _not_observable_md(c)
+    out += _audit_md(c)
     out += _range_md(c)
     out += _attribution_md(c)
     return out
@@ -203,6 +203,45 @@ def _quant_md(c: dict[str, Any]) -> list[str]:
         scale = fmt_num(q["scale"], 4)
         out.append(f"| {layer_name(layer)} | {scale} | {saturated} | {zeroed} | {sqnr_before} | {sqnr_after} |")
     return [*out, ""]
+
+
+def _not_observable_md(c: dict[str, Any]) -> list[str]:
+    if not c["not_observable"]:
+        return []
+    reasons = c.get("not_observable_reasons") or {}
+    if not reasons:
+        return [f"Not observable in {c['candidate']}: {', '.join(c['not_observable'])}", ""]
+    by_reason: dict[str, list[str]] = {}
+    for tensor in c["not_observable"]:
+        by_reason.setdefault(reasons.get(tensor, "no value"), []).append(tensor)
+    out = [f"Not observable ({len(c['not_observable'])} tensors, not compared):", ""]
+    for why, tensors in by_reason.items():
+        shown = ", ".join(tensors[:20]) + (f" … and {len(tensors) - 20} more" if len(tensors) > 20 else "")
+        out.append(f"- {why}: {shown}")
+    return [*out, ""]
+
+
+def _audit_md(c: dict[str, Any]) -> list[str]:
+    """The backend's precision audit of the candidate (TensorRT's engine inspector), flagged layers first."""
+    audit = c["candidate_run"].get("audit")
+    if not audit:
+        return []
+    out = [f"### Precision audit of {c['candidate']}", "", f"{audit['summary']} (source: {audit['source']}).", ""]
+    flagged = [x for x in audit["layers"] if x.get("flag")]
+    if flagged:
+        out += [
+            "| Layer | Op | Asked | Ran | Engine layer | Tensors (engine) | Flag |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for x in flagged[:50]:
+            out.append(
+                f"| {x['node']} | {x['op_type']} | {x['asked']} | {x.get('ran') or '—'} | "
+                f"{(x.get('engine_layer') or '—')[:80]} | {x.get('io') or '—'} | {x['flag']} |"
+            )
+        if len(flagged) > 50:
+            out.append(f"| … {len(flagged) - 50} more in report.json | | | | | | |")
+        out.append("")
+    return out
 
 
 def _range_md(c: dict[str, Any]) -> list[str]:

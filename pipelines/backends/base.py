@@ -5,23 +5,39 @@ returns, for one sample, the values of the requested ONNX tensors (``open``). It
 run here and why not, its library versions and its device, and the run options that belong in the build
 and dump cache keys. Backend modules import their runtime lazily, so a missing runtime costs nothing
 until it is used, and then says what to install.
+
+A build gets a :class:`BuildRequest`: the tensors the dump will read (a backend that has to mark them in
+its artifact, like TensorRT, keys on them; one that does not, like ONNX Runtime, ignores them), the input
+specs (for shape profiles) and a cache folder for data reused across builds (tuning caches).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from layerscope.pipelines.experiment import RunSpec
+    from layerscope.pipelines.experiment import InputSpec, RunSpec
     from layerscope.pipelines.models import ResolvedModel
     from layerscope.runner.graph import StageContext
 
 
+@dataclass(frozen=True)
+class BuildRequest:
+    tensors: tuple[str, ...]  # original ONNX tensor names the dump will read, network order
+    inputs: tuple[InputSpec, ...]  # the experiment's inputs (shapes of one sample, sources)
+    shared_dir: Path  # cache folder for data reused across builds (never part of a key)
+
+
 class Session(Protocol):
+    # Requested (lowered) tensor names this session cannot return, with the reason in words: a runtime
+    # that fuses layers may have no value for a tensor. The dump records them instead of failing.
+    unobservable: Mapping[str, str]
+
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]: ...
     def close(self) -> None: ...
 
@@ -37,7 +53,7 @@ class Backend(Protocol):
 
     def device(self) -> str: ...
 
-    def build_material(self, run: RunSpec) -> dict[str, Any]:
+    def build_material(self, run: RunSpec, request: BuildRequest) -> dict[str, Any]:
         """Run options and environment facts that change the build artifact."""
         ...
 
@@ -45,7 +61,7 @@ class Backend(Protocol):
         """Run options and environment facts that change dumped values (beyond the build)."""
         ...
 
-    def build(self, ctx: StageContext, model: ResolvedModel, run: RunSpec) -> None:
+    def build(self, ctx: StageContext, model: ResolvedModel, run: RunSpec, request: BuildRequest) -> None:
         """Write the build artifact (lowering.json and whatever the backend needs) into ctx.out_dir."""
         ...
 
@@ -54,3 +70,9 @@ class Backend(Protocol):
     ) -> Session:
         """A session returning the requested *lowered* tensor names for each sample."""
         ...
+
+
+def code_modules(backend: Backend) -> tuple[str, ...]:
+    """The modules whose source makes ``backend``'s artifacts: its ``code_modules`` when it spreads over
+    several (TensorRT), else its own module. Part of the build and dump stages' code version."""
+    return tuple(getattr(backend, "code_modules", (type(backend).__module__,)))

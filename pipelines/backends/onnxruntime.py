@@ -20,6 +20,7 @@ from layerscope.runner.errors import StageError
 if TYPE_CHECKING:
     import numpy as np
 
+    from layerscope.pipelines.backends.base import BuildRequest
     from layerscope.pipelines.experiment import RunSpec
     from layerscope.pipelines.models import ResolvedModel
     from layerscope.runner.graph import StageContext
@@ -79,8 +80,9 @@ class OnnxRuntimeBackend:
     def device(self) -> str:
         return f"CPU: {cpu_name()}"
 
-    def build_material(self, run: RunSpec) -> dict[str, Any]:
-        # The lowering uses onnx and ORT's converter; kernel probing depends on the ORT build.
+    def build_material(self, run: RunSpec, request: BuildRequest) -> dict[str, Any]:
+        # The lowering uses onnx and ORT's converter; kernel probing depends on the ORT build. The selected
+        # tensors are not part of it: they become graph outputs only when the session is opened.
         quant = {k: run.options[k] for k in ("per_channel",) if k in run.options}
         return {"versions": self.versions(), "execution": run.options.get("execution"), **quant}
 
@@ -89,7 +91,7 @@ class OnnxRuntimeBackend:
         return {"graph_optimization": run.options.get("graph_optimization", "all"), "device": self.device()}
 
     # -- build ------------------------------------------------------------------------------------------
-    def build(self, ctx: StageContext, model: ResolvedModel, run: RunSpec) -> None:
+    def build(self, ctx: StageContext, model: ResolvedModel, run: RunSpec, request: BuildRequest) -> None:
         from layerscope.pipelines.precision import lower, lower_quantized
 
         plan = precision_plan(run)
@@ -170,6 +172,8 @@ class OnnxRuntimeBackend:
 
 
 class _OrtSession:
+    unobservable: Mapping[str, str] = {}  # ORT does not fuse a node whose output is a graph output
+
     def __init__(self, proto: Any, run: RunSpec, outputs: list[str], threads: int) -> None:
         import tempfile
 

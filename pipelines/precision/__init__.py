@@ -1,9 +1,12 @@
 """Precision lowering shared by every backend: (model, format, pinned layers) -> an ONNX graph to run.
 
 * ``fp32``: the model as it is.
-* ``native``: a typed graph -- FP16 islands with Casts at their borders, FP32 graph I/O, pinned layers
-  FP32 (:mod:`.typed`). Ops a runtime has no kernel for are passed as ``blocked_ops`` and emulated.
+* ``native``: a typed graph -- FP16 (or BF16) islands with Casts at their borders, FP32 graph I/O, pinned
+  layers FP32 (:mod:`.typed`, :mod:`.retype`). Ops a runtime has no kernel for are passed as ``blocked_ops``
+  and emulated.
 * ``emulated``: FP32 compute with every value rounded to the format (:mod:`.emulate`).
+* :func:`runtime_applied`: the graph unchanged, for a runtime that applies the precision itself (TensorRT
+  10's builder flags); only the record of what each layer is asked to compute in.
 
 The result records, for every original float tensor, which lowered tensor carries its value, the dtype it
 is stored in, and how its node executed (``native``, ``emulated``, ``pinned``); the run as a whole is
@@ -22,6 +25,7 @@ from layerscope.pipelines.precision.formats import FORMATS
 LOWERING_MODULES = (
     "layerscope.pipelines.precision",
     "layerscope.pipelines.precision.typed",
+    "layerscope.pipelines.precision.retype",
     "layerscope.pipelines.precision.emulate",
     "layerscope.pipelines.precision.graphutil",
     "layerscope.pipelines.precision.formats",
@@ -70,14 +74,14 @@ def lower(
         lowered, extra = lower_emulated(model, summary, fmt, pinned)
         tensors = {t: t for outs in float_outputs.values() for t in outs}
         return Lowering(lowered, _info(plan, extra, tensors, summary, None))
-    if plan.format != "fp16":
-        raise ValueError(f"no native lowering for {plan.format}")
     import copy
 
-    from layerscope.pipelines.precision.typed import lower_fp16, value_names
+    from layerscope.pipelines.precision.typed import TYPED_FORMATS, lower_typed, value_names
 
+    if plan.format not in TYPED_FORMATS:
+        raise ValueError(f"no native lowering for {plan.format}")
     original = copy.deepcopy(model)
-    lowered, extra = lower_fp16(model, pinned, set(blocked_ops))
+    lowered, extra = lower_typed(model, plan.format, pinned, set(blocked_ops))
     mapping = value_names(original, lowered, set(blocked_ops))
     tensors = {t: mapping.get(t, t) for outs in float_outputs.values() for t in outs}
     return Lowering(lowered, _info(plan, extra, tensors, summary, lowered))
@@ -130,6 +134,25 @@ def lower_quantized(
         else:
             entry["dtype"] = "float32"
     return Lowering(lowered, info)
+
+
+def runtime_applied(model: Any, summary: ModelSummary, plan: PrecisionPlan) -> Lowering:
+    """The record for a runtime that applies ``plan`` itself (TensorRT 10's builder flags): the graph is run
+    as it is; every layer not pinned is asked to compute in the format (``native``), pinned layers and the
+    Constant weights only they read stay FP32, and the weights the format cannot hold are reported as for a
+    typed graph (the runtime converts weights with the same rules)."""
+    from layerscope.pipelines.precision.weights import weight_range
+
+    if model is not None:
+        normalize_names(model)
+    if plan.format == "fp32":
+        return lower(None, summary, plan)
+    pinned = set(plan.pinned) | _constants_read_only_by(set(plan.pinned), summary)
+    execution = {n.name: "pinned" if n.name in pinned else "native" for n in summary.nodes}
+    notes, weights = weight_range(model, FORMATS[plan.format], {n.name for n in summary.nodes} - pinned)
+    tensors = {t: t for n in summary.nodes for t in summary.float_outputs(n)}
+    extra = {"execution": execution, "notes": notes, "weights": weights}
+    return Lowering(None, _info(plan, extra, tensors, summary, None))
 
 
 def _constants_read_only_by(pinned: set[str], summary: ModelSummary) -> set[str]:

@@ -1,4 +1,4 @@
-"""Typed FP16 lowering: an FP16 graph with FP32 inputs/outputs, pinned layers left FP32, Casts at the borders.
+"""Typed lowering: an FP16 or BF16 graph with FP32 inputs/outputs, pinned layers left FP32, Casts at the borders.
 
 The conversion itself is ONNX Runtime's maintained converter (``onnxruntime.transformers.float16``).
 Its weight handling matches TensorRT's: weights beyond 65504 are clamped to +-65504 and weights below
@@ -14,6 +14,10 @@ value"); the layers reading such weights are reported (:mod:`.weights`). Three t
 
 ``blocked_ops`` are op types a runtime has no FP16 kernel for: they compute in FP32 and their outputs are
 rounded to FP16 by a Cast, i.e. they are emulated, and recorded as such.
+
+BF16 (for runtimes with BF16 kernels: TensorRT) is the FP16 typed graph retyped (:mod:`.retype`): every
+FP16 tensor, Cast and weight becomes BF16, and weights are rounded again from their FP32 originals, so the
+BF16 graph never carries FP16's clamping or rounding.
 """
 
 from __future__ import annotations
@@ -23,17 +27,37 @@ from typing import Any
 
 from layerscope.pipelines.precision.formats import FORMATS
 from layerscope.pipelines.precision.graphutil import consumers, remove_dead_casts, topological_sort
-from layerscope.pipelines.precision.weights import weight_range
+from layerscope.pipelines.precision.weights import weight_arrays, weight_range
 
 FLOAT, FLOAT16 = 1, 10
+TYPED_FORMATS = ("fp16", "bf16")
+
+
+def lower_typed(model: Any, fmt: str, pinned: set[str], blocked_ops: set[str]) -> tuple[Any, dict[str, Any]]:
+    """Return (lowered model, info) for ``fmt`` in TYPED_FORMATS; info has per-node execution and weight notes."""
+    if fmt not in TYPED_FORMATS:
+        raise ValueError(f"no typed lowering for {fmt}")
+    fp32_nodes = {n.name for n in model.graph.node if n.name in pinned or n.op_type in blocked_ops}
+    notes, weights = weight_range(model, FORMATS[fmt], {n.name for n in model.graph.node} - fp32_nodes)
+    originals = weight_arrays(model) if fmt != "fp16" else {}  # FP32 weights, before the converter rounds them
+    lowered, execution = _lower_fp16_graph(model, pinned, blocked_ops, fp32_nodes)
+    if fmt != "fp16":
+        from layerscope.pipelines.precision.retype import retype_fp16
+
+        retype_fp16(lowered, FORMATS[fmt], originals)
+    return lowered, {"execution": execution, "notes": notes, "weights": weights}
 
 
 def lower_fp16(model: Any, pinned: set[str], blocked_ops: set[str]) -> tuple[Any, dict[str, Any]]:
     """Return (lowered model, info) where info has per-node execution and weight notes."""
+    return lower_typed(model, "fp16", pinned, blocked_ops)
+
+
+def _lower_fp16_graph(
+    model: Any, pinned: set[str], blocked_ops: set[str], fp32_nodes: set[str]
+) -> tuple[Any, dict[str, str]]:
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    fp32_nodes = {n.name for n in model.graph.node if n.name in pinned or n.op_type in blocked_ops}
-    notes, weights = weight_range(model, FORMATS["fp16"], {n.name for n in model.graph.node} - fp32_nodes)
     log = logging.getLogger("onnxruntime.transformers.float16")
     previous = log.level
     log.setLevel(logging.ERROR)  # its per-initializer chatter is summarised in weight_notes instead
@@ -59,7 +83,7 @@ def lower_fp16(model: Any, pinned: set[str], blocked_ops: set[str]) -> tuple[Any
             execution[n.name] = "emulated"
         else:
             execution[n.name] = "native"
-    return lowered, {"execution": execution, "notes": notes, "weights": weights}
+    return lowered, execution
 
 
 def value_names(original: Any, lowered: Any, blocked_ops: set[str]) -> dict[str, str]:

@@ -35,6 +35,10 @@ def make(exp: Experiment, run: RunSpec, ref_dump: str, cand_build: str) -> Stage
         build = ctx.inputs["build"]
         lowering = json.loads(build.file("lowering.json").read_text())
         lowered = build.file("lowered.onnx") if build.file("lowered.onnx").is_file() else None
+        if lowered is None and run.precision != "fp32":
+            # The runtime applied the precision itself (TensorRT 10's builder flags): estimate each layer's
+            # local error on the shared typed lowering of the same plan instead.
+            lowered, lowering = _shared_lowering(exp, run, ctx.out_dir / "estimate.onnx")
         pinned = {name for name, n in lowering["nodes"].items() if n["execution"] == "pinned"}
         ctx.progress.start(len(exp.tensors), f"attribute {run.name}")
         with DumpReader(ctx.inputs["reference"].file(DUMP_FILE)) as reference:
@@ -52,6 +56,8 @@ def make(exp: Experiment, run: RunSpec, ref_dump: str, cand_build: str) -> Stage
             )
         doc: dict[str, Any] = {"backend_note": _backend_note(run.backend), "tensors": results}
         write_json(ctx.out_dir / "attribution.json", doc)
+        if (ctx.out_dir / "estimate.onnx").exists():
+            (ctx.out_dir / "estimate.onnx").unlink()
         ctx.result["attributed"] = sum(1 for r in results.values() if r["status"] == "ok")
 
     deps = {"reference": ref_dump, "build": cand_build}
@@ -73,6 +79,19 @@ def make(exp: Experiment, run: RunSpec, ref_dump: str, cand_build: str) -> Stage
             "layerscope.pipelines.metrics_kernel",
         ),
     )
+
+
+def _shared_lowering(exp: Experiment, run: RunSpec, path: Any) -> tuple[Any, dict[str, Any]]:
+    import onnx
+
+    from layerscope.pipelines.backends.onnxruntime import precision_plan
+    from layerscope.pipelines.precision import lower
+
+    plan = precision_plan(run)
+    result = lower(onnx.load(str(exp.model.path)), exp.model.summary, plan)
+    assert result.model is not None
+    onnx.save(result.model, str(path))
+    return path, result.info
 
 
 def backend_dump_material(run: RunSpec) -> dict[str, Any]:

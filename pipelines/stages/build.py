@@ -1,9 +1,9 @@
 """build[run]: lower the model to the run's precision plan and prepare what the backend runs.
 
 Key: the model digest (bytes and external data), the precision plan (format, execution, pinned layers),
-the backend and what it says changes its artifact (library versions, options), and this code's version.
-Not the model's path, not the run's name, not the layer selection (for backends where marking tensors
-does not change the artifact).
+the backend and what it says changes its artifact (library versions, options, and for TensorRT the GPU
+and the tensors marked in the engine), and this code's version. Not the model's path, not the run's
+name, not the layer selection for backends where marking tensors does not change the artifact.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from layerscope.pipelines import backends
+from layerscope.pipelines.backends.base import BuildRequest, code_modules
 from layerscope.pipelines.precision import LOWERING_MODULES, PrecisionPlan
 from layerscope.runner.graph import Stage, StageContext
 from layerscope.runner.hashing import source_digest
@@ -26,12 +27,13 @@ def stage_id(run: str) -> str:
 def make(exp: Experiment, run: RunSpec, calibration: str | None = None) -> Stage:
     backend = backends.get(run.backend)
     plan = PrecisionPlan(run.precision, str(run.options.get("execution", "native")), run.pinned)
+    request = BuildRequest(exp.tensors, exp.inputs, exp.cache.base / "shared" / run.backend)
 
     def action(ctx: StageContext) -> None:
         from layerscope.pipelines.stages.common import ensure_model_unchanged
 
         ensure_model_unchanged(exp)
-        backend.build(ctx, exp.model, run)
+        backend.build(ctx, exp.model, run, request)
 
     return Stage(
         id=stage_id(run.name),
@@ -40,10 +42,10 @@ def make(exp: Experiment, run: RunSpec, calibration: str | None = None) -> Stage
             "model": exp.model.digest,
             "plan": plan.to_json(),
             "backend": run.backend,
-            "backend_build": backend.build_material(run),
+            "backend_build": backend.build_material(run, request),
         },
         action=action,
-        version=source_digest(__name__, type(backend).__module__, *LOWERING_MODULES),
+        version=source_digest(__name__, *code_modules(backend), *LOWERING_MODULES),
         deps={"calibration": calibration} if calibration else {},
         description=f"build {run.name} ({run.backend}, {run.precision})",
         imports=("numpy", "onnx", "onnxruntime", "onnxruntime.transformers.float16", "ml_dtypes"),

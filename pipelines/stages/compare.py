@@ -24,7 +24,17 @@ if TYPE_CHECKING:
     from layerscope.pipelines.experiment import Experiment, RunSpec
     from layerscope.pipelines.metrics import MetricConfig
 
-RUN_ATTRS = ("backend", "precision", "execution", "versions", "device", "notes", "tool_version", "model_digest")
+RUN_ATTRS = (
+    "backend",
+    "precision",
+    "execution",
+    "versions",
+    "device",
+    "notes",
+    "tool_version",
+    "model_digest",
+    "audit",
+)
 
 
 def stage_id(candidate: str) -> str:
@@ -61,6 +71,8 @@ def make(exp: Experiment, candidate: RunSpec, ref_dump: str, cand_dump: str) -> 
             cand_by_name = {t.onnx_name: t for t in cand.tensors()}
             pairs = [(t, cand_by_name[t.onnx_name]) for t in ref_tensors if t.onnx_name in cand_by_name]
             missing = [t.onnx_name for t in ref_tensors if t.onnx_name not in cand_by_name]
+            reasons = _not_observable(ref, cand, missing)
+            missing += [t for t in reasons if t not in missing]
             ctx.progress.start(len(pairs) * ref.samples, f"compare {candidate.name}")
 
             def one(pair: tuple[TensorMeta, TensorMeta]) -> dict[str, Any]:
@@ -78,6 +90,7 @@ def make(exp: Experiment, candidate: RunSpec, ref_dump: str, cand_dump: str) -> 
                 "format_limits": settings["limits"],
                 "layers": layers,
                 "not_observable": missing,
+                "not_observable_reasons": reasons,
             }
         write_json(ctx.out_dir / "compare.json", doc)
         ctx.result.update({"layers": len(layers)})
@@ -92,6 +105,17 @@ def make(exp: Experiment, candidate: RunSpec, ref_dump: str, cand_dump: str) -> 
         description=f"compare {candidate.name}",
         imports=("numpy", "h5py", "layerscope.pipelines.metrics_kernel"),
     )
+
+
+def _not_observable(ref: DumpReader, cand: DumpReader, missing: list[str]) -> dict[str, str]:
+    """Why tensors have no value: the reasons the dumps recorded (a TensorRT engine that fused them away)."""
+    reasons: dict[str, str] = {}
+    for role, dump in (("reference", ref), ("candidate", cand)):
+        for tensor, why in (dump.json_attr("not_observable") or {}).items():
+            reasons.setdefault(tensor, f"{role}: {why}")
+    for tensor in missing:
+        reasons.setdefault(tensor, "candidate: not in the dump")
+    return reasons
 
 
 def _config(settings: dict[str, Any], tensor: str, quant: dict[str, Any] | None = None) -> MetricConfig:

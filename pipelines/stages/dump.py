@@ -2,7 +2,9 @@
 
 Key: the build's key, the selected tensors, the input digests, the sample count, the dump options and
 what the backend says changes values at run time (e.g. the CPU, whose kernels set the summation order).
-Memory is bounded by one sample's tensors: each sample is written before the next one runs.
+Memory is bounded by one sample's tensors: each sample is written before the next one runs. Tensors the
+backend cannot observe (fused away in a TensorRT engine) are not written; the dump names them with the
+reason (attribute ``not_observable``), and carries the backend's precision audit when it made one.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from layerscope._version import __version__
 from layerscope.pipelines import backends
+from layerscope.pipelines.backends.base import code_modules
 from layerscope.pipelines.inputs import input_material, sample_reader
 from layerscope.runner.errors import StageError
 from layerscope.runner.graph import Stage, StageContext
@@ -46,6 +49,11 @@ def make(exp: Experiment, run: RunSpec, build_id: str) -> Stage:
         }
         requested = list(dict.fromkeys([*lowered, *prequant.values()]))
         session = backend.open(ctx.inputs["build"].path, exp.model, run, requested, ctx.threads)
+        hidden = {
+            t: session.unobservable[tmap[t]["name"]] for t in exp.tensors if tmap[t]["name"] in session.unobservable
+        }
+        observed = [(t, low) for t, low in zip(exp.tensors, lowered, strict=True) if t not in hidden]
+        prequant = {t: pre for t, pre in prequant.items() if pre not in session.unobservable}
         attrs = {
             "run": run.name,
             "backend": run.backend,
@@ -58,6 +66,8 @@ def make(exp: Experiment, run: RunSpec, build_id: str) -> Stage:
             "device": backend.device(),
             "notes": lowering.get("notes", []),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            **({"not_observable": hidden} if hidden else {}),
+            **({"audit": lowering["audit"]} if lowering.get("audit") else {}),
         }
         from layerscope.pipelines.dumps import DumpWriter
 
@@ -74,7 +84,7 @@ def make(exp: Experiment, run: RunSpec, build_id: str) -> Stage:
                         gzip_level=int(exp.dump["gzip_level"]),
                     )
                 )
-                for t in exp.tensors:
+                for t, _ in observed:
                     m = tmap[t]
                     writer.describe(
                         t,
@@ -92,7 +102,7 @@ def make(exp: Experiment, run: RunSpec, build_id: str) -> Stage:
                 for i in range(exp.samples):
                     feeds = {name: read(i) for name, read in readers.items()}
                     values = session.run(feeds)
-                    for t, low in zip(exp.tensors, lowered, strict=True):
+                    for t, low in observed:
                         writer.write(i, t, values[low])
                     for t, pre in prequant.items():
                         writer.write_prequant(i, t, values[pre])
@@ -102,7 +112,7 @@ def make(exp: Experiment, run: RunSpec, build_id: str) -> Stage:
                     ctx.progress.advance()
         finally:
             session.close()
-        ctx.result.update({"execution": lowering["execution"], "tensors": len(exp.tensors), "samples": exp.samples})
+        ctx.result.update({"execution": lowering["execution"], "tensors": len(observed), "samples": exp.samples})
 
     return Stage(
         id=stage_id(run.name),
@@ -116,7 +126,7 @@ def make(exp: Experiment, run: RunSpec, build_id: str) -> Stage:
         },
         action=action,
         version=source_digest(
-            __name__, "layerscope.pipelines.dumps", "layerscope.pipelines.inputs", type(backend).__module__
+            __name__, "layerscope.pipelines.dumps", "layerscope.pipelines.inputs", *code_modules(backend)
         ),
         deps={"build": build_id},
         description=f"dump {run.name}",

@@ -199,4 +199,5 @@ def _comparison(
         **(
             {"attribution_note": attribution["backend_note"]} if attribution and attribution.get("backend_note") else {}
         ),
+        "not_observable_reasons": data.get("not_observable_reasons", {}),
     }

@@ -178,7 +178,10 @@ def test_ops_without_kernels_are_emulated_and_recorded(tmp_path: Path, monkeypat
     out.mkdir()
     ctx = StageContext(out_dir=out, inputs={}, progress=Quiet())
     run_spec = RunSpec("fp16", "onnxruntime", "fp16", {"execution": "native", "graph_optimization": "all"}, ())
-    backend.build(ctx, ResolvedModel(path, "d" * 64, summarize(path), {"path": str(path)}), run_spec)
+    from layerscope.pipelines.backends.base import BuildRequest
+
+    request = BuildRequest(("t/relu0",), (), tmp_path / "shared")
+    backend.build(ctx, ResolvedModel(path, "d" * 64, summarize(path), {"path": str(path)}), run_spec, request)
     import json
 
     info = json.loads((out / "lowering.json").read_text())
@@ -204,3 +207,64 @@ def test_constant_node_weights_are_lowered_reported_and_kept_fp32_when_pinned(tm
     assert pinned.info["nodes"]["s"]["execution"] == "pinned"  # the Constant read only by mul0 is pinned too
     got = run(pinned.model, [pinned.info["tensors"]["t/mul0"]["name"]], x)
     np.testing.assert_allclose(next(iter(got.values())), ref, rtol=0.05, atol=0.5)  # the 1e5 weight survived
+
+
+def test_bf16_typed_graph_retypes_every_fp16_value_and_rounds_weights_from_fp32(tmp_path: Path) -> None:
+    """The TensorRT typed route's BF16 graph: FP32 I/O, pinned layers FP32, everything else BF16."""
+    path = chain_model(tmp_path / "m.onnx", scale=1e5, constant=True)
+    result, _ = lowered(path, "bf16", pinned=("conv0",))
+    m = result.model
+    g = m.graph
+    assert g.input[0].type.tensor_type.elem_type == TensorProto.FLOAT
+    assert g.output[0].type.tensor_type.elem_type == TensorProto.FLOAT
+    assert all(vi.type.tensor_type.elem_type != TensorProto.FLOAT16 for vi in g.value_info)
+    assert all(i.data_type != TensorProto.FLOAT16 for i in g.initializer)
+    casts = [a.i for n in g.node if n.op_type == "Cast" for a in n.attribute if a.name == "to"]
+    assert TensorProto.BFLOAT16 in casts and TensorProto.FLOAT16 not in casts
+    inits = {i.name: i for i in g.initializer}
+    assert inits["w0"].data_type == TensorProto.FLOAT  # read only by the pinned conv0
+    original = onnx.load(str(path))
+    w1 = numpy_helper.to_array(next(i for i in original.graph.initializer if i.name == "w1"))
+    assert inits["w1"].data_type == TensorProto.BFLOAT16
+    np.testing.assert_array_equal(numpy_helper.to_array(inits["w1"]), w1.astype(ml_dtypes.bfloat16))
+    # the 1e5 Constant is rounded from FP32 (BF16 holds it), not carried over from FP16's clamp at 65504
+    const = next(n for n in g.node if n.op_type == "Constant")
+    assert numpy_helper.to_array(const.attribute[0].t).astype(np.float32) == np.float32(99840.0)
+    info = result.info
+    assert info["execution"] == "native" and not any("clamped" in n for n in info["notes"])
+    assert info["tensors"]["t/mul0"]["dtype"] == "bfloat16" and info["tensors"]["t/conv0"]["dtype"] == "float32"
+
+
+def test_bf16_typed_graph_computes_like_the_fp32_model_within_bf16_precision(tmp_path: Path) -> None:
+    """ORT's CPU provider has no BF16 Conv, so the graph is checked with ONNX's reference evaluator."""
+    from onnx.reference import ReferenceEvaluator
+
+    path = chain_model(tmp_path / "m.onnx")
+    result, _ = lowered(path, "bf16")
+    x = np.random.default_rng(0).standard_normal((1, 4, 8, 8)).astype(np.float32)
+    ref = ReferenceEvaluator(onnx.load(str(path))).run(None, {"input": x})[0]
+    got = ReferenceEvaluator(result.model).run(None, {"input": x})[0]
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, ref, rtol=0, atol=0.02 * np.abs(ref).max())
+    assert not np.array_equal(got, ref)  # it did compute in BF16
+
+
+def test_runtime_applied_records_the_plan_without_changing_the_graph(tmp_path: Path) -> None:
+    from layerscope.pipelines.precision import runtime_applied
+
+    path = chain_model(tmp_path / "m.onnx", scale=1e5)
+    summary = summarize(path)
+    result = runtime_applied(onnx.load(str(path)), summary, PrecisionPlan("fp16", "native", ("conv0",)))
+    assert result.model is None
+    nodes = result.info["nodes"]
+    assert nodes["conv0"] == {"op_type": "Conv", "execution": "pinned", "precision": "fp32"}
+    assert nodes["mul0"]["execution"] == "native" and nodes["mul0"]["weights"]["clamped"] == 1
+    assert result.info["tensors"]["t/relu0"] == {
+        "name": "t/relu0",
+        "node": "relu0",
+        "op_type": "Relu",
+        "index": 1,
+        "execution": "native",
+        "dtype": "float16",
+        "stored": "float32",
+    }
