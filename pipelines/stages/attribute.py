@@ -82,12 +82,15 @@ def make(exp: Experiment, run: RunSpec, ref_dump: str, cand_build: str) -> Stage
 
 
 def _shared_lowering(exp: Experiment, run: RunSpec, path: Any) -> tuple[Any, dict[str, Any]]:
+    from dataclasses import replace
+
     import onnx
 
     from layerscope.pipelines.backends.onnxruntime import precision_plan
     from layerscope.pipelines.precision import lower
 
-    plan = precision_plan(run)
+    # ONNX Runtime's CPU provider runs FP16 natively; other formats are estimated by emulation.
+    plan = replace(precision_plan(run), execution="native" if run.precision == "fp16" else "emulated")
     result = lower(onnx.load(str(exp.model.path)), exp.model.summary, plan)
     assert result.model is not None
     onnx.save(result.model, str(path))
