@@ -164,14 +164,8 @@ class TensorStats:
         params = self.config.params()
         for start in range(0, r_all.size, BLOCK):
             r, x = r_all[start : start + BLOCK], x_all[start : start + BLOCK]
-            if kernel is not None:
-                # float16/bfloat16 go to float32 (exact) first: the kernel reads float32/float64 arrays
-                r = r if r.dtype in (np.float32, np.float64) else r.astype(np.float32)
-                x = x if x.dtype in (np.float32, np.float64) else x.astype(np.float32)
-                layout = (*REL_LAYOUT, *ABS_LAYOUT)
-                self._merge(
-                    *kernel.block(np.ascontiguousarray(r), np.ascontiguousarray(x), params, layout, self.threads)
-                )
+            if kernel is not None:  # float16 is read through its bits, without a converted copy
+                self._merge(*kernel.block(r, x, params, (*REL_LAYOUT, *ABS_LAYOUT), self.threads))
             else:
                 self._merge(*_numpy_block(r, x, self.config))
 

@@ -269,6 +269,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     for o in outcomes.values():
         if o.status == "skipped":
             _err(f"layerscope: {o.sid} {o.reason}")
+    if args.only and outcomes["report"].status == "not-needed":  # a partial run: no report to write
+        failed = any(o.status in ("failed", "skipped") for o in outcomes.values())
+        done = [o.sid for o in outcomes.values() if o.status in ("ran", "cached")]
+        print(f"{'FAILED' if failed else 'done'}: {', '.join(done)} (--only: no report written)")
+        return EXIT_STAGE if failed else EXIT_OK
     report, code = app.write_outputs(exp, plan, outcomes, out_dir, cache, started)
     if report is not None:
         from layerscope.pipelines.render import print_summary

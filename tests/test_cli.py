@@ -213,3 +213,11 @@ def test_force_before_the_config_forces_everything(write_config, capsys: pytest.
     assert "7 of 7 stages would run" in capsys.readouterr().out
     run_ok(["run", str(path), "-j", "0"], 2)
     assert "-j/--jobs must be at least 1" in capsys.readouterr().err
+
+
+def test_only_runs_the_selected_stages_and_their_inputs(write_config, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_config()
+    run_ok(["run", str(path), "--out", "o", "-q", "--only", "dump[fp16]"])
+    out = capsys.readouterr().out
+    assert out.startswith("done: build[fp16], dump[fp16] (--only: no report written)")
+    assert not Path("o/report.json").exists()

@@ -2,7 +2,7 @@
 
 Key: the build's key, the selected tensors, the input digests, the sample count, the dump options and
 what the backend says changes values at run time (e.g. the CPU, whose kernels set the summation order).
-Memory is bounded by one sample's tensors: each sample is written before the next one runs. Tensors the
+Memory is bounded by two samples' tensors: a sample is written while the next one runs. Tensors the
 backend cannot observe (fused away in a TensorRT engine) are not written; the dump names them with the
 reason (attribute ``not_observable``), and carries the backend's precision audit when it made one.
 """
@@ -12,7 +12,8 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from typing import TYPE_CHECKING
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
 
 from layerscope._version import __version__
 from layerscope.pipelines import backends
@@ -99,17 +100,29 @@ def make(exp: Experiment, run: RunSpec, build_id: str) -> Stage:
                             **({"quant": json.dumps(m["quant"])} if "quant" in m else {}),
                         },
                     )
-                for i in range(exp.samples):
-                    feeds = {name: read(i) for name, read in readers.items()}
-                    values = session.run(feeds)
+
+                def store(i: int, feeds: dict[str, Any], values: dict[str, Any]) -> None:
                     for t, low in observed:
                         writer.write(i, t, values[low])
                     for t, pre in prequant.items():
                         writer.write_prequant(i, t, values[pre])
-                    del values
                     for name, value in feeds.items():
                         writer.write_input(i, name, value)
                     ctx.progress.advance()
+
+                # Sample i is written while sample i+1 runs (the runtime releases the GIL): at most two
+                # samples' tensors are in memory at once.
+                with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dump-writer") as pool:
+                    pending: Future[None] | None = None
+                    for i in range(exp.samples):
+                        feeds = {name: read(i) for name, read in readers.items()}
+                        values = session.run(feeds)
+                        if pending is not None:
+                            pending.result()
+                        pending = pool.submit(store, i, feeds, values)
+                        del values
+                    if pending is not None:
+                        pending.result()
         finally:
             session.close()
         ctx.result.update({"execution": lowering["execution"], "tensors": len(observed), "samples": exp.samples})
