@@ -222,7 +222,7 @@ def _experiment(
         try:
             model = resolve_model(data["model"], resolve, cache)
         except UsageError as exc:
-            problems.add("/model", exc.message + (f" ({exc.hint})" if exc.hint else ""))
+            problems.add("/model", exc.message + (f"; {exc.hint}" if exc.hint else ""))
     runs = _runs(data, problems, lenient)
     reference: str = ""
     candidates: tuple[str, ...] = ()

@@ -70,8 +70,8 @@ class OnnxRuntimeBackend:
     def _dist() -> str | None:
         for dist in ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino", "onnxruntime-directml"):
             v = _version(dist)
-            if v is not None:
-                return f"{dist} {v}"
+            if v is not None:  # the plain package by its version; a variant (onnxruntime-gpu) by name too
+                return v if dist == "onnxruntime" else f"{dist} {v}"
         return None
 
     def versions(self) -> dict[str, str]:

