@@ -71,6 +71,9 @@ def write_outputs(
     if report_outcome is None or report_outcome.entry is None:
         return None, EXIT_STAGE
     report = json.loads(report_outcome.entry.file("report.json").read_text())
+    # The config's path as given is provenance of this invocation, not of the cached report: a path is in no
+    # cache key, so running the same config by another path reuses everything.
+    report["experiment"] = {"config": exp.source, **report["experiment"]}
     report["execution"] = {
         "stages": {
             sid: {"status": o.status, "seconds": round(o.seconds, 3), "key": plan[sid].key, "reason": o.reason}

@@ -257,7 +257,10 @@ def _config(report: dict[str, Any]) -> str:
 
     exp = report["experiment"]
     out = ['<h2 id="config">Config</h2>']
-    items = [("config", f"<code>{_e(exp['config'])}</code>"), ("digest", f"<code>{_e(exp['config_digest'])}</code>")]
+    items = [
+        ("config", f"<code>{_e(exp.get('config', '?'))}</code>"),
+        ("digest", f"<code>{_e(exp['config_digest'])}</code>"),
+    ]
     if exp.get("overrides"):
         items.append(("--set", " ".join(f"<code>{_e(o)}</code>" for o in exp["overrides"])))
     out.append(_dl(items))

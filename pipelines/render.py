@@ -69,7 +69,7 @@ def markdown(report: dict[str, Any]) -> str:
         out += [exp["description"].strip(), ""]
     samples = report["samples"]
     out.append(
-        f"Config `{exp['config']}` (digest `{exp['config_digest'][:12]}`), model {_model(report)} "
+        f"Config `{exp.get('config', '?')}` (digest `{exp['config_digest'][:12]}`), model {_model(report)} "
         f"(digest `{report['model']['digest'][:12]}`), {samples} sample{'s' if samples != 1 else ''}."
     )
     if exp.get("overrides"):

@@ -103,4 +103,5 @@ def report_for(exp: Experiment, *, reporter: Reporter | None = None, jobs: int |
         why = "; ".join(f"{o.sid} failed: {o.error}" for o in failed) or "the report stage did not run"
         raise StageError(f"{exp.source}: {why}")
     report: dict[str, Any] = json.loads(entry.file("report.json").read_text())
+    report["experiment"] = {"config": exp.source, **report["experiment"]}  # as write_outputs does
     return report

@@ -80,7 +80,6 @@ def experiment_record(exp: Experiment) -> dict[str, Any]:
         "experiment": {
             "name": exp.name,
             "description": exp.description,
-            "config": exp.source,
             "config_digest": exp.config_digest,
             "overrides": list(exp.document.overrides),
             # What `layerscope diff` compares between two config versions: the data as validated.

@@ -92,3 +92,12 @@ def test_moving_the_model_file_keeps_its_cache(write_config, tmp_path) -> None:
     p2 = write_config(text.format(model="b.onnx"), "two.yaml")
     k1, k2 = keys(p1, []), keys(p2, [])
     assert {sid: k for sid, k in k1.items() if sid != "report"} == {sid: k for sid, k in k2.items() if sid != "report"}
+
+
+def test_the_config_path_is_in_no_key(write_config, tmp_path) -> None:
+    import os
+
+    path = write_config(SMALL_UNET)
+    by_absolute = keys(path, [])
+    os.chdir(path.parent)
+    assert keys(path.name, []) == by_absolute  # same config, given by a relative path
