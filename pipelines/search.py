@@ -94,7 +94,7 @@ class Search:
         self._evaluations: dict[tuple[str, ...], Evaluation] = {}
 
     # -- running variants through the cache -----------------------------------------------------------
-    def _variant(self, pinned: Iterable[str], tensors: Sequence[str], *, only_this: bool = False) -> Experiment:
+    def _variant(self, pinned: Iterable[str], tensors: Sequence[str]) -> Experiment:
         order = {n.name: n.index for n in self.exp.model.summary.nodes}
         pins = tuple(sorted(set(pinned), key=lambda n: order.get(n, 0)))
         label = f"{self.run.name}~{len(pins)}:{digest(pins)[:8]}"

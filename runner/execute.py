@@ -13,7 +13,6 @@ import contextlib
 import importlib
 import json
 import os
-import threading
 import time
 import traceback
 from collections.abc import Iterable, Mapping
@@ -152,7 +151,6 @@ class Executor:
 
     def execute(self, plan: Plan, decisions: Mapping[str, Decision]) -> dict[str, Outcome]:
         outcomes: dict[str, Outcome] = {}
-        lock = threading.Lock()
         pending = [sid for sid in plan.ids()]
         for sid in pending:
             d = decisions[sid]
@@ -202,8 +200,7 @@ class Executor:
                 done, _ = wait(list(running), return_when=FIRST_COMPLETED)
                 for fut in done:
                     sid = running.pop(fut)
-                    with lock:
-                        outcomes[sid] = fut.result()
+                    outcomes[sid] = fut.result()
                     self.reporter.stage_finished(outcomes[sid])
         return {sid: outcomes[sid] for sid in plan.ids()}
 

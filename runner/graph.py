@@ -113,25 +113,11 @@ class Plan:
     def downstream(self, roots: Iterable[str]) -> set[str]:
         """The roots and every stage that (transitively) depends on them."""
         dependents = self.dependents()
-        seen: set[str] = set()
-        todo = list(roots)
-        while todo:
-            sid = todo.pop()
-            if sid not in seen:
-                seen.add(sid)
-                todo.extend(dependents[sid])
-        return seen
+        return _closure(roots, lambda sid: dependents[sid])
 
     def upstream(self, roots: Iterable[str]) -> set[str]:
         """The roots and everything they (transitively) depend on."""
-        seen: set[str] = set()
-        todo = list(roots)
-        while todo:
-            sid = todo.pop()
-            if sid not in seen:
-                seen.add(sid)
-                todo.extend(self.stages[sid].stage.deps.values())
-        return seen
+        return _closure(roots, lambda sid: self.stages[sid].stage.deps.values())
 
     def select(self, patterns: Iterable[str]) -> set[str]:
         """Stage ids matching any pattern: an id (``dump[fp16]``), a kind (``dump``) or a glob."""
@@ -151,3 +137,14 @@ class Plan:
                 raise UsageError(f"no stage matches {pat!r}{hint} (stages: {', '.join(self.stages)})")
             chosen |= matched
         return chosen
+
+
+def _closure(roots: Iterable[str], neighbours: Callable[[str], Iterable[str]]) -> set[str]:
+    seen: set[str] = set()
+    todo = list(roots)
+    while todo:
+        sid = todo.pop()
+        if sid not in seen:
+            seen.add(sid)
+            todo.extend(neighbours(sid))
+    return seen

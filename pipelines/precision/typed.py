@@ -48,11 +48,6 @@ def lower_typed(model: Any, fmt: str, pinned: set[str], blocked_ops: set[str]) -
     return lowered, {"execution": execution, "notes": notes, "weights": weights}
 
 
-def lower_fp16(model: Any, pinned: set[str], blocked_ops: set[str]) -> tuple[Any, dict[str, Any]]:
-    """Return (lowered model, info) where info has per-node execution and weight notes."""
-    return lower_typed(model, "fp16", pinned, blocked_ops)
-
-
 def _lower_fp16_graph(
     model: Any, pinned: set[str], blocked_ops: set[str], fp32_nodes: set[str]
 ) -> tuple[Any, dict[str, str]]:
