@@ -24,7 +24,8 @@ On layers whose values are all finite these are exactly the documented definitio
 the contract ("undefined stays undefined": null in JSON; an Inf that appeared is an infinite error): where
 the recomputation is undefined, the report must say null. Counts must agree exactly, other numbers to
 ``RTOL`` relative. :func:`check_run` also checks that every tensor both dumps hold is in the report (or
-listed as not observable), and that each layer's verdict follows from its limits and the recomputed numbers.
+listed as not observable), that no compared tensor is empty, and that each layer's verdict follows from its
+limits and the recomputed numbers (a limit on an undefined metric cannot be met).
 """
 
 from __future__ import annotations
@@ -211,8 +212,10 @@ def _expected_verdict(numbers: LayerNumbers, limits: dict[str, Any]) -> str:
 
 
 def check_layer(name: str, layer: dict[str, Any], numbers: LayerNumbers) -> list[Disagreement]:
-    out = []
     metrics = layer["metrics"]
+    if numbers.counts["elements"] == 0:  # nothing to compare: every metric and the verdict are undefined
+        return [Disagreement(name, layer["tensor"], "layer", "compared", "an empty tensor (no elements)")]
+    out = []
     for key in COUNTS:
         if not _same(metrics.get(key), numbers.value(key), exact=True):
             out.append(Disagreement(name, layer["tensor"], key, metrics.get(key), numbers.value(key)))

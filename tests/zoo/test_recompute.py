@@ -197,3 +197,13 @@ def test_demo_style_unet_fp16_report_agrees_with_its_dumps(write_config) -> None
     report["comparisons"][0]["layers"][3]["metrics"]["deviating"] += 1
     Path("o/report.json").write_text(json.dumps(report))
     assert [d.what for d in check_run(Path("o"))] == ["deviating"]
+
+
+def test_check_layer_flags_an_empty_tensor_once() -> None:
+    """A 0-element tensor (an empty Constant such as Resize's roi) has no metrics to state: comparing it is wrong."""
+    n = numbers([], [])
+    assert n.deviation_ratio is None and n.cosine is None and n.max_abs_error is None
+    stated = {"tensor": "roi", "metrics": {"elements": 0, "deviation_ratio": 0.0, "cosine": 1.0}, "verdict": "pass"}
+    assert check_layer("c", stated, n) == [
+        Disagreement("c", "roi", "layer", "compared", "an empty tensor (no elements)")
+    ]
