@@ -143,13 +143,13 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 def _markdown(report: dict[str, Any], cache: Cache | None, content_key: str | None) -> str:
-    from layerscope.pipelines.render import markdown
+    from layerscope.pipelines.reports.markdown import markdown
 
     return markdown(report)
 
 
 def _html(report: dict[str, Any], cache: Cache | None, content_key: str | None) -> str:
-    from layerscope.pipelines.html import render_html
+    from layerscope.pipelines.reports.html import render_html
 
     return render_html(report, cache, content_key)
 
@@ -185,7 +185,7 @@ def diff(
     old: str, new: str, tolerance: list[str], *, cache_dir: str | None, reporter: Reporter | None = None
 ) -> dict[str, Any]:
     """The diff of two sides (report.json, run directory, config, REV:config) as JSON-ready data."""
-    from layerscope.pipelines.diff import Tolerance, diff_reports
+    from layerscope.pipelines.reports.diff import Tolerance, diff_reports
     from layerscope.pipelines.sides import load_side
 
     tol = Tolerance.parse(tolerance)  # before running anything: a typo should not cost a run
@@ -195,7 +195,7 @@ def diff(
 
 
 def render_diff(doc: dict[str, Any], fmt: str, *, limit: int) -> str:
-    from layerscope.pipelines import diff_render
+    from layerscope.pipelines.reports import diff_render
 
     if fmt == "json":
         return diff_render.as_json(doc)
@@ -239,8 +239,8 @@ def fix(
     log: Callable[[str], None],
 ) -> tuple[Any, dict[str, Path]]:
     """Search the layers to pin for ``run`` to pass; write the snippet and the search report."""
-    from layerscope.pipelines import fix_report
-    from layerscope.pipelines.search import Search
+    from layerscope.pipelines.analysis.search import Search
+    from layerscope.pipelines.reports import fix_report
 
     missing = [t for t in targets or [] if t not in exp.tensors]
     if missing:
@@ -256,8 +256,8 @@ def _local_errors(exp: Experiment, run: str, jobs: int, reporter: Any) -> dict[s
 
     from layerscope.pipelines.stages import plan_for
     from layerscope.pipelines.stages.attribute import stage_id
-    from layerscope.pipelines.stages.common import as_float
     from layerscope.runner.execute import plan_decisions, run_plan
+    from layerscope.runner.jsonio import as_float
 
     if not exp.attribution or run not in exp.candidates:
         return None

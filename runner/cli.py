@@ -276,7 +276,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_STAGE if failed else EXIT_OK
     report, code = app.write_outputs(exp, plan, outcomes, out_dir, cache, started)
     if report is not None:
-        from layerscope.pipelines.render import print_summary
+        from layerscope.pipelines.reports.terminal import print_summary
 
         if not args.quiet:
             print_summary(report, console)
@@ -298,7 +298,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.format == "table":
         if args.output:
             raise UsageError("-o/--output writes a file: use it with --format md, json or html")
-        from layerscope.pipelines.render import print_summary
+        from layerscope.pipelines.reports.terminal import print_summary
 
         print_summary(report, _console(), all_rows=True)
     else:

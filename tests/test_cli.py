@@ -199,7 +199,7 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 def _conforms(doc: dict) -> None:
     from jsonschema import Draft202012Validator
 
-    from layerscope.pipelines.experiment import schema_text
+    from layerscope.schemas import schema_text
 
     errors = sorted(Draft202012Validator(json.loads(schema_text("report"))).iter_errors(doc), key=str)
     assert not errors, errors[0]

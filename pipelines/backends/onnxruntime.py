@@ -92,7 +92,7 @@ class OnnxRuntimeBackend:
 
     # -- build ------------------------------------------------------------------------------------------
     def build(self, ctx: StageContext, model: ResolvedModel, run: RunSpec, request: BuildRequest) -> None:
-        from layerscope.pipelines.precision import lower, lower_quantized
+        from layerscope.pipelines.lowering import lower, lower_quantized
 
         plan = precision_plan(run)
         if plan.quant:
@@ -209,7 +209,7 @@ class _OrtSession:
 
 def precision_plan(run: RunSpec) -> Any:
     """The run's precision plan (quantized runs carry their calibration method and weight granularity)."""
-    from layerscope.pipelines.precision import PrecisionPlan
+    from layerscope.pipelines.lowering import PrecisionPlan
 
     execution = str(run.options.get("execution", "native"))
     quant: tuple[tuple[str, Any], ...] = ()

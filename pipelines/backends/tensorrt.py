@@ -266,8 +266,8 @@ def _lower(model: ResolvedModel, run: RunSpec, route: str) -> tuple[Any, Any, An
     """
     import onnx
 
+    from layerscope.pipelines.lowering import PrecisionPlan, lower, runtime_applied
     from layerscope.pipelines.models.summary import normalize_names
-    from layerscope.pipelines.precision import PrecisionPlan, lower, runtime_applied
 
     plan = PrecisionPlan(run.precision, "native", run.pinned)
     proto = onnx.load(str(model.path))
@@ -284,7 +284,7 @@ def _lower(model: ResolvedModel, run: RunSpec, route: str) -> tuple[Any, Any, An
 
 def _input_shapes(request: BuildRequest) -> dict[str, tuple[int, ...] | None]:
     """The config's shape of one sample per input; a file source without one has its shape read from the file."""
-    from layerscope.pipelines.inputs import probe_file
+    from layerscope.pipelines.experiment.inputs import probe_file
 
     out: dict[str, tuple[int, ...] | None] = {}
     for spec in request.inputs:
