@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from layerscope.runner.errors import EXIT_OK, EXIT_STAGE, EXIT_THRESHOLD, UsageError
+from layerscope.runner.files import atomic_write
 
 if TYPE_CHECKING:
     from layerscope.pipelines.experiment import Experiment
@@ -86,12 +87,12 @@ def write_outputs(
     }
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        _atomic_write(out_dir / "report.json", json.dumps(report, indent=1, allow_nan=False))
+        atomic_write(out_dir / "report.json", json.dumps(report, indent=1, allow_nan=False))
         # What the report stage wrote (the report without `execution`), by content: the key of cached HTML charts.
         content_key = report_outcome.entry.manifest["files"]["report.json"]["sha256"]
         for fmt in exp.report_formats:
             if fmt in RENDERERS:
-                _atomic_write(out_dir / f"report.{fmt}", RENDERERS[fmt](report, cache, content_key))
+                atomic_write(out_dir / f"report.{fmt}", RENDERERS[fmt](report, cache, content_key))
         _link_dumps(exp, plan, outcomes, out_dir, cache)
         _copy_calibration_cache(plan, outcomes, out_dir, cache)
     except OSError as exc:
@@ -133,13 +134,7 @@ def _copy_calibration_cache(plan: Plan, outcomes: Mapping[str, Outcome], out_dir
         return
     entry = outcomes[STAGE_ID].entry or cache.lookup("calibrate", plan[STAGE_ID].key, touch=False).entry
     if entry is not None and entry.file(TRT_CACHE).is_file():
-        _atomic_write(out_dir / TRT_CACHE, entry.file(TRT_CACHE).read_text())
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+        atomic_write(out_dir / TRT_CACHE, entry.file(TRT_CACHE).read_text())
 
 
 def _markdown(report: dict[str, Any], cache: Cache | None, content_key: str | None) -> str:

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from layerscope.pipelines.backends.trt import versions as trt_versions
 from layerscope.pipelines.backends.trt.versions import Version
+from layerscope.runner.files import atomic_write
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -188,7 +188,9 @@ class TensorRTBackend:
         (ctx.out_dir / "timing.cache").write_bytes(result.timing_cache)
         (ctx.out_dir / "layer_info.json").write_text(result.layer_information)
         with contextlib.suppress(OSError):  # only an optimisation for the next build
-            _atomic_write(timing_path, result.timing_cache)
+            # Readers see the old file or the new one, never a part (concurrent builds share the timing cache).
+            timing_path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(timing_path, result.timing_cache)
         reads, unobservable = self._observation(result, marks, requested, graph)
         (ctx.out_dir / "observe.json").write_text(
             json.dumps({"mode": mode, "reads": reads, "unobservable": unobservable}, indent=1)
@@ -317,15 +319,3 @@ def _notes(mode: str, route: str, marked: int, unobservable: dict[str, str], war
     if warnings:
         notes.append(f"TensorRT logged {len(warnings)} warnings while building; first: {warnings[0][:300]}")
     return notes
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Readers see the old file or the new one, never a part (concurrent builds share the timing cache)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()

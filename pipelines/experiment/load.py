@@ -46,6 +46,7 @@ from layerscope.runner.spec import (
     parse_document,
     validate_schema,
 )
+from layerscope.runner.suggest import suggest
 from layerscope.schemas import schema_text
 
 ENV_CACHE = "LAYERSCOPE_CACHE_DIR"
@@ -293,16 +294,13 @@ def _run(name: str, r: dict[str, Any], problems: ProblemCollector, unavailable: 
 
 
 def _compare(data: dict[str, Any], runs: dict[str, RunSpec], problems: ProblemCollector) -> tuple[str, tuple[str, ...]]:
-    import difflib
-
     compare = data.get("compare", {})
     names = list(runs)
 
     def known(name: str, ptr: str) -> bool:
         if name in runs:
             return True
-        near = difflib.get_close_matches(name, names, n=1)
-        hint = f"; did you mean {near[0]!r}?" if near else f"; runs are: {', '.join(names)}"
+        hint = suggest(name, names) or f"; runs are: {', '.join(names)}"
         problems.add(ptr, f"no run named {name!r}{hint}")
         return False
 
@@ -375,16 +373,13 @@ def _input(name: str, spec: dict[str, Any], resolve: Callable[[str], Path], prob
 def _check_inputs(
     inputs: tuple[InputSpec, ...], model: ResolvedModel, problems: ProblemCollector, *, deep: bool, samples: int
 ) -> None:
-    import difflib
-
     declared = {t.name: t for t in model.summary.inputs}
     given = set(problems.doc.data.get("inputs") or {})  # as written: an entry the schema rejected still exists
     for spec in inputs:
         ptr = f"/inputs/{spec.name}"
         t = declared.get(spec.name)
         if t is None:
-            near = difflib.get_close_matches(spec.name, list(declared), n=1)
-            hint = f"; did you mean {near[0]!r}?" if near else ""
+            hint = suggest(spec.name, declared)
             problems.add(
                 ptr, f"the model has no input {spec.name!r}{hint} (its inputs: {', '.join(declared)})", key=True
             )

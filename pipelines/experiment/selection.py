@@ -9,7 +9,6 @@ Every selector must match at least one node; one that does not is an error with 
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import re
 from collections.abc import Iterable
@@ -18,6 +17,7 @@ from typing import Any
 
 from layerscope.pipelines.models.summary import ModelSummary, NodeInfo
 from layerscope.runner.spec import ProblemCollector
+from layerscope.runner.suggest import close_matches, did_you_mean, suggest
 
 
 @dataclass(frozen=True)
@@ -113,16 +113,13 @@ def _suggest(s: Selector, summary: ModelSummary) -> str:
     if s.kind == "op":
         ops = sorted({n.op_type for n in summary.nodes})
         lower = {o.lower(): o for o in ops}
+        # an op written in the wrong case first: it is surely the one meant
         near = [lower[p.lower()] for p in s.patterns if p.lower() in lower]
-        near += [m for p in s.patterns for m in difflib.get_close_matches(p, ops, n=2)]
-        if near:
-            return f"; did you mean {' or '.join(repr(x) for x in dict.fromkeys(near))}?"
-        return f"; the model's op types are: {', '.join(ops)}"
+        near += [m for p in s.patterns for m in close_matches(p, ops, n=2)]
+        return did_you_mean(near) or f"; the model's op types are: {', '.join(ops)}"
     names = [n.name for n in summary.nodes]
-    near = difflib.get_close_matches(s.patterns[0], names, n=3, cutoff=0.5)
-    if near:
-        return f"; did you mean {' or '.join(repr(x) for x in near)}?"
-    return f" (the model has {len(names)} nodes, e.g. {', '.join(repr(x) for x in names[:3])})"
+    hint = suggest(s.patterns[0], names, n=3, cutoff=0.5)
+    return hint or f" (the model has {len(names)} nodes, e.g. {', '.join(repr(x) for x in names[:3])})"
 
 
 def glob_matches_any(pattern: str, summary: ModelSummary) -> bool:

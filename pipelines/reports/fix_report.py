@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from layerscope.pipelines.reports.format import fmt_num
+from layerscope.runner.files import atomic_write
 
 if TYPE_CHECKING:
     from layerscope.pipelines.analysis.search import SearchResult
@@ -97,10 +98,10 @@ def write(exp: Experiment, result: SearchResult, out_dir: Path) -> dict[str, Pat
 
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"md": out_dir / f"fix-{result.run}.md", "json": out_dir / f"fix-{result.run}.json"}
-    paths["md"].write_text(markdown(exp, result))
+    atomic_write(paths["md"], markdown(exp, result))
     doc: dict[str, Any] = asdict(result)
     write_json(paths["json"], doc)
     if result.found is not None:
         paths["yaml"] = out_dir / f"fix-{result.run}.yaml"
-        paths["yaml"].write_text(snippet(exp, result))
+        atomic_write(paths["yaml"], snippet(exp, result))
     return paths
