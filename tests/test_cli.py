@@ -178,7 +178,7 @@ def test_cache_commands(write_config, capsys: pytest.CaptureFixture[str]) -> Non
     assert "cleared" in capsys.readouterr().out
 
 
-def test_backends_lists_availability(capsys: pytest.CaptureFixture[str]) -> None:
+def test_backends_lists_availability(capsys: pytest.CaptureFixture[str], no_tensorrt: None) -> None:
     run_ok(["backends"])
     out = capsys.readouterr().out
     assert "onnxruntime" in out and "tensorrt" in out

@@ -27,12 +27,13 @@ from layerscope.pipelines.backends.trt.versions import Version
 from layerscope.runner.files import atomic_write
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
-    from layerscope.pipelines.backends.base import BuildRequest
+    from layerscope.pipelines.backends.base import BuildRequest, OptionProblem
     from layerscope.pipelines.backends.trt.plan import DeviceFacts, MarkPlan
     from layerscope.pipelines.backends.trt.runtime import TensorRTSession
     from layerscope.pipelines.experiment import RunSpec
+    from layerscope.pipelines.lowering.formats import Format
     from layerscope.pipelines.models import ResolvedModel
     from layerscope.runner.graph import StageContext
 
@@ -122,6 +123,18 @@ class TensorRTBackend:
             return "GPU (not available here)"
         env = self.environment
         return f"GPU: {env.gpu} (compute capability {env.compute_capability}, CUDA driver {env.driver})"
+
+    def configure(self, fmt: Format, options: Mapping[str, Any]) -> tuple[dict[str, Any], list[OptionProblem]]:
+        """The route's default depends on the installed version; a problem points at the option to blame, or
+        at the precision or the backend when no option is."""
+        from layerscope.pipelines.backends.base import OptionProblem
+
+        resolved = self.resolve_options(dict(options))
+        problems = []
+        for key, message in self.option_problems(fmt.name, resolved):
+            where = "/precision" if key == "precision" else f"/options/{key}" if key in options else "/backend"
+            problems.append(OptionProblem(where, message))
+        return resolved, problems
 
     def option_problems(self, precision: str, options: dict[str, Any]) -> list[tuple[str, str]]:
         return trt_versions.option_problems(self.installed_version, precision, options)

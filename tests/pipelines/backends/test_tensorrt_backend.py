@@ -60,7 +60,7 @@ def fake_trt(monkeypatch: pytest.MonkeyPatch):
     return install
 
 
-def test_without_tensorrt_validation_says_which_package_and_exits_2(write_config, capsys) -> None:
+def test_without_tensorrt_validation_says_which_package_and_exits_2(write_config, capsys, no_tensorrt) -> None:
     path = write_config(TRT_UNET)
     assert main(["validate", str(path)]) == 2
     err = capsys.readouterr().err

@@ -47,7 +47,7 @@ thresholds:
 """
 
 
-def test_all_semantic_problems_at_once(write_config) -> None:
+def test_all_semantic_problems_at_once(write_config, no_tensorrt) -> None:
     path = write_config(CHAIN)
     chain_model(path.parent / "m.onnx")
     got = problems(path)
