@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 import pytest
 
-from layerscope.runner.cli import main
+from layerscope.cli import main
 from tests.conftest import SMALL_UNET
 
 
@@ -182,9 +182,9 @@ def test_backends_lists_availability(capsys: pytest.CaptureFixture[str], no_tens
     run_ok(["backends"])
     out = capsys.readouterr().out
     assert "onnxruntime" in out and "tensorrt" in out
-    from layerscope.pipelines import app
+    from layerscope.pipelines import backends
 
-    rows = {r[0]: r for r in app.backends_table()}
+    rows = {r[0]: r for r in backends.table()}
     assert rows["onnxruntime"][1] is True and rows["onnxruntime"][2].startswith("CPU: ")
     assert rows["tensorrt"][1] is False and "the onnxruntime backend runs anywhere" in rows["tensorrt"][2]
 

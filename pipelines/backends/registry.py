@@ -32,3 +32,14 @@ def get(name: str) -> Backend:
 
 def availability(name: str) -> tuple[bool, str]:
     return get(name).availability()
+
+
+def table() -> list[tuple[str, bool, str, str]]:
+    """(name, available, the device or why not, versions) per backend: what `layerscope backends` shows."""
+    rows = []
+    for name in names():
+        b = get(name)
+        ok, why = b.availability()
+        versions = ", ".join(f"{k} {v}" for k, v in b.versions().items())
+        rows.append((name, ok, why or b.device(), versions))
+    return rows

@@ -5,6 +5,7 @@ from layerscope.pipelines.experiment.load import (
     ENV_CACHE,
     FileResolver,
     load_experiment,
+    load_experiment_data,
     load_experiment_text,
     resolve_cache_dir,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "RunSpec",
     "Thresholds",
     "load_experiment",
+    "load_experiment_data",
     "load_experiment_text",
     "resolve_cache_dir",
 ]

@@ -13,19 +13,20 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Callable, Mapping
+from pathlib import Path, PurePath
 from typing import Any
 
 from layerscope.pipelines.experiment import phases
 from layerscope.pipelines.experiment.spec import Experiment
 from layerscope.runner.cache import Cache
-from layerscope.runner.errors import SpecError, SpecProblem
+from layerscope.runner.errors import SpecError, SpecProblem, UsageError
 from layerscope.runner.hashing import digest, digest_bytes
 from layerscope.runner.spec import (
     Document,
     ProblemCollector,
     apply_overrides,
+    escape_pointer_token,
     load_document,
     parse_document,
     validate_schema,
@@ -84,6 +85,44 @@ def load_experiment_text(
     return _experiment(
         doc, Path(config_dir).resolve(), overrides, cache_dir=cache_dir, deep=deep, resolve_file=resolve_file
     )
+
+
+def load_experiment_data(
+    data: Mapping[str, Any],
+    overrides: list[str] | None = None,
+    *,
+    source: str = "<config>",
+    config_dir: Path | None = None,
+    cache_dir: str | None = None,
+    deep: bool = False,
+) -> Experiment:
+    """An experiment from config data (a dict, as the YAML would read: mappings, lists, plain values).
+
+    Problems are located by JSON pointer only (there is no text); relative paths resolve against
+    ``config_dir`` (default: the working directory). Tuples count as lists and paths as strings.
+    """
+    doc = Document(source=source, path=None, text="", data=_plain(data, ""))
+    return _experiment(
+        doc, Path(config_dir or Path.cwd()).resolve(), overrides, cache_dir=cache_dir, deep=deep, resolve_file=None
+    )
+
+
+def _plain(value: Any, ptr: str) -> Any:
+    """Config data as YAML's safe loader would give it, or a UsageError naming the value that is not."""
+    if isinstance(value, Mapping):
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise UsageError(f"config key {k!r} at {ptr or '/'} is not a string")
+            out[k] = _plain(v, f"{ptr}/{escape_pointer_token(k)}")
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, f"{ptr}/{i}") for i, v in enumerate(value)]
+    if isinstance(value, PurePath):
+        return str(value)
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    raise UsageError(f"config value at {ptr or '/'} is a {type(value).__name__}; expected plain data")
 
 
 def _experiment(

@@ -107,6 +107,18 @@ class Experiment:
     calibration: CalibrationSpec | None = None
     attribution: bool = True  # run each layer alone on the reference's inputs (local vs inherited error)
 
+    def describe(self) -> str:
+        """One line: the config is valid, and what it will run (``layerscope validate``)."""
+        runs = ", ".join(
+            f"{r.name} ({r.backend} {r.precision}{', ' + str(len(r.pinned)) + ' pinned' if r.pinned else ''})"
+            for r in self.runs.values()
+        )
+        return (
+            f"{self.source}: valid — model {self.model.display} ({len(self.model.summary.nodes)} nodes), "
+            f"{len(self.tensors)} tensors selected, {self.samples} sample{'s' if self.samples != 1 else ''}, "
+            f"runs: {runs}; compare {', '.join(self.candidates)} against {self.reference}"
+        )
+
     @property
     def scope(self) -> str:
         """Identity of this experiment for remembering stage state (config location + name)."""

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from layerscope.cli import main
 from layerscope.pipelines.analysis.search import Search
 from layerscope.pipelines.experiment import load_experiment
-from layerscope.runner.cli import main
 from tests.models import hostile_model
 
 CONFIG = """\

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from layerscope.cli import main
 from layerscope.pipelines import backends
 from layerscope.pipelines.backends.trt import engine as trt_engine
 from layerscope.pipelines.backends.trt import runtime as trt_runtime
@@ -22,7 +23,6 @@ from layerscope.pipelines.backends.trt.plan import DeviceFacts
 from layerscope.pipelines.backends.trt.versions import parse_version
 from layerscope.pipelines.experiment import load_experiment
 from layerscope.pipelines.stages import plan_for
-from layerscope.runner.cli import main
 from layerscope.runner.errors import SpecError
 from tests.conftest import SMALL_UNET
 

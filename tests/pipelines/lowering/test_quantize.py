@@ -10,6 +10,7 @@ import numpy as np
 import onnx
 import pytest
 
+from layerscope.cli import main
 from layerscope.pipelines.experiment import load_experiment
 from layerscope.pipelines.lowering.calibration_cache import (
     ranges_from_scales,
@@ -20,7 +21,6 @@ from layerscope.pipelines.lowering.calibration_cache import (
 )
 from layerscope.pipelines.lowering.quantize import calibrate, read_ranges
 from layerscope.pipelines.stages import plan_for
-from layerscope.runner.cli import main
 from layerscope.runner.errors import UsageError
 from tests.models import chain_model
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from layerscope.cli import main
 from layerscope.pipelines.models.zoo import ZOO, fetch, zoo_path
-from layerscope.runner.cli import main
 from layerscope.runner.errors import UsageError
 
 CONFIG = Path(__file__).resolve().parents[3] / "configs" / "ppocr-det-fp16.yaml"

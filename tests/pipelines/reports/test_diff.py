@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from layerscope.cli import main
 from layerscope.pipelines.reports.diff import Tolerance, diff_reports, metric_change, tree_changes
-from layerscope.runner.cli import main
 
 
 def run(config: Path, out: str, *sets: str) -> dict:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from layerscope.runner.cli import main
+from layerscope.cli import main
 from tests.conftest import SMALL_UNET
 
 TWO_CANDIDATES = (
@@ -125,7 +125,7 @@ def test_cached_rerun_never_imports_matplotlib(write_config) -> None:
     path = write_config(TWO_CANDIDATES)
     main(["run", str(path), "--out", "o", "-q"])
     code = (
-        "import sys\nfrom layerscope.runner.cli import main\n"
+        "import sys\nfrom layerscope.cli import main\n"
         f"code = main(['run', {str(path)!r}, '--out', 'o', '-q'])\n"
         "print(code, 'matplotlib' in sys.modules)\n"
     )

@@ -1,4 +1,4 @@
-"""The two sides of ``layerscope diff``, each turned into a report.
+"""The two sides of ``layerscope diff``, each turned into a report document.
 
 A side is a report.json, a run directory, a config file, or a config at a git revision (``REV:path``, read
 with git, nothing checked out). A config's report comes from the cache; stages that are missing run first,
@@ -14,14 +14,13 @@ with a note in the report saying so.
 
 from __future__ import annotations
 
-import json
 import os
 import posixpath
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from layerscope.runner.errors import StageError, UsageError
+from layerscope.runner.errors import UsageError
 
 if TYPE_CHECKING:
     from layerscope.pipelines.experiment import Experiment
@@ -39,21 +38,24 @@ class Side:
 
 
 def load_side(arg: str, *, cache_dir: str | None, reporter: Reporter | None = None, jobs: int | None = None) -> Side:
+    from layerscope.api import report_for
     from layerscope.runner.gitrev import parse_rev_path
 
+    progress = reporter if reporter is not None else False
     rev_path = parse_rev_path(arg)
     if rev_path is not None:
         exp = experiment_at_revision(rev_path.rev, rev_path.path, cache_dir=cache_dir)
-        return Side(arg, "revision", report_for(exp, reporter=reporter, jobs=jobs))
+        return Side(arg, "revision", report_for(exp, progress=progress, jobs=jobs))
     path = Path(arg)
     if path.is_dir() or path.suffix == ".json":
-        from layerscope.pipelines.app import load_report
+        from layerscope.pipelines.reports.read import read_report
 
-        return Side(arg, "report", load_report(arg))
+        return Side(arg, "report", read_report(arg))
     if path.suffix in CONFIG_SUFFIXES:
         from layerscope.pipelines.experiment import load_experiment
 
-        return Side(arg, "config", report_for(load_experiment(path, cache_dir=cache_dir), reporter=reporter, jobs=jobs))
+        exp = load_experiment(path, cache_dir=cache_dir)
+        return Side(arg, "config", report_for(exp, progress=progress, jobs=jobs))
     if not path.exists():
         raise UsageError(f"{arg}: no such file or directory (nor REV:path/to/config.yaml)")
     raise UsageError(f"{arg}: expected a report.json, a run directory, a config (.yaml) or REV:path/to/config.yaml")
@@ -85,23 +87,3 @@ def experiment_at_revision(rev: str, path: str, *, cache_dir: str | None) -> Exp
 
     exp = load_experiment_text(text, f"{rev}:{path}", config_dir, cache_dir=cache_dir, resolve_file=resolve)
     return replace(exp, notes=(*exp.notes, *dict.fromkeys(notes))) if notes else exp
-
-
-def report_for(exp: Experiment, *, reporter: Reporter | None = None, jobs: int | None = None) -> dict[str, Any]:
-    """The experiment's report from the cache, running the stages that are missing first."""
-    from layerscope.pipelines.stages import plan_for
-    from layerscope.runner.execute import plan_decisions, run_plan
-
-    plan = plan_for(exp)
-    decisions = plan_decisions(plan, exp.cache, exp.scope)
-    outcomes = run_plan(
-        plan, exp.cache, exp.scope, decisions, jobs=jobs or min(4, os.cpu_count() or 1), reporter=reporter
-    )
-    failed = [o for o in outcomes.values() if o.status == "failed"]
-    entry = outcomes["report"].entry
-    if failed or entry is None:
-        why = "; ".join(f"{o.sid} failed: {o.error}" for o in failed) or "the report stage did not run"
-        raise StageError(f"{exp.source}: {why}")
-    report: dict[str, Any] = json.loads(entry.file("report.json").read_text())
-    report["experiment"] = {"config": exp.source, **report["experiment"]}  # as write_outputs does
-    return report

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from layerscope.runner.cli import main
+from layerscope.cli import main
 from tests.conftest import SMALL_UNET
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
@@ -74,7 +74,7 @@ def test_untracked_files_come_from_the_working_tree_with_a_note(repo: Path) -> N
     (repo / "configs" / "exp.yaml").write_text(config)
     git(repo, "commit", "-qam", "v3: y.npy, not tracked")
     shutil.copy(repo / "configs" / "x.npy", repo / "configs" / "y.npy")
-    from layerscope.pipelines.sides import experiment_at_revision
+    from layerscope.sides import experiment_at_revision
 
     exp = experiment_at_revision("HEAD", "configs/exp.yaml", cache_dir=None)
     assert exp.notes[-1] == "y.npy is not tracked at HEAD: read from the working tree"

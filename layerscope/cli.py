@@ -1,14 +1,12 @@
-"""The command line: ``main(argv) -> exit code``. Thin: parse, call, print.
+"""The command line: ``main(argv) -> exit code``. A thin shell over :mod:`layerscope.api`: parse, call, print.
 
 User errors print one message (``-v`` adds the traceback) and return their exit code; an unexpected
-exception is reported as a bug with exit code 3. The domain (experiments, reports) is reached through
-``layerscope.pipelines.app``, imported only by the commands that need it.
+exception is reported as a bug with exit code 3. Heavy modules are imported by the commands that need them.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 import traceback
@@ -17,7 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from layerscope._version import __version__
-from layerscope.runner.errors import EXIT_OK, EXIT_STAGE, EXIT_USAGE, LayerscopeError, SpecError, UsageError
+from layerscope.runner.errors import (
+    EXIT_OK,
+    EXIT_STAGE,
+    EXIT_THRESHOLD,
+    EXIT_USAGE,
+    LayerscopeError,
+    SpecError,
+    UsageError,
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -189,19 +195,11 @@ def _console(quiet: bool = False, *, stderr: bool = False) -> Any:
 
 # -- commands ----------------------------------------------------------------------------------------------
 def cmd_validate(args: argparse.Namespace) -> int:
-    from layerscope.pipelines import app
+    from layerscope import api
 
-    exp = app.load(args.config, args.overrides, args.cache_dir, deep=True)
-    print(app.describe(exp))
+    exp = api.load_experiment(args.config, overrides=args.overrides, cache_dir=args.cache_dir, deep=True)
+    print(exp.describe())
     return EXIT_OK
-
-
-def _decide(args: argparse.Namespace, exp: Any, cache: Any) -> tuple[Any, Any]:
-    from layerscope.pipelines import app
-    from layerscope.runner.execute import plan_decisions
-
-    plan = app.plan(exp)
-    return plan, plan_decisions(plan, cache, exp.scope, force=args.force or (), only=args.only or ())
 
 
 def _force_before_config(argv: list[str]) -> list[str]:
@@ -214,87 +212,86 @@ def _force_before_config(argv: list[str]) -> list[str]:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from layerscope.pipelines import app
-
-    exp = app.load(args.config, args.overrides, args.cache_dir)
-    plan, decisions = _decide(args, exp, exp.cache)
-    console = _console()
     from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=f"plan for {exp.name} (cache {exp.cache.root})", title_justify="left")
+    from layerscope import api
+
+    plan = api.plan(
+        args.config, overrides=args.overrides, cache_dir=args.cache_dir, force=args.force or (), only=args.only or ()
+    )
+    console = _console()
+    table = Table(title=f"plan for {plan.experiment} (cache {plan.cache_dir})", title_justify="left")
     for col in ("stage", "status", "why", "key"):
         table.add_column(col)
     styles = {"cached": "green", "run": "yellow", "not-needed": "dim"}
-    for sid, d in decisions.items():
-        st = styles[d.status]
-        table.add_row(escape(sid), f"[{st}]{d.status}[/{st}]", escape(d.reason), plan[sid].key[:12])
+    for s in plan.stages:
+        st = styles[s.status]
+        table.add_row(escape(s.id), f"[{st}]{s.status}[/{st}]", escape(s.reason), s.key[:12])
     console.print(table)
-    n_run = sum(d.status == "run" for d in decisions.values())
-    console.print(f"{n_run} of {len(decisions)} stages would run" if n_run else "everything is cached: nothing to run")
+    n_run = len(plan.to_run)
+    summary = f"{n_run} of {len(plan.stages)} stages would run" if n_run else "everything is cached: nothing to run"
+    console.print(summary)
     return EXIT_OK
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from layerscope.pipelines import app
-    from layerscope.runner.execute import run_plan
-
-    started = time.time()
-    exp = app.load(args.config, args.overrides, args.cache_dir)
-    out_dir = app.output_dir(exp, args.out)
-    cache = exp.cache
-    if args.no_cache:
-        import shutil
-
-        from layerscope.runner.cache import Cache
-
-        private = out_dir / "artifacts"
-        shutil.rmtree(private, ignore_errors=True)
-        cache = Cache(private)
-        exp = _with_cache(exp, cache)
-    plan, decisions = _decide(args, exp, cache)
+def _jobs(args: argparse.Namespace) -> int | None:
     if args.jobs is not None and args.jobs < 1:
         raise UsageError("-j/--jobs must be at least 1")
-    jobs = args.jobs or min(4, os.cpu_count() or 1)
-    console = _console(args.quiet)
+    return int(args.jobs) if args.jobs is not None else None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from layerscope import api
     from layerscope.runner.progress import RichReporter
 
-    with RichReporter(console, verbose=getattr(args, "verbose", False)) as reporter:
-        outcomes = run_plan(plan, cache, exp.scope, decisions, jobs=jobs, reporter=reporter)
-    for o in outcomes.values():
-        if o.status == "failed":
-            _err(f"layerscope: {o.sid} failed: {o.error}")
-            if getattr(args, "verbose", False) and o.traceback:
-                print(o.traceback, file=sys.stderr)
-    for o in outcomes.values():
-        if o.status == "skipped":
-            _err(f"layerscope: {o.sid} {o.reason}")
-    if args.only and outcomes["report"].status == "not-needed":  # a partial run: no report to write
-        failed = any(o.status in ("failed", "skipped") for o in outcomes.values())
-        done = [o.sid for o in outcomes.values() if o.status in ("ran", "cached")]
-        print(f"{'FAILED' if failed else 'done'}: {', '.join(done)} (--only: no report written)")
-        return EXIT_STAGE if failed else EXIT_OK
-    report, code = app.write_outputs(exp, plan, outcomes, out_dir, cache, started)
-    if report is not None:
+    jobs = _jobs(args)
+    console = _console(args.quiet)
+    verbose = getattr(args, "verbose", False)
+    try:
+        with RichReporter(console, verbose=verbose) as reporter:
+            result = api.execute(
+                args.config,
+                overrides=args.overrides,
+                cache_dir=args.cache_dir,
+                out=args.out,
+                jobs=jobs,
+                progress=reporter,
+                force=args.force or (),
+                only=args.only or (),
+                no_cache=args.no_cache,
+            )
+    except api.RunError as exc:
+        for o in exc.outcomes:
+            if o.status == "failed":
+                _err(f"layerscope: {o.sid} failed: {o.error}")
+                if verbose and o.traceback:
+                    print(o.traceback, file=sys.stderr)
+        for o in exc.outcomes:
+            if o.status == "skipped":
+                _err(f"layerscope: {o.sid} {o.reason}")
+        if args.only:
+            done = [o.sid for o in exc.stages.values() if o.status in ("ran", "cached")]
+            print(f"FAILED: {', '.join(done)} (--only: no report written)")
+        return EXIT_STAGE
+    report = result.report
+    if report is None:  # --only, and the report was not among what it needed
+        done = [o.sid for o in result.outcomes.values() if o.status in ("ran", "cached")]
+        print(f"done: {', '.join(done)} (--only: no report written)")
+        return EXIT_OK
+    if not args.quiet:
         from layerscope.pipelines.reports.terminal import print_summary
 
-        if not args.quiet:
-            print_summary(report, console)
-        verdict = report["verdict"].upper()
-        print(f"{verdict}: {exp.name} — report in {out_dir}/ ({', '.join(exp.report_formats)})")
-    return code
-
-
-def _with_cache(exp: Any, cache: Any) -> Any:
-    from dataclasses import replace
-
-    return replace(exp, cache=cache)
+        print_summary(report.to_dict(), console)
+    formats = ", ".join(result.experiment.report_formats)
+    print(f"{report.verdict.upper()}: {result.experiment.name} — report in {result.out_dir}/ ({formats})")
+    return EXIT_OK if report.passed else EXIT_THRESHOLD
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from layerscope.pipelines import app
+    from layerscope import api
 
-    report = app.load_report(args.path)
+    report = api.load_report(args.path).to_dict()
     if args.format == "table":
         if args.output:
             raise UsageError("-o/--output writes a file: use it with --format md, json or html")
@@ -302,7 +299,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
         print_summary(report, _console(), all_rows=True)
     else:
-        _write(app.render(report, args.format), args.output)
+        from layerscope.pipelines.reports.outputs import render
+
+        _write(render(report, args.format), args.output)
     return EXIT_OK
 
 
@@ -317,15 +316,14 @@ def _write(text: str, output: str | None) -> None:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    from layerscope.pipelines import app
-    from layerscope.runner.errors import EXIT_THRESHOLD
+    from layerscope import api
     from layerscope.runner.progress import RichReporter
 
     # Progress of config sides goes to stderr: stdout carries the diff (md/json are meant to be piped).
     with RichReporter(_console(args.quiet, stderr=True), verbose=getattr(args, "verbose", False)) as reporter:
-        doc = app.diff(args.old, args.new, args.tolerance, cache_dir=args.cache_dir, reporter=reporter)
-    sys.stdout.write(app.render_diff(doc, args.format, limit=args.limit))
-    return EXIT_THRESHOLD if args.fail_on_regression and doc["regressions"] else EXIT_OK
+        result = api.diff(args.old, args.new, tolerance=args.tolerance, cache_dir=args.cache_dir, progress=reporter)
+    sys.stdout.write(result.render(args.format, limit=args.limit))
+    return EXIT_THRESHOLD if args.fail_on_regression and result.regressed else EXIT_OK
 
 
 def _size(text: str) -> int:
@@ -348,10 +346,9 @@ def _duration(text: str) -> float:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    from layerscope.pipelines import app
     from layerscope.runner.cache import Cache
 
-    cache = Cache(Path(args.cache_dir).expanduser() if args.cache_dir else app.default_cache_dir())
+    cache = Cache(Path(args.cache_dir).expanduser() if args.cache_dir else _default_cache_dir())
     if args.action == "ls":
         from rich.markup import escape
         from rich.table import Table
@@ -386,6 +383,12 @@ def cmd_cache(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _default_cache_dir() -> Path:
+    from layerscope.pipelines.experiment import resolve_cache_dir
+
+    return resolve_cache_dir(None, None, Path.cwd())
+
+
 def _human(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024:
@@ -397,59 +400,56 @@ def _human(n: float) -> str:
 def cmd_backends(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from layerscope.pipelines import app
+    from layerscope.pipelines import backends
 
     table = Table(title="backends", title_justify="left")
     for col in ("backend", "available", "device / why not", "versions"):
         table.add_column(col, overflow="fold")
-    for name, ok, detail, versions in app.backends_table():
+    for name, ok, detail, versions in backends.table():
         table.add_row(name, "[green]yes[/green]" if ok else "[red]no[/red]", detail, versions)
     _console().print(table)
     return EXIT_OK
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from layerscope.pipelines import app
+    from layerscope.pipelines.models import zoo
 
     if args.action == "list":
-        for name, source, description in app.zoo_list():
-            print(f"{name:14} {source:28} {description}")
+        for m in zoo.ZOO.values():
+            print(f"{m.name:14} {m.package + ' ' + m.version:28} {m.description}")
         return EXIT_OK
     if not args.name:
         raise UsageError("models fetch needs a NAME (see `layerscope models list`)")
-    root = Path(args.cache_dir).expanduser() if args.cache_dir else app.default_cache_dir()
-    path = app.zoo_fetch(args.name, root, log=lambda m: print(m, file=sys.stderr))
+    root = Path(args.cache_dir).expanduser() if args.cache_dir else _default_cache_dir()
+    path = zoo.fetch(root, args.name, log=lambda m: print(m, file=sys.stderr))
     print(path)
     return EXIT_OK
 
 
 def cmd_fix(args: argparse.Namespace) -> int:
-    from layerscope.pipelines import app
-    from layerscope.runner.errors import EXIT_THRESHOLD
-    from layerscope.runner.execute import NullReporter
+    from layerscope import api
 
-    if args.jobs is not None and args.jobs < 1:
-        raise UsageError("-j/--jobs must be at least 1")
-    exp = app.load(args.config, args.overrides, args.cache_dir)
+    jobs = _jobs(args)
     console = _console(args.quiet)
     log = (lambda m: None) if args.quiet else (lambda m: console.print(f"[dim]{_escape(m)}[/dim]"))
-    result, paths = app.fix(
-        exp,
+    result = api.fix(
+        args.config,
         args.run,
+        overrides=args.overrides,
+        cache_dir=args.cache_dir,
         targets=args.target,
         max_candidates=args.candidates,
-        jobs=args.jobs or min(4, os.cpu_count() or 1),
-        reporter=NullReporter(),
+        jobs=jobs,
         log=log,
     )
-    if result.found is None:
-        print(f"no set of the ranked layers passes every threshold — search report in {paths['md']}")
+    if result.snippet is None:
+        print(f"no set of the ranked layers passes every threshold — search report in {result.files['md']}")
         return EXIT_THRESHOLD
-    print(paths["yaml"].read_text(), end="")
+    print(result.snippet, end="")
     c = result.cost
     print(
         f"cost: {c.ran} stages ran ({c.inference_runs} inference passes), {c.cached} from the cache — "
-        f"report in {paths['md']}"
+        f"report in {result.files['md']}"
     )
     return EXIT_OK
 
