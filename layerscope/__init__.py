@@ -22,9 +22,12 @@ from layerscope._version import __version__
 from layerscope.runner.errors import LayerscopeError, SpecError, StageError, UsageError
 
 if TYPE_CHECKING:
-    from layerscope.api import Diff, FixResult, Plan, RunError, diff, fix, load_report, plan, run
-    from layerscope.pipelines.reports.model import Comparison, LayerResult, Metrics, Report
+    from layerscope.api import diff, fix, load_report, plan, run
+    from layerscope.pipelines.reports.comparison import Comparison, LayerResult
+    from layerscope.pipelines.reports.model import Report
     from layerscope.pipelines.reports.read import ReportError
+    from layerscope.pipelines.reports.records import Metrics
+    from layerscope.results import Diff, FixResult, Plan, RunError
 
 __all__ = [
     "Comparison",
@@ -50,8 +53,11 @@ __all__ = [
 
 # Name -> the module that defines it, imported when the name is first used.
 _LAZY = {
-    **dict.fromkeys(("Diff", "FixResult", "Plan", "RunError", "diff", "fix", "load_report", "plan", "run"), "api"),
-    **dict.fromkeys(("Comparison", "LayerResult", "Metrics", "Report"), "pipelines.reports.model"),
+    **dict.fromkeys(("diff", "fix", "load_report", "plan", "run"), "api"),
+    **dict.fromkeys(("Diff", "FixResult", "Plan", "RunError"), "results"),
+    **dict.fromkeys(("Comparison", "LayerResult"), "pipelines.reports.comparison"),
+    "Metrics": "pipelines.reports.records",
+    "Report": "pipelines.reports.model",
     "ReportError": "pipelines.reports.read",
 }
 

@@ -14,7 +14,7 @@ import pytest
 import layerscope
 
 ROOT = Path(__file__).resolve().parents[1]
-TOP = ("layerscope.api", "layerscope.cli", "layerscope.sides", "layerscope.__main__")
+TOP = ("layerscope.api", "layerscope.cli", "layerscope.results", "layerscope.sides", "layerscope.__main__")
 
 # The public API, as docs/python-api.md documents it.
 DOCUMENTED = {

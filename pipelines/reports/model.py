@@ -5,415 +5,23 @@ Field names are the document's keys, so the schema documents both. ``Report.from
 gives the document back exactly, key order included, for every report layerscope writes: numbers written
 as "inf", "-inf" and "nan" are floats here and strings again in ``to_dict``, an undefined value stays None
 (null), and keys this version does not model are kept in ``extra``. Parts with an open shape (run options,
-input material, histograms, the TensorRT audit) stay plain dicts. :mod:`.read` loads and validates a report
-file; :mod:`.table` flattens a report into a pandas DataFrame.
+input material, histograms, the TensorRT audit) stay plain dicts. :mod:`.comparison` holds a comparison's records
+and :mod:`.records` a layer's metrics; :mod:`.read` loads and validates a report file; :mod:`.table` flattens a
+report into a pandas DataFrame.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from layerscope.pipelines.experiment.spec import Limits
-from layerscope.runner.jsonio import dumps, finite_json
+from layerscope.pipelines.reports.comparison import Comparison
+from layerscope.pipelines.reports.records import emit, unmodelled
+from layerscope.runner.jsonio import dumps
 
 SCHEMA = "layerscope-report"
-
-
-def _num(value: Any) -> Any:
-    """A number as written ("inf", "-inf", "nan" -> float; None and real numbers as they are)."""
-    return float(value) if isinstance(value, str) else value
-
-
-def _rest(d: Mapping[str, Any], cls: type) -> dict[str, Any]:
-    """The keys of ``d`` that ``cls`` does not model (kept, so that to_dict loses nothing)."""
-    known = ({f.name for f in fields(cls)} - {"extra", "files"}) | getattr(cls, "_ALIASES", set())
-    return {k: v for k, v in d.items() if k not in known}
-
-
-def _emit(pairs: list[tuple[str, Any]], extra: Mapping[str, Any], always: tuple[str, ...] = ()) -> dict[str, Any]:
-    """A JSON object from (key, value) pairs in order: None values left out unless the key is in ``always``."""
-    out = {k: finite_json(v) for k, v in pairs if v is not None or k in always}
-    out.update(extra)
-    return out
-
-
-@dataclass(frozen=True)
-class RangeRisk:
-    """The reference's values against the candidate format's limits (counts, and the extremes)."""
-
-    zeros: int
-    below_smallest_subnormal: int
-    subnormal: int
-    overflow: int
-    min_abs_nonzero: float | None  # None: no non-zero value
-    max_abs: float
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> RangeRisk:
-        return cls(
-            d["zeros"],
-            d["below_smallest_subnormal"],
-            d["subnormal"],
-            d["overflow"],
-            _num(d["min_abs_nonzero"]),
-            _num(d["max_abs"]),
-            _rest(d, cls),
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        pairs = [(f.name, getattr(self, f.name)) for f in fields(self) if f.name != "extra"]
-        return _emit(pairs, self.extra, always=("min_abs_nonzero",))
-
-
-@dataclass(frozen=True)
-class QuantStats:
-    """A quantized run's Q/DQ parameters of the tensor and the reference values they clip or round to zero."""
-
-    type: str
-    scale: float
-    zero_point: float
-    saturated: int
-    saturation_ratio: float
-    zeroed: int
-    zeroed_ratio: float
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> QuantStats:
-        return cls(
-            d["type"],
-            _num(d["scale"]),
-            _num(d["zero_point"]),
-            d["saturated"],
-            _num(d["saturation_ratio"]),
-            d["zeroed"],
-            _num(d["zeroed_ratio"]),
-            _rest(d, cls),
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return _emit([(f.name, getattr(self, f.name)) for f in fields(self) if f.name != "extra"], self.extra)
-
-
-# The scalar metrics, in the document's order (also the DataFrame's metric columns).
-METRIC_FIELDS = (
-    "elements",
-    "deviating",
-    "deviation_ratio",
-    "max_abs_error",
-    "mean_abs_error",
-    "rmse",
-    "max_rel_error",
-    "mean_rel_error",
-    "p50_rel_error",
-    "p99_rel_error",
-    "infinite_rel_error",
-    "cosine",
-    "sqnr_db",
-    "ref_nan",
-    "ref_inf",
-    "cand_nan",
-    "cand_inf",
-    "nonfinite_introduced",
-)
-
-
-@dataclass(frozen=True)
-class Metrics:
-    """A tensor's comparison metrics (definitions: docs/metrics.md). Undefined values are NaN."""
-
-    elements: int
-    deviating: int
-    deviation_ratio: float
-    max_abs_error: float
-    mean_abs_error: float
-    rmse: float
-    max_rel_error: float
-    mean_rel_error: float
-    p50_rel_error: float
-    p99_rel_error: float
-    infinite_rel_error: int | None
-    cosine: float
-    sqnr_db: float
-    ref_nan: int
-    ref_inf: int
-    cand_nan: int
-    cand_inf: int
-    nonfinite_introduced: int
-    range: RangeRisk
-    histograms: dict[str, Any] | None = None  # relative error and |reference| histograms (not in local metrics)
-    quant: QuantStats | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> Metrics:
-        scalars = {name: _num(d.get(name)) for name in METRIC_FIELDS}
-        return cls(
-            **scalars,
-            range=RangeRisk.from_dict(d["range"]),
-            histograms=d.get("histograms"),
-            quant=QuantStats.from_dict(d["quant"]) if "quant" in d else None,
-            extra=_rest(d, cls),
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        pairs: list[tuple[str, Any]] = [(name, getattr(self, name)) for name in METRIC_FIELDS]
-        pairs.append(("range", self.range.to_dict()))
-        pairs.append(("histograms", self.histograms))
-        pairs.append(("quant", self.quant.to_dict() if self.quant else None))
-        return _emit(pairs, self.extra)
-
-
-@dataclass(frozen=True)
-class Attribution:
-    """A layer's error split into local (the layer alone on the reference's inputs) and inherited."""
-
-    status: str  # ok | pinned | fp32 | not attributable
-    why: str | None = None
-    local: Metrics | None = None  # status ok: the layer's own error
-    local_verdict: str | None = None
-    inherited_share: float | None = None  # share of the error power that came from upstream (None: undefined)
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> Attribution:
-        local = Metrics.from_dict(d["local"]) if "local" in d else None
-        share = _num(d.get("inherited_share"))
-        return cls(d["status"], d.get("why"), local, d.get("local_verdict"), share, _rest(d, cls))
-
-    def to_dict(self) -> dict[str, Any]:
-        pairs: list[tuple[str, Any]] = [("status", self.status), ("why", self.why)]
-        always: tuple[str, ...] = ()
-        if self.local is not None:  # a local result always states its share, null when undefined
-            pairs += [
-                ("local", self.local.to_dict()),
-                ("local_verdict", self.local_verdict),
-                ("inherited_share", self.inherited_share),
-            ]
-            always = ("inherited_share",)
-        return _emit(pairs, self.extra, always)
-
-
-@dataclass(frozen=True)
-class LayerResult:
-    """One compared tensor: the layer (ONNX node) that produced it, its metrics, limits and verdict."""
-
-    tensor: str  # the ONNX tensor name (the original model's)
-    node: str
-    op_type: str
-    index: int  # position of the node in network order
-    shape: tuple[int, ...]
-    dtype_reference: str
-    dtype_candidate: str
-    stored_candidate: str | None
-    execution: str  # native | emulated | pinned | unquantized | n/a
-    rel_error_threshold: float
-    abs_floor: float | None
-    metrics: Metrics
-    weights: dict[str, Any] | None
-    prequant_metrics: Metrics | None  # quantized runs: the value before the tensor's Q/DQ pair
-    limits: Limits
-    verdict: str  # pass | fail
-    failures: tuple[str, ...]  # the limits it breaks, in words
-    weight_note: str | None = None
-    attribution: Attribution | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def name(self) -> str:
-        """The layer: its node's name (the tensor's when no node produced it)."""
-        return self.node or self.tensor
-
-    @property
-    def op(self) -> str:
-        return self.op_type
-
-    @property
-    def reasons(self) -> tuple[str, ...]:
-        """Why the layer fails, one sentence per broken limit (empty when it passes)."""
-        return self.failures
-
-    @property
-    def passed(self) -> bool:
-        return self.verdict == "pass"
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> LayerResult:
-        return cls(
-            tensor=d["tensor"],
-            node=d["node"],
-            op_type=d["op_type"],
-            index=d["index"],
-            shape=tuple(d["shape"]),
-            dtype_reference=d["dtype_reference"],
-            dtype_candidate=d["dtype_candidate"],
-            stored_candidate=d.get("stored_candidate"),
-            execution=d["execution"],
-            rel_error_threshold=_num(d["rel_error_threshold"]),
-            abs_floor=_num(d.get("abs_floor")),
-            metrics=Metrics.from_dict(d["metrics"]),
-            weights=d.get("weights"),
-            prequant_metrics=Metrics.from_dict(d["prequant_metrics"]) if "prequant_metrics" in d else None,
-            limits=Limits(**{k: _num(v) for k, v in d["limits"].items()}),
-            verdict=d["verdict"],
-            failures=tuple(d["failures"]),
-            weight_note=d.get("weight_note"),
-            attribution=Attribution.from_dict(d["attribution"]) if "attribution" in d else None,
-            extra=_rest(d, cls),
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        pairs: list[tuple[str, Any]] = [
-            (name, getattr(self, name))
-            for name in (
-                "tensor",
-                "node",
-                "op_type",
-                "index",
-                "shape",
-                "dtype_reference",
-                "dtype_candidate",
-                "stored_candidate",
-                "execution",
-                "rel_error_threshold",
-                "abs_floor",
-            )
-        ]
-        pairs += [
-            ("metrics", self.metrics.to_dict()),
-            ("weights", self.weights),
-            ("prequant_metrics", self.prequant_metrics.to_dict() if self.prequant_metrics else None),
-            ("limits", self.limits.to_json()),
-            ("verdict", self.verdict),
-            ("failures", list(self.failures)),
-            ("weight_note", self.weight_note),
-            ("attribution", self.attribution.to_dict() if self.attribution else None),
-        ]
-        return _emit(pairs, self.extra)
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    """How a run executed, as its dump recorded it (backend, precision, native/emulated, device, versions)."""
-
-    backend: str
-    precision: str
-    execution: str  # native | emulated | mixed
-    versions: dict[str, str] | None = None
-    device: str | None = None
-    notes: tuple[str, ...] | None = None
-    tool_version: str | None = None
-    model_digest: str | None = None
-    audit: dict[str, Any] | None = None  # the backend's precision audit (TensorRT's engine inspector)
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> RunRecord:
-        notes = tuple(d["notes"]) if "notes" in d else None
-        return cls(
-            d["backend"],
-            d["precision"],
-            d["execution"],
-            d.get("versions"),
-            d.get("device"),
-            notes,
-            d.get("tool_version"),
-            d.get("model_digest"),
-            d.get("audit"),
-            _rest(d, cls),
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        pairs = [(f.name, getattr(self, f.name)) for f in fields(self) if f.name != "extra"]
-        return _emit([(k, list(v) if k == "notes" and v is not None else v) for k, v in pairs], self.extra)
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """One candidate run against the reference: its verdict, first failing layer and every compared layer."""
-
-    reference: str
-    candidate: str
-    reference_run: RunRecord
-    candidate_run: RunRecord
-    samples: int
-    format: str
-    format_limits: dict[str, Any]
-    verdict: str
-    first_failing_layer: str | None
-    first_failing_tensor: str | None
-    failing_layers: int
-    worst_layer: str | None
-    worst_deviation_ratio: float | None
-    layers: tuple[LayerResult, ...]
-    not_observable: tuple[str, ...]  # tensors with no value in one of the runs, not compared
-    attribution_note: str | None = None
-    not_observable_reasons: dict[str, str] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def passed(self) -> bool:
-        return self.verdict == "pass"
-
-    def layer(self, name: str) -> LayerResult:
-        """The result for a tensor, or for the (first output of the) node of that name."""
-        for layer in self.layers:
-            if layer.tensor == name:
-                return layer
-        for layer in self.layers:
-            if layer.node == name:
-                return layer
-        raise KeyError(f"{name!r} is not a compared tensor or layer of {self.candidate}")
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> Comparison:
-        return cls(
-            reference=d["reference"],
-            candidate=d["candidate"],
-            reference_run=RunRecord.from_dict(d["reference_run"]),
-            candidate_run=RunRecord.from_dict(d["candidate_run"]),
-            samples=d["samples"],
-            format=d["format"],
-            format_limits=dict(d["format_limits"]),
-            verdict=d["verdict"],
-            first_failing_layer=d["first_failing_layer"],
-            first_failing_tensor=d.get("first_failing_tensor"),
-            failing_layers=d.get("failing_layers", sum(x["verdict"] == "fail" for x in d["layers"])),
-            worst_layer=d.get("worst_layer"),
-            worst_deviation_ratio=_num(d.get("worst_deviation_ratio")),
-            layers=tuple(LayerResult.from_dict(x) for x in d["layers"]),
-            not_observable=tuple(d["not_observable"]),
-            attribution_note=d.get("attribution_note"),
-            not_observable_reasons=dict(d.get("not_observable_reasons", {})),
-            extra=_rest(d, cls),
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        pairs: list[tuple[str, Any]] = [
-            ("reference", self.reference),
-            ("candidate", self.candidate),
-            ("reference_run", self.reference_run.to_dict()),
-            ("candidate_run", self.candidate_run.to_dict()),
-            ("samples", self.samples),
-            ("format", self.format),
-            ("format_limits", self.format_limits),
-            ("verdict", self.verdict),
-            ("first_failing_layer", self.first_failing_layer),
-            ("first_failing_tensor", self.first_failing_tensor),
-            ("failing_layers", self.failing_layers),
-            ("worst_layer", self.worst_layer),
-            ("worst_deviation_ratio", self.worst_deviation_ratio),
-            ("layers", [x.to_dict() for x in self.layers]),
-            ("not_observable", list(self.not_observable)),
-            ("attribution_note", self.attribution_note),
-            ("not_observable_reasons", self.not_observable_reasons),
-        ]
-        nullable = ("first_failing_layer", "first_failing_tensor", "worst_layer", "worst_deviation_ratio")
-        return _emit(pairs, self.extra, always=nullable)
 
 
 @dataclass(frozen=True)
@@ -437,7 +45,7 @@ class ExperimentRecord:
             description=d.get("description"),
             config_data=d.get("config_data"),
             notes=tuple(d["notes"]) if "notes" in d else None,
-            extra=_rest(d, cls),
+            extra=unmodelled(d, cls),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -450,7 +58,7 @@ class ExperimentRecord:
             ("config_data", self.config_data),
             ("notes", list(self.notes) if self.notes is not None else None),
         ]
-        return _emit(pairs, self.extra)
+        return emit(pairs, self.extra)
 
 
 @dataclass(frozen=True)
@@ -462,10 +70,10 @@ class ModelRecord:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ModelRecord:
-        return cls(dict(d["origin"]), d["digest"], d.get("producer"), _rest(d, cls))
+        return cls(dict(d["origin"]), d["digest"], d.get("producer"), unmodelled(d, cls))
 
     def to_dict(self) -> dict[str, Any]:
-        return _emit([("origin", self.origin), ("digest", self.digest), ("producer", self.producer)], self.extra)
+        return emit([("origin", self.origin), ("digest", self.digest), ("producer", self.producer)], self.extra)
 
 
 @dataclass(frozen=True)
@@ -481,11 +89,11 @@ class RunSettings:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> RunSettings:
         options = dict(d["options"]) if "options" in d else None
-        return cls(d["backend"], d["precision"], tuple(d["pinned"]), options, _rest(d, cls))
+        return cls(d["backend"], d["precision"], tuple(d["pinned"]), options, unmodelled(d, cls))
 
     def to_dict(self) -> dict[str, Any]:
         pairs = [("backend", self.backend), ("precision", self.precision), ("options", self.options)]
-        return _emit([*pairs, ("pinned", list(self.pinned))], self.extra)
+        return emit([*pairs, ("pinned", list(self.pinned))], self.extra)
 
 
 @dataclass(frozen=True)
@@ -498,11 +106,11 @@ class StageRecord:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> StageRecord:
-        return cls(d["status"], d["key"], d.get("seconds"), d.get("reason"), _rest(d, cls))
+        return cls(d["status"], d["key"], d.get("seconds"), d.get("reason"), unmodelled(d, cls))
 
     def to_dict(self) -> dict[str, Any]:
         pairs = [("status", self.status), ("seconds", self.seconds), ("key", self.key), ("reason", self.reason)]
-        return _emit(pairs, self.extra)
+        return emit(pairs, self.extra)
 
 
 @dataclass(frozen=True)
@@ -519,12 +127,12 @@ class Execution:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Execution:
         stages = {sid: StageRecord.from_dict(s) for sid, s in d["stages"].items()}
-        return cls(stages, d.get("cache"), d.get("started"), d.get("finished"), d.get("seconds"), _rest(d, cls))
+        return cls(stages, d.get("cache"), d.get("started"), d.get("finished"), d.get("seconds"), unmodelled(d, cls))
 
     def to_dict(self) -> dict[str, Any]:
         pairs: list[tuple[str, Any]] = [("stages", {sid: s.to_dict() for sid, s in self.stages.items()})]
         pairs += [("cache", self.cache), ("started", self.started), ("finished", self.finished)]
-        return _emit([*pairs, ("seconds", self.seconds)], self.extra)
+        return emit([*pairs, ("seconds", self.seconds)], self.extra)
 
 
 @dataclass(frozen=True)
@@ -577,7 +185,7 @@ class Report:
             calibration=d.get("calibration"),
             execution=Execution.from_dict(d["execution"]) if "execution" in d else None,
             schema_version=d["schema_version"],
-            extra=_rest(d, cls),
+            extra=unmodelled(d, cls),
             files=dict(files or {}),
         )
 
@@ -599,7 +207,7 @@ class Report:
             ("comparisons", [c.to_dict() for c in self.comparisons]),
             ("execution", self.execution.to_dict() if self.execution else None),
         ]
-        return _emit(pairs, self.extra)
+        return emit(pairs, self.extra)
 
     def to_json(self) -> str:
         """report.json's text, as layerscope writes it."""

@@ -13,11 +13,12 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from layerscope.pipelines.reports.model import METRIC_FIELDS, Metrics
+from layerscope.pipelines.reports.records import METRIC_FIELDS, Metrics
 from layerscope.runner.errors import UsageError
 
 if TYPE_CHECKING:
-    from layerscope.pipelines.reports.model import LayerResult, Report
+    from layerscope.pipelines.reports.comparison import LayerResult
+    from layerscope.pipelines.reports.model import Report
 
 IDENTIFIERS = ("candidate", "reference", "tensor", "layer", "op_type", "index", "execution", "verdict")
 RANGE = ("zeros", "below_smallest_subnormal", "subnormal", "overflow", "min_abs_nonzero", "max_abs")

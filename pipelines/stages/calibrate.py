@@ -97,6 +97,7 @@ def make(exp: Experiment) -> Stage:
             "layerscope.pipelines.lowering.quantize",
             "layerscope.pipelines.lowering.calibration_cache",
             "layerscope.pipelines.experiment.inputs",
+            "layerscope.pipelines.models.summary",  # the node names the calibrated copy of the model gets
         ),
         description="calibrate",
         imports=("numpy", "onnx", "onnxruntime", "onnxruntime.quantization", "h5py"),
