@@ -8,11 +8,11 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from layerscope.pipelines.experiment.spec import Limits
-from layerscope.pipelines.reports.records import Attribution, Metrics, emit, number, unmodelled
+from layerscope.pipelines.reports.records import Attribution, Metrics, Record, emit, number, unmodelled
 
 
 @dataclass(frozen=True)
-class LayerResult:
+class LayerResult(Record):
     """One compared tensor: the layer (ONNX node) that produced it, its metrics, limits and verdict."""
 
     tensor: str  # the ONNX tensor name (the original model's)
@@ -79,7 +79,7 @@ class LayerResult:
             extra=unmodelled(d, cls),
         )
 
-    def to_dict(self) -> dict[str, Any]:
+    def raw(self) -> dict[str, Any]:
         pairs: list[tuple[str, Any]] = [
             (name, getattr(self, name))
             for name in (
@@ -97,20 +97,20 @@ class LayerResult:
             )
         ]
         pairs += [
-            ("metrics", self.metrics.to_dict()),
+            ("metrics", self.metrics.raw()),
             ("weights", self.weights),
-            ("prequant_metrics", self.prequant_metrics.to_dict() if self.prequant_metrics else None),
+            ("prequant_metrics", self.prequant_metrics.raw() if self.prequant_metrics else None),
             ("limits", self.limits.to_json()),
             ("verdict", self.verdict),
             ("failures", list(self.failures)),
             ("weight_note", self.weight_note),
-            ("attribution", self.attribution.to_dict() if self.attribution else None),
+            ("attribution", self.attribution.raw() if self.attribution else None),
         ]
         return emit(pairs, self.extra)
 
 
 @dataclass(frozen=True)
-class RunRecord:
+class RunRecord(Record):
     """How a run executed, as its dump recorded it (backend, precision, native/emulated, device, versions)."""
 
     backend: str
@@ -140,13 +140,13 @@ class RunRecord:
             unmodelled(d, cls),
         )
 
-    def to_dict(self) -> dict[str, Any]:
+    def raw(self) -> dict[str, Any]:
         pairs = [(f.name, getattr(self, f.name)) for f in fields(self) if f.name != "extra"]
         return emit([(k, list(v) if k == "notes" and v is not None else v) for k, v in pairs], self.extra)
 
 
 @dataclass(frozen=True)
-class Comparison:
+class Comparison(Record):
     """One candidate run against the reference: its verdict, first failing layer and every compared layer."""
 
     reference: str
@@ -205,12 +205,12 @@ class Comparison:
             extra=unmodelled(d, cls),
         )
 
-    def to_dict(self) -> dict[str, Any]:
+    def raw(self) -> dict[str, Any]:
         pairs: list[tuple[str, Any]] = [
             ("reference", self.reference),
             ("candidate", self.candidate),
-            ("reference_run", self.reference_run.to_dict()),
-            ("candidate_run", self.candidate_run.to_dict()),
+            ("reference_run", self.reference_run.raw()),
+            ("candidate_run", self.candidate_run.raw()),
             ("samples", self.samples),
             ("format", self.format),
             ("format_limits", self.format_limits),
@@ -220,7 +220,7 @@ class Comparison:
             ("failing_layers", self.failing_layers),
             ("worst_layer", self.worst_layer),
             ("worst_deviation_ratio", self.worst_deviation_ratio),
-            ("layers", [x.to_dict() for x in self.layers]),
+            ("layers", [x.raw() for x in self.layers]),
             ("not_observable", list(self.not_observable)),
             ("attribution_note", self.attribution_note),
             ("not_observable_reasons", self.not_observable_reasons),

@@ -1,7 +1,7 @@
 """The report as typed data: :class:`Report` -> :class:`Comparison` -> :class:`LayerResult` -> :class:`Metrics`.
 
 report.json (``schemas/report.schema.json``) is the document; these frozen dataclasses are a typed view of it.
-Field names are the document's keys, so the schema documents both. ``Report.from_dict(doc).to_dict()``
+Field names are the document's keys, so the schema documents both. ``Report.from_dict(doc).raw()``
 gives the document back exactly, key order included, for every report layerscope writes: numbers written
 as "inf", "-inf" and "nan" are floats here and strings again in ``to_dict``, an undefined value stays None
 (null), and keys this version does not model are kept in ``extra``. Parts with an open shape (run options,
@@ -18,14 +18,14 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from layerscope.pipelines.reports.comparison import Comparison
-from layerscope.pipelines.reports.records import emit, unmodelled
+from layerscope.pipelines.reports.records import Record, emit, unmodelled
 from layerscope.runner.jsonio import dumps
 
 SCHEMA = "layerscope-report"
 
 
 @dataclass(frozen=True)
-class ExperimentRecord:
+class ExperimentRecord(Record):
     name: str
     config_digest: str
     overrides: tuple[str, ...]  # the --set expressions applied before validation
@@ -48,7 +48,7 @@ class ExperimentRecord:
             extra=unmodelled(d, cls),
         )
 
-    def to_dict(self) -> dict[str, Any]:
+    def raw(self) -> dict[str, Any]:
         pairs: list[tuple[str, Any]] = [
             ("config", self.config),
             ("name", self.name),
@@ -62,7 +62,7 @@ class ExperimentRecord:
 
 
 @dataclass(frozen=True)
-class ModelRecord:
+class ModelRecord(Record):
     origin: dict[str, Any]  # path, builtin (with options) or zoo, as configured
     digest: str  # the ONNX bytes and every external data file
     producer: str | None = None
@@ -72,12 +72,12 @@ class ModelRecord:
     def from_dict(cls, d: Mapping[str, Any]) -> ModelRecord:
         return cls(dict(d["origin"]), d["digest"], d.get("producer"), unmodelled(d, cls))
 
-    def to_dict(self) -> dict[str, Any]:
+    def raw(self) -> dict[str, Any]:
         return emit([("origin", self.origin), ("digest", self.digest), ("producer", self.producer)], self.extra)
 
 
 @dataclass(frozen=True)
-class RunSettings:
+class RunSettings(Record):
     """A run as configured: backend, precision, resolved options and the layers pinned to FP32."""
 
     backend: str
@@ -91,13 +91,13 @@ class RunSettings:
         options = dict(d["options"]) if "options" in d else None
         return cls(d["backend"], d["precision"], tuple(d["pinned"]), options, unmodelled(d, cls))
 
-    def to_dict(self) -> dict[str, Any]:
+    def raw(self) -> dict[str, Any]:
         pairs = [("backend", self.backend), ("precision", self.precision), ("options", self.options)]
         return emit([*pairs, ("pinned", list(self.pinned))], self.extra)
 
 
 @dataclass(frozen=True)
-class StageRecord:
+class StageRecord(Record):
     status: str  # ran | cached | failed | skipped | not-needed
     key: str
     seconds: float | None = None
@@ -108,13 +108,13 @@ class StageRecord:
     def from_dict(cls, d: Mapping[str, Any]) -> StageRecord:
         return cls(d["status"], d["key"], d.get("seconds"), d.get("reason"), unmodelled(d, cls))
 
-    def to_dict(self) -> dict[str, Any]:
+    def raw(self) -> dict[str, Any]:
         pairs = [("status", self.status), ("seconds", self.seconds), ("key", self.key), ("reason", self.reason)]
         return emit(pairs, self.extra)
 
 
 @dataclass(frozen=True)
-class Execution:
+class Execution(Record):
     """How the invocation that wrote the report ran: per stage whether it ran or came from the cache."""
 
     stages: dict[str, StageRecord]
@@ -129,14 +129,14 @@ class Execution:
         stages = {sid: StageRecord.from_dict(s) for sid, s in d["stages"].items()}
         return cls(stages, d.get("cache"), d.get("started"), d.get("finished"), d.get("seconds"), unmodelled(d, cls))
 
-    def to_dict(self) -> dict[str, Any]:
-        pairs: list[tuple[str, Any]] = [("stages", {sid: s.to_dict() for sid, s in self.stages.items()})]
+    def raw(self) -> dict[str, Any]:
+        pairs: list[tuple[str, Any]] = [("stages", {sid: s.raw() for sid, s in self.stages.items()})]
         pairs += [("cache", self.cache), ("started", self.started), ("finished", self.finished)]
         return emit([*pairs, ("seconds", self.seconds)], self.extra)
 
 
 @dataclass(frozen=True)
-class Report:
+class Report(Record):
     """One experiment's result: the overall verdict, provenance, and a :class:`Comparison` per candidate."""
 
     verdict: str  # pass | fail
@@ -189,29 +189,29 @@ class Report:
             files=dict(files or {}),
         )
 
-    def to_dict(self) -> dict[str, Any]:
-        """The report.json document."""
+    def raw(self) -> dict[str, Any]:
+        """The report.json document with floats as they are (``to_dict()``: as written)."""
         pairs: list[tuple[str, Any]] = [
             ("schema", SCHEMA),
             ("schema_version", self.schema_version),
             ("verdict", self.verdict),
-            ("experiment", self.experiment.to_dict()),
-            ("model", self.model.to_dict()),
+            ("experiment", self.experiment.raw()),
+            ("model", self.model.raw()),
             ("inputs", self.inputs),
             ("samples", self.samples),
-            ("runs", {k: v.to_dict() for k, v in self.runs.items()}),
+            ("runs", {k: v.raw() for k, v in self.runs.items()}),
             ("reference", self.reference),
             ("candidates", list(self.candidates)),
             ("libraries", self.libraries),
             ("calibration", self.calibration),
-            ("comparisons", [c.to_dict() for c in self.comparisons]),
-            ("execution", self.execution.to_dict() if self.execution else None),
+            ("comparisons", [c.raw() for c in self.comparisons]),
+            ("execution", self.execution.raw() if self.execution else None),
         ]
         return emit(pairs, self.extra)
 
     def to_json(self) -> str:
         """report.json's text, as layerscope writes it."""
-        return dumps(self.to_dict())
+        return dumps(self.raw())  # dumps converts non-finite numbers
 
     def to_pandas(self) -> Any:
         """One row per (comparison, layer) with flat numeric columns; see :func:`.table.to_pandas`."""

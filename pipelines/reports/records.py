@@ -28,13 +28,26 @@ def unmodelled(d: Mapping[str, Any], cls: type) -> dict[str, Any]:
 
 def emit(pairs: list[tuple[str, Any]], extra: Mapping[str, Any], always: tuple[str, ...] = ()) -> dict[str, Any]:
     """A JSON object from (key, value) pairs in order: None values left out unless the key is in ``always``."""
-    out = {k: finite_json(v) for k, v in pairs if v is not None or k in always}
+    out = {k: v for k, v in pairs if v is not None or k in always}
     out.update(extra)
     return out
 
 
+class Record:
+    """Base of the report's records. ``raw()`` is the record's JSON object with floats as they are (each record
+    builds it from its parts' ``raw()``); ``to_dict()`` converts non-finite numbers once, for the whole tree."""
+
+    def raw(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def to_dict(self) -> dict[str, Any]:
+        """This record as report.json has it (non-finite numbers as "inf", "-inf", "nan")."""
+        converted: dict[str, Any] = finite_json(self.raw())
+        return converted
+
+
 @dataclass(frozen=True)
-class RangeRisk:
+class RangeRisk(Record):
     """The reference's values against the candidate format's limits (counts, and the extremes)."""
 
     zeros: int
@@ -57,13 +70,13 @@ class RangeRisk:
             unmodelled(d, cls),
         )
 
-    def to_dict(self) -> dict[str, Any]:
+    def raw(self) -> dict[str, Any]:
         pairs = [(f.name, getattr(self, f.name)) for f in fields(self) if f.name != "extra"]
         return emit(pairs, self.extra, always=("min_abs_nonzero",))
 
 
 @dataclass(frozen=True)
-class QuantStats:
+class QuantStats(Record):
     """A quantized run's Q/DQ parameters of the tensor and the reference values they clip or round to zero."""
 
     type: str
@@ -88,7 +101,7 @@ class QuantStats:
             unmodelled(d, cls),
         )
 
-    def to_dict(self) -> dict[str, Any]:
+    def raw(self) -> dict[str, Any]:
         return emit([(f.name, getattr(self, f.name)) for f in fields(self) if f.name != "extra"], self.extra)
 
 
@@ -116,7 +129,7 @@ METRIC_FIELDS = (
 
 
 @dataclass(frozen=True)
-class Metrics:
+class Metrics(Record):
     """A tensor's comparison metrics (definitions: docs/metrics.md). Undefined values are NaN."""
 
     elements: int
@@ -153,16 +166,16 @@ class Metrics:
             extra=unmodelled(d, cls),
         )
 
-    def to_dict(self) -> dict[str, Any]:
+    def raw(self) -> dict[str, Any]:
         pairs: list[tuple[str, Any]] = [(name, getattr(self, name)) for name in METRIC_FIELDS]
-        pairs.append(("range", self.range.to_dict()))
+        pairs.append(("range", self.range.raw()))
         pairs.append(("histograms", self.histograms))
-        pairs.append(("quant", self.quant.to_dict() if self.quant else None))
+        pairs.append(("quant", self.quant.raw() if self.quant else None))
         return emit(pairs, self.extra)
 
 
 @dataclass(frozen=True)
-class Attribution:
+class Attribution(Record):
     """A layer's error split into local (the layer alone on the reference's inputs) and inherited."""
 
     status: str  # ok | pinned | fp32 | not attributable
@@ -178,12 +191,12 @@ class Attribution:
         share = number(d.get("inherited_share"))
         return cls(d["status"], d.get("why"), local, d.get("local_verdict"), share, unmodelled(d, cls))
 
-    def to_dict(self) -> dict[str, Any]:
+    def raw(self) -> dict[str, Any]:
         pairs: list[tuple[str, Any]] = [("status", self.status), ("why", self.why)]
         always: tuple[str, ...] = ()
         if self.local is not None:  # a local result always states its share, null when undefined
             pairs += [
-                ("local", self.local.to_dict()),
+                ("local", self.local.raw()),
                 ("local_verdict", self.local_verdict),
                 ("inherited_share", self.inherited_share),
             ]
