@@ -1,10 +1,10 @@
-"""The per-element work of :mod:`.metrics` in one compiled, parallel pass (numba).
+"""The per-element work of :mod:`.stats` in one compiled, parallel pass (numba).
 
 Every accumulator of a block is computed in a single pass over the reference and candidate values, split
 into fixed chunks that run on all cores; each chunk accumulates in float64 and the chunks are reduced in a
 fixed order, so results do not depend on the number of threads. Histogram bins come from the float's bit
 pattern (exponent and top mantissa bits: see :func:`.metrics.bin_key`), no logarithm per element. The pure
-numpy implementation in :mod:`.metrics` computes the same values and is used when numba is unavailable;
+numpy implementation in :mod:`.stats` computes the same values and is used when numba is unavailable;
 the tests check that both agree.
 
 numba's default threading layer must not be entered from two Python threads at once, and stages run in

@@ -1,7 +1,7 @@
 """Streaming per-tensor comparison statistics (float64 accumulators, bounded memory).
 
 ``TensorStats.update(ref, cand)`` takes any number of blocks (samples, or slices of a sample); ``result()``
-gives the metrics. The per-element work runs in one compiled parallel pass (:mod:`.metrics_kernel`, numba)
+gives the metrics. The per-element work runs in one compiled parallel pass (:mod:`.kernel`, numba)
 or, without numba, in numpy; both compute the same values. Definitions, per element with r = reference,
 x = candidate:
 
@@ -136,10 +136,10 @@ class MetricConfig:
 
 def _kernel() -> Any:
     try:
-        from layerscope.pipelines.metrics import kernel as metrics_kernel
+        from layerscope.pipelines.metrics import kernel
     except ImportError:  # numba is not installed: the numpy path computes the same values
         return None
-    return metrics_kernel
+    return kernel
 
 
 @dataclass
@@ -276,7 +276,7 @@ def _sparse(hist: np.ndarray) -> dict[str, int]:
 
 
 def _numpy_block(r_in: np.ndarray, x_in: np.ndarray, c: MetricConfig) -> tuple[Any, ...]:
-    """The same accumulators as metrics_kernel.block, with numpy (used without numba, and as its reference)."""
+    """The same accumulators as kernel.block, with numpy (used without numba, and as its reference)."""
     r = r_in.astype(np.float64)
     x = x_in.astype(np.float64)
     counts = dict.fromkeys(COUNTS, 0)

@@ -1,4 +1,4 @@
-"""attribute[candidate]: each layer's local error, computed alone on the reference's inputs (see attribution.py).
+"""attribute[candidate]: each layer's local error, computed alone on the reference's inputs (analysis/attribution.py).
 
 Key: the reference dump's key, the candidate's build key (the built graph the layers are cut from), the
 compared tensors, the per-tensor metric settings, the session options and this code's version.
