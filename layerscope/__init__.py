@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from layerscope._version import __version__
-from layerscope.runner.errors import LayerscopeError, SpecError, StageError, UsageError
+from layerscope.runner.errors import LayerscopeError, RunError, SpecError, StageError, UsageError
 
 if TYPE_CHECKING:
     from layerscope.api import diff, fix, load_report, plan, run
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from layerscope.pipelines.reports.model import Report
     from layerscope.pipelines.reports.read import ReportError
     from layerscope.pipelines.reports.records import Metrics
-    from layerscope.results import Diff, FixResult, Plan, RunError
+    from layerscope.results import Diff, FixResult, Plan
 
 __all__ = [
     "Comparison",
@@ -54,7 +54,7 @@ __all__ = [
 # Name -> the module that defines it, imported when the name is first used.
 _LAZY = {
     **dict.fromkeys(("diff", "fix", "load_report", "plan", "run"), "api"),
-    **dict.fromkeys(("Diff", "FixResult", "Plan", "RunError"), "results"),
+    **dict.fromkeys(("Diff", "FixResult", "Plan"), "results"),
     **dict.fromkeys(("Comparison", "LayerResult"), "pipelines.reports.comparison"),
     "Metrics": "pipelines.reports.records",
     "Report": "pipelines.reports.model",

@@ -14,18 +14,18 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
-from layerscope.pipelines.reports.model import Report
-from layerscope.pipelines.reports.read import load_report as _load_report
-from layerscope.results import Diff, DiffSide, FixCost, FixResult, Plan, PlannedStage, RunError
-from layerscope.runner.errors import StageError, UsageError
+from layerscope.runner.errors import RunError, StageError, UsageError
 
 if TYPE_CHECKING:
     from layerscope.pipelines.analysis.search import SearchResult
     from layerscope.pipelines.experiment import Experiment
+    from layerscope.pipelines.reports.model import Report
+    from layerscope.results import Diff, FixResult, Plan
     from layerscope.runner.cache import Cache
     from layerscope.runner.execute import Outcome, Reporter
     from layerscope.runner.graph import Plan as StagePlan
@@ -33,20 +33,9 @@ if TYPE_CHECKING:
 Config = Union[str, "os.PathLike[str]", Mapping[str, Any]]
 Progress = Union[bool, "Reporter"]
 
-__all__ = [
-    "Diff",
-    "DiffSide",
-    "FixCost",
-    "FixResult",
-    "Plan",
-    "PlannedStage",
-    "RunError",
-    "diff",
-    "fix",
-    "load_report",
-    "plan",
-    "run",
-]
+# The results' types are in layerscope.results and the report's in layerscope.pipelines.reports; this module
+# imports them when a function needs them: defining dataclasses costs time a cached rerun should not pay.
+__all__ = ["diff", "fix", "load_report", "plan", "run"]
 
 
 # -- the API ----------------------------------------------------------------------------------------------
@@ -89,6 +78,7 @@ def plan(
 ) -> Plan:
     """What ``run`` would do, without running anything: each stage, cached or to run, and why."""
     from layerscope.pipelines.stages import plan_for
+    from layerscope.results import Plan, PlannedStage
     from layerscope.runner.execute import plan_decisions
 
     exp = load_experiment(config, overrides=overrides, cache_dir=cache_dir)
@@ -115,6 +105,7 @@ def diff(
     first. ``tolerance`` items are ``0.05`` (every metric) or ``cosine=0.5`` (one metric)."""
     from layerscope import sides
     from layerscope.pipelines.reports.diff import Tolerance, diff_reports
+    from layerscope.results import Diff
 
     tol = Tolerance.parse(tolerance)  # before running anything: a typo should not cost a run
     cache = _str(cache_dir)
@@ -165,19 +156,36 @@ def fix(
 def load_report(path: str | os.PathLike[str]) -> Report:
     """The report of a run directory or a report.json, validated against the report schema first
     (:class:`~layerscope.pipelines.reports.read.ReportError`, exit 2, when it is not a valid report)."""
-    return _load_report(path)
+    from layerscope.pipelines.reports.read import load_report as read
+
+    return read(path)
 
 
 # -- shared with the command line -------------------------------------------------------------------------
-@dataclass(frozen=True)
 class Execution:
-    """A run as the command line needs it: the experiment, the stages' outcomes, and the report (None when
-    ``only`` selected stages that do not include the report)."""
+    """A run as the command line needs it: the experiment, the stages' outcomes, and the report document with
+    the files written (None when ``only`` selected stages that do not include the report). The typed report
+    is built on first use: the command line prints from the document."""
 
-    experiment: Experiment
-    outcomes: dict[str, Outcome]
-    report: Report | None
-    out_dir: Path
+    def __init__(
+        self,
+        experiment: Experiment,
+        outcomes: dict[str, Outcome],
+        out_dir: Path,
+        document: dict[str, Any] | None = None,
+        files: dict[str, Path] | None = None,
+    ) -> None:
+        self.experiment = experiment
+        self.outcomes = outcomes
+        self.out_dir = out_dir
+        self.document = document
+        self.files = files or {}
+
+    @cached_property
+    def report(self) -> Report | None:
+        from layerscope.pipelines.reports.model import Report
+
+        return None if self.document is None else Report.from_dict(self.document, files=self.files)
 
 
 def load_experiment(
@@ -228,9 +236,9 @@ def execute(
     if any(o.status in ("failed", "skipped") for o in outcomes.values()):
         raise RunError(outcomes)
     if outcomes["report"].entry is None:  # `only` did not need the report
-        return Execution(exp, outcomes, None, out_dir)
+        return Execution(exp, outcomes, out_dir)
     document, files = write_outputs(exp, stage_plan, outcomes, out_dir, exp.cache, started)
-    return Execution(exp, outcomes, Report.from_dict(document, files=files), out_dir)
+    return Execution(exp, outcomes, out_dir, document, files)
 
 
 def report_for(exp: Experiment, *, jobs: int | None = None, progress: Progress = False) -> dict[str, Any]:
@@ -326,6 +334,8 @@ def _local_errors(exp: Experiment, run: str, jobs: int, reporter: Reporter) -> d
 
 
 def _fix_result(result: SearchResult, snippet: str | None, files: dict[str, Path]) -> FixResult:
+    from layerscope.results import FixCost, FixResult
+
     c = result.cost
     return FixResult(
         run=result.run,

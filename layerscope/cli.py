@@ -21,6 +21,7 @@ from layerscope.runner.errors import (
     EXIT_THRESHOLD,
     EXIT_USAGE,
     LayerscopeError,
+    RunError,
     SpecError,
     UsageError,
 )
@@ -261,7 +262,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 only=args.only or (),
                 no_cache=args.no_cache,
             )
-    except api.RunError as exc:
+    except RunError as exc:
         for o in exc.outcomes:
             if o.status == "failed":
                 _err(f"layerscope: {o.sid} failed: {o.error}")
@@ -274,7 +275,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             done = [o.sid for o in exc.stages.values() if o.status in ("ran", "cached")]
             print(f"FAILED: {', '.join(done)} (--only: no report written)")
         return EXIT_STAGE
-    report = result.report
+    report = result.document
     if report is None:  # --only, and the report was not among what it needed
         done = [o.sid for o in result.outcomes.values() if o.status in ("ran", "cached")]
         print(f"done: {', '.join(done)} (--only: no report written)")
@@ -282,10 +283,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.quiet:
         from layerscope.pipelines.reports.terminal import print_summary
 
-        print_summary(report.to_dict(), console)
+        print_summary(report, console)
     formats = ", ".join(result.experiment.report_formats)
-    print(f"{report.verdict.upper()}: {result.experiment.name} — report in {result.out_dir}/ ({formats})")
-    return EXIT_OK if report.passed else EXIT_THRESHOLD
+    print(f"{report['verdict'].upper()}: {result.experiment.name} — report in {result.out_dir}/ ({formats})")
+    return EXIT_OK if report["verdict"] == "pass" else EXIT_THRESHOLD
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -1,5 +1,5 @@
-"""The typed results of the Python API (:mod:`layerscope.api`) besides the report: :class:`Plan`, :class:`Diff`,
-:class:`FixResult`, and :class:`RunError`, the exception a run with failed stages raises."""
+"""The typed results of the Python API (:mod:`layerscope.api`) besides the report: :class:`Plan`, :class:`Diff`
+and :class:`FixResult`."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from layerscope.runner.errors import StageError, UsageError
+from layerscope.runner.errors import UsageError
 
 if TYPE_CHECKING:
-    from layerscope.runner.execute import Outcome
+    pass
 
 
 @dataclass(frozen=True)
@@ -142,19 +142,3 @@ class FixResult:
     @property
     def passed(self) -> bool:
         return self.found is not None
-
-
-class RunError(StageError):
-    """Stages failed, and the stages that needed them were skipped (exit 3).
-
-    ``outcomes``: the failed and skipped stages; ``stages``: every stage's outcome."""
-
-    def __init__(self, stages: Mapping[str, Outcome]) -> None:
-        self.stages = dict(stages)
-        self.outcomes = [o for o in self.stages.values() if o.status in ("failed", "skipped")]
-        super().__init__("\n".join(self.lines()))
-
-    def lines(self) -> list[str]:
-        """One line per failed stage (with its error), then one per skipped stage."""
-        failed = [f"{o.sid} failed: {o.error}" for o in self.outcomes if o.status == "failed"]
-        return failed + [f"{o.sid} {o.reason}" for o in self.outcomes if o.status == "skipped"]

@@ -3,11 +3,7 @@ validating a report file (:mod:`.read`), the DataFrame view (:mod:`.table`), wha
 directory (:mod:`.outputs`), rendering as Markdown (:mod:`.markdown`), on the terminal (:mod:`.terminal`) and as
 one HTML page with charts (:mod:`.html`, :mod:`.plots`) with the number formats they share (:mod:`.format`); the
 diff of two reports (:mod:`.diff`, rendered by :mod:`.diff_render`) and what ``layerscope fix`` writes
-(:mod:`.fix_report`)."""
+(:mod:`.fix_report`).
 
-from layerscope.pipelines.reports.comparison import Comparison, LayerResult
-from layerscope.pipelines.reports.model import Report
-from layerscope.pipelines.reports.read import ReportError, load_report, read_report
-from layerscope.pipelines.reports.records import Metrics
-
-__all__ = ["Comparison", "LayerResult", "Metrics", "Report", "ReportError", "load_report", "read_report"]
+Nothing is re-exported here: a cached rerun writes a run directory through :mod:`.outputs` and should not pay
+for defining the report's dataclasses; the typed report is ``layerscope.Report``."""
