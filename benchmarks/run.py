@@ -282,7 +282,7 @@ def bench_warm(samples: int) -> list[dict[str, Any]]:
 def bench_compare() -> list[dict[str, Any]]:
     import numpy as np
 
-    from layerscope.pipelines.metrics import MetricConfig, TensorStats
+    from layerscope.pipelines.metrics.stats import MetricConfig, TensorStats
 
     rng = np.random.default_rng(0)
     ref = rng.standard_normal(40 * 256 * 256 * 8).astype(np.float32)  # 8 samples of conv0

@@ -1,12 +1,76 @@
 """layerscope: per-layer accuracy analysis of reduced-precision inference against an FP32 reference.
 
-The generic engine lives in :mod:`layerscope.runner` (repository folder ``runner/``); the domain (ONNX
-lowering, backends, dumps, metrics, reports) in :mod:`layerscope.pipelines` (``pipelines/``). Importing
-this package is cheap on purpose: nothing heavy (numpy, onnx, onnxruntime, h5py) is imported here.
+The Python API (:mod:`layerscope.api`), re-exported here::
+
+    import layerscope
+
+    report = layerscope.run("configs/unet-fp16.yaml", overrides=["samples=2"])
+    df = report.to_pandas()  # one row per (comparison, layer)
+
+``run``, ``plan``, ``diff``, ``fix`` and ``load_report`` return typed results (:class:`Report`, :class:`Plan`,
+:class:`Diff`, :class:`FixResult`); errors are :class:`LayerscopeError` subclasses carrying the command line's
+exit codes. Importing this package is cheap on purpose: the API and everything it needs (numpy, onnx, onnxruntime)
+are imported on first use. The generic engine lives in :mod:`layerscope.runner` (repository folder ``runner/``),
+the domain in :mod:`layerscope.pipelines` (``pipelines/``), the command line in :mod:`layerscope.cli`.
 """
 
 from __future__ import annotations
 
-from layerscope._version import __version__
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["__version__"]
+from layerscope._version import __version__
+from layerscope.runner.errors import LayerscopeError, RunError, SpecError, StageError, UsageError
+
+if TYPE_CHECKING:
+    from layerscope.api import diff, fix, load_report, plan, run
+    from layerscope.pipelines.reports.comparison import Comparison, LayerResult
+    from layerscope.pipelines.reports.model import Report
+    from layerscope.pipelines.reports.read import ReportError
+    from layerscope.pipelines.reports.records import Metrics
+    from layerscope.results import Diff, FixResult, Plan
+
+__all__ = [
+    "Comparison",
+    "Diff",
+    "FixResult",
+    "LayerResult",
+    "LayerscopeError",
+    "Metrics",
+    "Plan",
+    "Report",
+    "ReportError",
+    "RunError",
+    "SpecError",
+    "StageError",
+    "UsageError",
+    "__version__",
+    "diff",
+    "fix",
+    "load_report",
+    "plan",
+    "run",
+]
+
+# Name -> the module that defines it, imported when the name is first used.
+_LAZY = {
+    **dict.fromkeys(("diff", "fix", "load_report", "plan", "run"), "api"),
+    **dict.fromkeys(("Diff", "FixResult", "Plan"), "results"),
+    **dict.fromkeys(("Comparison", "LayerResult"), "pipelines.reports.comparison"),
+    "Metrics": "pipelines.reports.records",
+    "Report": "pipelines.reports.model",
+    "ReportError": "pipelines.reports.read",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f"layerscope.{_LAZY[name]}"), name)
+        globals()[name] = value  # once imported, an ordinary attribute
+        return value
+    raise AttributeError(f"module 'layerscope' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

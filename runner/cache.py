@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from layerscope.runner.errors import CacheError
+from layerscope.runner.files import atomic_write
 from layerscope.runner.hashing import FileDigests
 
 LAYOUT = "v1"
@@ -147,9 +148,7 @@ class Cache:
                 continue
             files[rel] = {"size": f.stat().st_size, "sha256": self.digests(f)}
         manifest = {"key": key, "kind": kind, "created": time.time(), **meta, "files": files}
-        tmp_manifest = staged / f".{MANIFEST}.tmp"
-        tmp_manifest.write_text(json.dumps(manifest, indent=1, sort_keys=True))
-        os.replace(tmp_manifest, staged / MANIFEST)
+        atomic_write(staged / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
         final = self.entry_dir(kind, key)
         final.parent.mkdir(parents=True, exist_ok=True)
         trash: Path | None = None
@@ -172,10 +171,7 @@ class Cache:
 
     def write_state(self, scope: str, state: dict[str, Any]) -> None:
         self._ensure()
-        path = self.base / "state" / f"{scope}.json"
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(state, sort_keys=True))
-        os.replace(tmp, path)
+        atomic_write(self.base / "state" / f"{scope}.json", json.dumps(state, sort_keys=True))
 
     # -- maintenance ----------------------------------------------------------------------------------
     def entries(self) -> Iterator[tuple[Path, dict[str, Any] | None]]:

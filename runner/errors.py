@@ -8,7 +8,9 @@ or usage, 3 a stage failed.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 EXIT_OK = 0
 EXIT_THRESHOLD = 1
@@ -40,6 +42,23 @@ class StageError(LayerscopeError):
     """A stage could not produce its artifact (exit 3)."""
 
     exit_code = EXIT_STAGE
+
+
+class RunError(StageError):
+    """Stages of a run failed, and the stages that needed them were skipped (exit 3).
+
+    ``stages``: every stage's outcome (``runner.execute.Outcome``); ``outcomes``: the failed and skipped ones.
+    """
+
+    def __init__(self, stages: Mapping[str, Any]) -> None:
+        self.stages = dict(stages)
+        self.outcomes = [o for o in self.stages.values() if o.status in ("failed", "skipped")]
+        super().__init__("\n".join(self.lines()))
+
+    def lines(self) -> list[str]:
+        """One line per failed stage (with its error), then one per skipped stage."""
+        failed = [f"{o.sid} failed: {o.error}" for o in self.outcomes if o.status == "failed"]
+        return failed + [f"{o.sid} {o.reason}" for o in self.outcomes if o.status == "skipped"]
 
 
 class CacheError(LayerscopeError):

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from layerscope.runner.errors import UsageError
 from layerscope.runner.hashing import digest
+from layerscope.runner.suggest import suggest
 
 if TYPE_CHECKING:
     from layerscope.runner.cache import Entry
@@ -130,10 +131,7 @@ class Plan:
             }
             # A glob like build[fp16] is a character class to fnmatch; exact ids are tried first above.
             if not matched:
-                import difflib
-
-                near = difflib.get_close_matches(pat, list(self.stages), n=1)
-                hint = f"; did you mean {near[0]!r}?" if near else ""
+                hint = suggest(pat, self.stages)
                 raise UsageError(f"no stage matches {pat!r}{hint} (stages: {', '.join(self.stages)})")
             chosen |= matched
         return chosen

@@ -18,6 +18,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from layerscope.runner.files import atomic_write
+
 _CHUNK = 1 << 20
 
 
@@ -126,9 +128,7 @@ class FileDigests:
     def _store(memo: Path, payload: dict[str, Any]) -> None:
         try:
             memo.parent.mkdir(parents=True, exist_ok=True)
-            tmp = memo.with_name(f".{memo.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-            tmp.write_text(json.dumps(payload))
-            os.replace(tmp, memo)
+            atomic_write(memo, json.dumps(payload))
         except OSError:
             pass  # the memo is an optimisation; a read-only cache still works, just slower
 

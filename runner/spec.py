@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from layerscope.runner.errors import SpecError, SpecProblem, UsageError
+from layerscope.runner.suggest import suggest
 
 
 def escape_pointer_token(token: str | int) -> str:
@@ -298,21 +299,13 @@ def _extra_property(err: Any) -> str | None:
 
 def _message(err: Any) -> str:
     if err.validator == "additionalProperties" and isinstance(err.instance, dict):
-        import difflib
-
         allowed = sorted(err.schema.get("properties", {}))
         extras = [k for k in err.instance if k not in allowed]
-        parts = []
-        for k in extras:
-            near = difflib.get_close_matches(k, allowed, n=1)
-            parts.append(f"unknown key {k!r}" + (f" (did you mean {near[0]!r}?)" if near else ""))
+        parts = [f"unknown key {k!r}" + suggest(k, allowed, prefix=" (", suffix=")") for k in extras]
         return "; ".join(parts) + f"; allowed: {', '.join(allowed)}"
     if err.validator == "enum":
-        import difflib
-
         options = [json.dumps(o) for o in err.validator_value]
-        near = difflib.get_close_matches(str(err.instance), [str(o) for o in err.validator_value], n=1)
-        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        hint = suggest(str(err.instance), [str(o) for o in err.validator_value], prefix=" (", suffix=")")
         return f"{json.dumps(err.instance)} is not one of {', '.join(options)}{hint}"
     if err.validator == "maxProperties" and isinstance(err.instance, dict):
         keys = ", ".join(err.instance)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,25 @@ def write_config(tmp_path: Path):
         return path
 
     return write
+
+
+@pytest.fixture
+def no_tensorrt(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """TensorRT absent whatever this machine has: for tests of what a user without it sees (they pass on a GPU
+    host too). The backend's probe is answered "not installed", and what it cached is forgotten before and after."""
+    from layerscope.pipelines import backends
+    from layerscope.pipelines.backends import tensorrt
+
+    backend = backends.get("tensorrt")
+
+    def forget() -> None:
+        for name in ("_unavailable", "installed_version", "environment"):
+            backend.__dict__.pop(name, None)
+
+    forget()
+    monkeypatch.setattr(tensorrt, "_has_module", lambda name: False)
+    yield
+    forget()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

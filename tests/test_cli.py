@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 import pytest
 
-from layerscope.runner.cli import main
+from layerscope.cli import main
 from tests.conftest import SMALL_UNET
 
 
@@ -178,13 +178,13 @@ def test_cache_commands(write_config, capsys: pytest.CaptureFixture[str]) -> Non
     assert "cleared" in capsys.readouterr().out
 
 
-def test_backends_lists_availability(capsys: pytest.CaptureFixture[str]) -> None:
+def test_backends_lists_availability(capsys: pytest.CaptureFixture[str], no_tensorrt: None) -> None:
     run_ok(["backends"])
     out = capsys.readouterr().out
     assert "onnxruntime" in out and "tensorrt" in out
-    from layerscope.pipelines import app
+    from layerscope.pipelines import backends
 
-    rows = {r[0]: r for r in app.backends_table()}
+    rows = {r[0]: r for r in backends.table()}
     assert rows["onnxruntime"][1] is True and rows["onnxruntime"][2].startswith("CPU: ")
     assert rows["tensorrt"][1] is False and "the onnxruntime backend runs anywhere" in rows["tensorrt"][2]
 
@@ -199,7 +199,7 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 def _conforms(doc: dict) -> None:
     from jsonschema import Draft202012Validator
 
-    from layerscope.pipelines.experiment import schema_text
+    from layerscope.schemas import schema_text
 
     errors = sorted(Draft202012Validator(json.loads(schema_text("report"))).iter_errors(doc), key=str)
     assert not errors, errors[0]

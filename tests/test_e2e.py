@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from layerscope.runner.cli import main
+from layerscope.cli import main
 
 DEMO = Path(__file__).resolve().parents[1] / "configs" / "unet-fp16.yaml"
 

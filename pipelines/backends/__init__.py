@@ -1,34 +1,7 @@
-"""Backend registry. Backends are registered explicitly by name and imported only when used."""
+"""Backends: the interface every runtime provides (:mod:`.base`), the registry (:mod:`.registry`), ONNX Runtime
+(:mod:`.onnxruntime`) and TensorRT (:mod:`.tensorrt`, its parts in :mod:`.trt`). Backend modules import their
+runtime only when used."""
 
-from __future__ import annotations
+from layerscope.pipelines.backends.registry import availability, get, names, table
 
-import importlib
-from typing import TYPE_CHECKING
-
-from layerscope.runner.errors import UsageError
-
-if TYPE_CHECKING:
-    from layerscope.pipelines.backends.base import Backend
-
-_REGISTRY: dict[str, tuple[str, str]] = {
-    "onnxruntime": ("layerscope.pipelines.backends.onnxruntime", "OnnxRuntimeBackend"),
-    "tensorrt": ("layerscope.pipelines.backends.tensorrt", "TensorRTBackend"),
-}
-_INSTANCES: dict[str, Backend] = {}
-
-
-def names() -> list[str]:
-    return list(_REGISTRY)
-
-
-def get(name: str) -> Backend:
-    if name not in _REGISTRY:
-        raise UsageError(f"unknown backend {name!r}; known: {', '.join(_REGISTRY)}")
-    if name not in _INSTANCES:
-        module, cls = _REGISTRY[name]
-        _INSTANCES[name] = getattr(importlib.import_module(module), cls)()
-    return _INSTANCES[name]
-
-
-def availability(name: str) -> tuple[bool, str]:
-    return get(name).availability()
+__all__ = ["availability", "get", "names", "table"]

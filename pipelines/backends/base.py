@@ -6,6 +6,9 @@ run here and why not, its library versions and its device, and the run options t
 and dump cache keys. Backend modules import their runtime lazily, so a missing runtime costs nothing
 until it is used, and then says what to install.
 
+A backend also owns its config policy (:meth:`Backend.configure`): the defaults of its run options and
+what it cannot do with a format, reported as problems located in the run's config entry.
+
 A build gets a :class:`BuildRequest`: the tensors the dump will read (a backend that has to mark them in
 its artifact, like TensorRT, keys on them; one that does not, like ONNX Runtime, ignores them), the input
 specs (for shape profiles) and a cache folder for data reused across builds (tuning caches).
@@ -22,6 +25,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from layerscope.pipelines.experiment import InputSpec, RunSpec
+    from layerscope.pipelines.lowering.formats import Format
     from layerscope.pipelines.models import ResolvedModel
     from layerscope.runner.graph import StageContext
 
@@ -31,6 +35,14 @@ class BuildRequest:
     tensors: tuple[str, ...]  # original ONNX tensor names the dump will read, network order
     inputs: tuple[InputSpec, ...]  # the experiment's inputs (shapes of one sample, sources)
     shared_dir: Path  # cache folder for data reused across builds (never part of a key)
+
+
+@dataclass(frozen=True)
+class OptionProblem:
+    """Something a backend cannot do with a run as configured."""
+
+    pointer: str  # JSON pointer relative to the run's entry: "/options/execution", "/precision", "/backend"
+    message: str
 
 
 class Session(Protocol):
@@ -50,6 +62,11 @@ class Backend(Protocol):
         ...
 
     def versions(self) -> dict[str, str]: ...
+
+    def configure(self, fmt: Format, options: Mapping[str, Any]) -> tuple[dict[str, Any], list[OptionProblem]]:
+        """A run's options (as written) with this backend's defaults filled in for ``fmt``, and what is wrong
+        with them. Called at validation, only where the backend is available."""
+        ...
 
     def device(self) -> str: ...
 

@@ -20,8 +20,9 @@ from layerscope.runner.errors import StageError
 if TYPE_CHECKING:
     import numpy as np
 
-    from layerscope.pipelines.backends.base import BuildRequest
+    from layerscope.pipelines.backends.base import BuildRequest, OptionProblem
     from layerscope.pipelines.experiment import RunSpec
+    from layerscope.pipelines.lowering.formats import Format
     from layerscope.pipelines.models import ResolvedModel
     from layerscope.runner.graph import StageContext
 
@@ -77,6 +78,25 @@ class OnnxRuntimeBackend:
     def versions(self) -> dict[str, str]:
         return {"onnxruntime": self._dist() or "missing", "onnx": _version("onnx") or "missing"}
 
+    def configure(self, fmt: Format, options: Mapping[str, Any]) -> tuple[dict[str, Any], list[OptionProblem]]:
+        from layerscope.pipelines.backends.base import OptionProblem
+
+        out = dict(options)
+        problems = []
+        if out.get("execution") == "native" and not fmt.native_on_cpu:
+            problems.append(
+                OptionProblem(
+                    "/options/execution",
+                    f"ONNX Runtime's CPU provider has no {fmt.name} kernels; use execution: emulated "
+                    "(FP32 compute, every value rounded to the format)",
+                )
+            )
+        out.setdefault("execution", "native" if fmt.native_on_cpu else "emulated")
+        # ONNX Runtime's extended graph optimizations drop a Relu sitting between float8 DequantizeLinear and
+        # QuantizeLinear (seen in 1.32: relu0's output went negative); FP8 runs are emulated anyway.
+        out.setdefault("graph_optimization", "basic" if fmt.name == "fp8" else "all")
+        return out, problems
+
     def device(self) -> str:
         return f"CPU: {cpu_name()}"
 
@@ -92,7 +112,7 @@ class OnnxRuntimeBackend:
 
     # -- build ------------------------------------------------------------------------------------------
     def build(self, ctx: StageContext, model: ResolvedModel, run: RunSpec, request: BuildRequest) -> None:
-        from layerscope.pipelines.precision import lower, lower_quantized
+        from layerscope.pipelines.lowering import lower, lower_quantized
 
         plan = precision_plan(run)
         if plan.quant:
@@ -209,7 +229,7 @@ class _OrtSession:
 
 def precision_plan(run: RunSpec) -> Any:
     """The run's precision plan (quantized runs carry their calibration method and weight granularity)."""
-    from layerscope.pipelines.precision import PrecisionPlan
+    from layerscope.pipelines.lowering import PrecisionPlan
 
     execution = str(run.options.get("execution", "native"))
     quant: tuple[tuple[str, Any], ...] = ()

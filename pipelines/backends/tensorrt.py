@@ -18,21 +18,22 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from layerscope.pipelines.backends.trt import versions as trt_versions
 from layerscope.pipelines.backends.trt.versions import Version
+from layerscope.runner.files import atomic_write
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
-    from layerscope.pipelines.backends.base import BuildRequest
+    from layerscope.pipelines.backends.base import BuildRequest, OptionProblem
     from layerscope.pipelines.backends.trt.plan import DeviceFacts, MarkPlan
     from layerscope.pipelines.backends.trt.runtime import TensorRTSession
     from layerscope.pipelines.experiment import RunSpec
+    from layerscope.pipelines.lowering.formats import Format
     from layerscope.pipelines.models import ResolvedModel
     from layerscope.runner.graph import StageContext
 
@@ -123,6 +124,18 @@ class TensorRTBackend:
         env = self.environment
         return f"GPU: {env.gpu} (compute capability {env.compute_capability}, CUDA driver {env.driver})"
 
+    def configure(self, fmt: Format, options: Mapping[str, Any]) -> tuple[dict[str, Any], list[OptionProblem]]:
+        """The route's default depends on the installed version; a problem points at the option to blame, or
+        at the precision or the backend when no option is."""
+        from layerscope.pipelines.backends.base import OptionProblem
+
+        resolved = self.resolve_options(dict(options))
+        problems = []
+        for key, message in self.option_problems(fmt.name, resolved):
+            where = "/precision" if key == "precision" else f"/options/{key}" if key in options else "/backend"
+            problems.append(OptionProblem(where, message))
+        return resolved, problems
+
     def option_problems(self, precision: str, options: dict[str, Any]) -> list[tuple[str, str]]:
         return trt_versions.option_problems(self.installed_version, precision, options)
 
@@ -188,7 +201,9 @@ class TensorRTBackend:
         (ctx.out_dir / "timing.cache").write_bytes(result.timing_cache)
         (ctx.out_dir / "layer_info.json").write_text(result.layer_information)
         with contextlib.suppress(OSError):  # only an optimisation for the next build
-            _atomic_write(timing_path, result.timing_cache)
+            # Readers see the old file or the new one, never a part (concurrent builds share the timing cache).
+            timing_path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(timing_path, result.timing_cache)
         reads, unobservable = self._observation(result, marks, requested, graph)
         (ctx.out_dir / "observe.json").write_text(
             json.dumps({"mode": mode, "reads": reads, "unobservable": unobservable}, indent=1)
@@ -266,8 +281,8 @@ def _lower(model: ResolvedModel, run: RunSpec, route: str) -> tuple[Any, Any, An
     """
     import onnx
 
+    from layerscope.pipelines.lowering import PrecisionPlan, lower, runtime_applied
     from layerscope.pipelines.models.summary import normalize_names
-    from layerscope.pipelines.precision import PrecisionPlan, lower, runtime_applied
 
     plan = PrecisionPlan(run.precision, "native", run.pinned)
     proto = onnx.load(str(model.path))
@@ -284,7 +299,7 @@ def _lower(model: ResolvedModel, run: RunSpec, route: str) -> tuple[Any, Any, An
 
 def _input_shapes(request: BuildRequest) -> dict[str, tuple[int, ...] | None]:
     """The config's shape of one sample per input; a file source without one has its shape read from the file."""
-    from layerscope.pipelines.inputs import probe_file
+    from layerscope.pipelines.experiment.inputs import probe_file
 
     out: dict[str, tuple[int, ...] | None] = {}
     for spec in request.inputs:
@@ -317,15 +332,3 @@ def _notes(mode: str, route: str, marked: int, unobservable: dict[str, str], war
     if warnings:
         notes.append(f"TensorRT logged {len(warnings)} warnings while building; first: {warnings[0][:300]}")
     return notes
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Readers see the old file or the new one, never a part (concurrent builds share the timing cache)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()

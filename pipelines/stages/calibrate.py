@@ -16,7 +16,7 @@ import shutil
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from layerscope.pipelines.inputs import input_material, sample_reader
+from layerscope.pipelines.experiment.inputs import input_material, sample_reader
 from layerscope.runner.graph import Stage, StageContext
 from layerscope.runner.hashing import source_digest
 
@@ -48,13 +48,13 @@ def make(exp: Experiment) -> Stage:
     params["trt_version"] = cal.trt_version
 
     def action(ctx: StageContext) -> None:
-        from layerscope.pipelines.calibration_cache import (
+        from layerscope.pipelines.lowering.calibration_cache import (
             ranges_from_scales,
             read_trt_cache,
             scales_from_ranges,
             write_trt_cache,
         )
-        from layerscope.pipelines.precision.quantize import calibrate, read_ranges, write_ranges
+        from layerscope.pipelines.lowering.quantize import calibrate, read_ranges, write_ranges
 
         ranges_path = ctx.out_dir / "ranges.json"
         notes: list[str] = list(cal.notes)
@@ -94,9 +94,10 @@ def make(exp: Experiment) -> Stage:
         action=action,
         version=source_digest(
             __name__,
-            "layerscope.pipelines.precision.quantize",
-            "layerscope.pipelines.calibration_cache",
-            "layerscope.pipelines.inputs",
+            "layerscope.pipelines.lowering.quantize",
+            "layerscope.pipelines.lowering.calibration_cache",
+            "layerscope.pipelines.experiment.inputs",
+            "layerscope.pipelines.models.summary",  # the node names the calibrated copy of the model gets
         ),
         description="calibrate",
         imports=("numpy", "onnx", "onnxruntime", "onnxruntime.quantization", "h5py"),

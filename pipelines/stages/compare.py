@@ -12,17 +12,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from layerscope.pipelines.precision.formats import FORMATS
-from layerscope.pipelines.stages.common import write_json
+from layerscope.pipelines.lowering.formats import FORMATS
 from layerscope.pipelines.stages.dump import DUMP_FILE
 from layerscope.runner.errors import StageError
 from layerscope.runner.graph import Stage, StageContext
 from layerscope.runner.hashing import source_digest
+from layerscope.runner.jsonio import write_json
 
 if TYPE_CHECKING:
     from layerscope.pipelines.dumps import DumpReader, TensorMeta
     from layerscope.pipelines.experiment import Experiment, RunSpec
-    from layerscope.pipelines.metrics import MetricConfig
+    from layerscope.pipelines.metrics.stats import MetricConfig
 
 RUN_ATTRS = (
     "backend",
@@ -100,10 +100,16 @@ def make(exp: Experiment, candidate: RunSpec, ref_dump: str, cand_dump: str) -> 
         kind="compare",
         params=settings,
         action=action,
-        version=source_digest(__name__, "layerscope.pipelines.metrics", "layerscope.pipelines.dumps"),
+        version=source_digest(
+            __name__,
+            "layerscope.pipelines.metrics.stats",
+            "layerscope.pipelines.metrics.kernel",
+            "layerscope.pipelines.dumps",
+            "layerscope.runner.jsonio",
+        ),
         deps={"reference": ref_dump, "candidate": cand_dump},
         description=f"compare {candidate.name}",
-        imports=("numpy", "h5py", "layerscope.pipelines.metrics_kernel"),
+        imports=("numpy", "h5py", "layerscope.pipelines.metrics.kernel"),
     )
 
 
@@ -119,7 +125,7 @@ def _not_observable(ref: DumpReader, cand: DumpReader, missing: list[str]) -> di
 
 
 def _config(settings: dict[str, Any], tensor: str, quant: dict[str, Any] | None = None) -> MetricConfig:
-    from layerscope.pipelines.metrics import MetricConfig, QuantParams
+    from layerscope.pipelines.metrics.stats import MetricConfig, QuantParams
 
     t = settings["per_tensor"].get(tensor, {"rel_error": 0.1, "abs_floor": 0.0})
     lim = settings["limits"]
@@ -132,7 +138,7 @@ def _config(settings: dict[str, Any], tensor: str, quant: dict[str, Any] | None 
 def _layer(
     r: TensorMeta, c: TensorMeta, ref: DumpReader, cand: DumpReader, config: MetricConfig, ctx: StageContext
 ) -> dict[str, Any]:
-    from layerscope.pipelines.metrics import TensorStats
+    from layerscope.pipelines.metrics.stats import TensorStats
 
     if r.shape != c.shape:
         raise StageError(f"tensor {r.onnx_name!r}: reference shape {list(r.shape)} vs candidate {list(c.shape)}")

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from layerscope._version import __version__
 from layerscope.pipelines import backends
 from layerscope.pipelines.backends.base import code_modules
-from layerscope.pipelines.inputs import input_material, sample_reader
+from layerscope.pipelines.experiment.inputs import input_material, sample_reader
 from layerscope.runner.errors import StageError
 from layerscope.runner.graph import Stage, StageContext
 from layerscope.runner.hashing import source_digest
@@ -139,7 +139,7 @@ def make(exp: Experiment, run: RunSpec, build_id: str) -> Stage:
         },
         action=action,
         version=source_digest(
-            __name__, "layerscope.pipelines.dumps", "layerscope.pipelines.inputs", *code_modules(backend)
+            __name__, "layerscope.pipelines.dumps", "layerscope.pipelines.experiment.inputs", *code_modules(backend)
         ),
         deps={"build": build_id},
         description=f"dump {run.name}",

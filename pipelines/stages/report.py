@@ -12,10 +12,11 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from layerscope._version import __version__
-from layerscope.pipelines.inputs import input_material
-from layerscope.pipelines.stages.common import as_float, write_json
+from layerscope.pipelines.experiment.inputs import input_material
+from layerscope.pipelines.metrics.limits import check
 from layerscope.runner.graph import Stage, StageContext
 from layerscope.runner.hashing import source_digest
+from layerscope.runner.jsonio import as_float, write_json
 
 if TYPE_CHECKING:
     from layerscope.pipelines.experiment import Experiment, Limits
@@ -49,26 +50,6 @@ def weight_note(layer: dict[str, Any], fmt: str) -> str | None:
     if w.get("subnormal"):
         parts.append(f"{w['subnormal']} weights are {fmt} subnormals")
     return "; ".join(parts) or None
-
-
-def check(metrics: dict[str, Any], limits: Limits) -> list[str]:
-    """The limits a layer's metrics break, in words (empty: the layer passes)."""
-    failures = []
-    ratio = as_float(metrics["deviation_ratio"])
-    if ratio > limits.max_deviation_ratio:
-        failures.append(
-            f"{metrics['deviating']} of {metrics['elements']} elements ({ratio:.4%}) have relative error > "
-            f"{limits.rel_error:g}; limit {limits.max_deviation_ratio:.4%}"
-        )
-    if limits.min_cosine is not None and not as_float(metrics["cosine"]) >= limits.min_cosine:
-        failures.append(f"cosine {as_float(metrics['cosine']):.6f} < {limits.min_cosine}")
-    if limits.max_abs_error is not None and not as_float(metrics["max_abs_error"]) <= limits.max_abs_error:
-        failures.append(f"max abs error {as_float(metrics['max_abs_error']):.4g} > {limits.max_abs_error:g}")
-    if limits.min_sqnr_db is not None and not as_float(metrics["sqnr_db"]) >= limits.min_sqnr_db:
-        failures.append(f"SQNR {as_float(metrics['sqnr_db']):.2f} dB < {limits.min_sqnr_db:g} dB")
-    if not limits.allow_nonfinite and metrics["nonfinite_introduced"]:
-        failures.append(f"{metrics['nonfinite_introduced']} NaN/Inf values where the reference is finite")
-    return failures
 
 
 def experiment_record(exp: Experiment) -> dict[str, Any]:
@@ -142,7 +123,12 @@ def make(exp: Experiment, compare_ids: dict[str, str], attribute_ids: dict[str, 
         kind="report",
         params={"record": record, "limits": {t: lim.to_json() for t, lim in limits.items()}},
         action=action,
-        version=source_digest(__name__),
+        version=source_digest(
+            __name__,
+            "layerscope.pipelines.metrics.limits",
+            "layerscope.pipelines.analysis.attribution",
+            "layerscope.runner.jsonio",
+        ),
         deps={
             **{f"compare:{c}": cid for c, cid in compare_ids.items()},
             **{f"attribute:{c}": aid for c, aid in attribute_ids.items()},
@@ -158,7 +144,7 @@ def _comparison(
     limits: dict[str, Limits],
     attribution: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    from layerscope.pipelines.attribution import inherited_share
+    from layerscope.pipelines.analysis.attribution import inherited_share
 
     local = (attribution or {}).get("tensors", {})
     layers = []

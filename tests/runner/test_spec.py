@@ -134,7 +134,7 @@ def test_bad_overrides_are_usage_errors(expr: str, message: str) -> None:
 def test_shipped_schema_is_valid_2020_12() -> None:
     from jsonschema import Draft202012Validator
 
-    from layerscope.pipelines.experiment import schema_text
+    from layerscope.schemas import schema_text
 
     Draft202012Validator.check_schema(json.loads(schema_text("experiment")))
     Draft202012Validator.check_schema(json.loads(schema_text("report")))

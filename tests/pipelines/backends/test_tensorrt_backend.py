@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from layerscope.cli import main
 from layerscope.pipelines import backends
 from layerscope.pipelines.backends.trt import engine as trt_engine
 from layerscope.pipelines.backends.trt import runtime as trt_runtime
@@ -22,7 +23,6 @@ from layerscope.pipelines.backends.trt.plan import DeviceFacts
 from layerscope.pipelines.backends.trt.versions import parse_version
 from layerscope.pipelines.experiment import load_experiment
 from layerscope.pipelines.stages import plan_for
-from layerscope.runner.cli import main
 from layerscope.runner.errors import SpecError
 from tests.conftest import SMALL_UNET
 
@@ -60,7 +60,7 @@ def fake_trt(monkeypatch: pytest.MonkeyPatch):
     return install
 
 
-def test_without_tensorrt_validation_says_which_package_and_exits_2(write_config, capsys) -> None:
+def test_without_tensorrt_validation_says_which_package_and_exits_2(write_config, capsys, no_tensorrt) -> None:
     path = write_config(TRT_UNET)
     assert main(["validate", str(path)]) == 2
     err = capsys.readouterr().err

@@ -11,7 +11,7 @@ import h5py
 import numpy as np
 import pytest
 
-from layerscope.runner.cli import main
+from layerscope.cli import main
 from tests.conftest import SMALL_UNET
 
 pytestmark = pytest.mark.gpu

@@ -1,0 +1,353 @@
+"""The Python API: run an experiment, plan it, diff two results, search what to pin, load a report.
+
+Every function takes what the command line takes (a config as a path or as a dict, ``--set`` overrides as
+strings) and returns typed results; problems are raised as the same exceptions the command line turns into
+its exit codes (:class:`~layerscope.runner.errors.SpecError`: invalid config, 2; ``UsageError``: 2;
+``StageError``: a stage failed, 3); the results are in :mod:`layerscope.results`. Nothing is printed unless
+``progress`` asks for it. This module, the sides of a diff (:mod:`layerscope.sides`) and the command line
+(:mod:`layerscope.cli`, a thin shell over this module) are the only places that wire the generic engine
+(``runner/``) to the domain (``pipelines/``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Union
+
+from layerscope.runner.errors import RunError, StageError, UsageError
+
+if TYPE_CHECKING:
+    from layerscope.pipelines.analysis.search import SearchResult
+    from layerscope.pipelines.experiment import Experiment
+    from layerscope.pipelines.reports.model import Report
+    from layerscope.results import Diff, FixResult, Plan
+    from layerscope.runner.cache import Cache
+    from layerscope.runner.execute import Outcome, Reporter
+    from layerscope.runner.graph import Plan as StagePlan
+
+Config = Union[str, "os.PathLike[str]", Mapping[str, Any]]
+Progress = Union[bool, "Reporter"]
+
+# The results' types are in layerscope.results and the report's in layerscope.pipelines.reports; this module
+# imports them when a function needs them: defining dataclasses costs time a cached rerun should not pay.
+__all__ = ["diff", "fix", "load_report", "plan", "run"]
+
+
+# -- the API ----------------------------------------------------------------------------------------------
+def run(
+    config: Config,
+    *,
+    overrides: Iterable[str] = (),
+    cache_dir: str | os.PathLike[str] | None = None,
+    out: str | os.PathLike[str] | None = None,
+    jobs: int | None = None,
+    progress: Progress = False,
+    force: Iterable[str] = (),
+    no_cache: bool = False,
+) -> Report:
+    """Run an experiment: what is not cached runs; the report is written into ``out`` (default: the config's
+    ``report.dir``) and returned. ``force`` reruns stages (ids like ``dump[fp16]``, kinds, globs; ``*``: all)
+    and what depends on them; ``no_cache`` keeps this run's artifacts under ``out/artifacts``. A failed stage
+    raises :class:`RunError`; a threshold that fails is the report's verdict, not an exception."""
+    result = execute(
+        config,
+        overrides=overrides,
+        cache_dir=cache_dir,
+        out=out,
+        jobs=jobs,
+        progress=progress,
+        force=force,
+        no_cache=no_cache,
+    )
+    assert result.report is not None  # without `only`, the report is always a target
+    return result.report
+
+
+def plan(
+    config: Config,
+    *,
+    overrides: Iterable[str] = (),
+    cache_dir: str | os.PathLike[str] | None = None,
+    force: Iterable[str] = (),
+    only: Iterable[str] = (),
+) -> Plan:
+    """What ``run`` would do, without running anything: each stage, cached or to run, and why."""
+    from layerscope.pipelines.stages import plan_for
+    from layerscope.results import Plan, PlannedStage
+    from layerscope.runner.execute import plan_decisions
+
+    exp = load_experiment(config, overrides=overrides, cache_dir=cache_dir)
+    stage_plan = plan_for(exp)
+    decisions = plan_decisions(stage_plan, exp.cache, exp.scope, force=force, only=only)
+    stages = tuple(
+        PlannedStage(sid, stage_plan[sid].stage.kind, d.status, d.reason, stage_plan[sid].key)
+        for sid, d in decisions.items()
+    )
+    return Plan(exp.name, exp.cache.root, stages)
+
+
+def diff(
+    a: str | os.PathLike[str],
+    b: str | os.PathLike[str],
+    *,
+    tolerance: Iterable[str] = (),
+    cache_dir: str | os.PathLike[str] | None = None,
+    jobs: int | None = None,
+    progress: Progress = False,
+) -> Diff:
+    """What changed from ``a`` to ``b``. Each is a report.json, a run directory, a config or
+    ``REV:path/to/config.yaml`` (read with git); a config's report comes from the cache, missing stages run
+    first. ``tolerance`` items are ``0.05`` (every metric) or ``cosine=0.5`` (one metric)."""
+    from layerscope import sides
+    from layerscope.pipelines.reports.diff import Tolerance, diff_reports
+    from layerscope.results import Diff
+
+    tol = Tolerance.parse(tolerance)  # before running anything: a typo should not cost a run
+    cache = _str(cache_dir)
+    reporter = _reporter(progress)
+    old = sides.load_side(str(a), cache_dir=cache, reporter=reporter, jobs=_jobs(jobs))
+    new = sides.load_side(str(b), cache_dir=cache, reporter=reporter, jobs=_jobs(jobs))
+    return Diff.from_dict(diff_reports(old.report, new.report, labels=(old.label, new.label), tolerance=tol))
+
+
+def fix(
+    config: Config,
+    run: str,
+    *,
+    overrides: Iterable[str] = (),
+    cache_dir: str | os.PathLike[str] | None = None,
+    out: str | os.PathLike[str] | None = None,
+    targets: Sequence[str] | None = None,
+    max_candidates: int = 64,
+    jobs: int | None = None,
+    progress: Progress = False,
+    log: Callable[[str], None] | None = None,
+) -> FixResult:
+    """Search a minimal set of layers of candidate ``run`` to keep in FP32 so that every threshold passes.
+
+    Layers are ranked by how much pinning each alone helps the ``targets`` (default: the model's outputs; at
+    most ``max_candidates`` layers, those with the largest local error), then a short passing prefix of the
+    ranking is shrunk until no layer can be dropped. Every configuration tried goes through the cache. The
+    snippet and a report of the search are written into ``out`` (default: the config's ``report.dir``);
+    the config is never edited. ``log`` receives one line per step (with ``progress=True``: stderr)."""
+    from layerscope.pipelines.analysis.search import Search
+    from layerscope.pipelines.reports import fix_report
+
+    exp = load_experiment(config, overrides=overrides, cache_dir=cache_dir)
+    missing = [t for t in targets or [] if t not in exp.tensors]
+    if missing:
+        raise UsageError(f"--target {missing[0]!r} is not a compared tensor of {exp.name}")
+    reporter = _reporter(progress)
+    if log is None:
+        log = _stderr_log if progress else _no_log
+    n = _jobs(jobs)
+    search = Search(exp, run, targets=targets, max_candidates=max_candidates, jobs=n, reporter=reporter, log=log)
+    result = search.search(attribution=_local_errors(exp, run, n, reporter))
+    files = fix_report.write(exp, result, Path(out) if out else Path(exp.report_dir))
+    snippet = fix_report.snippet(exp, result) if result.found is not None else None
+    return _fix_result(result, snippet, files)
+
+
+def load_report(path: str | os.PathLike[str]) -> Report:
+    """The report of a run directory or a report.json, validated against the report schema first
+    (:class:`~layerscope.pipelines.reports.read.ReportError`, exit 2, when it is not a valid report)."""
+    from layerscope.pipelines.reports.read import load_report as read
+
+    return read(path)
+
+
+# -- shared with the command line -------------------------------------------------------------------------
+class Execution:
+    """A run as the command line needs it: the experiment, the stages' outcomes, and the report document with
+    the files written (None when ``only`` selected stages that do not include the report). The typed report
+    is built on first use: the command line prints from the document."""
+
+    def __init__(
+        self,
+        experiment: Experiment,
+        outcomes: dict[str, Outcome],
+        out_dir: Path,
+        document: dict[str, Any] | None = None,
+        files: dict[str, Path] | None = None,
+    ) -> None:
+        self.experiment = experiment
+        self.outcomes = outcomes
+        self.out_dir = out_dir
+        self.document = document
+        self.files = files or {}
+
+    @cached_property
+    def report(self) -> Report | None:
+        from layerscope.pipelines.reports.model import Report
+
+        return None if self.document is None else Report.from_dict(self.document, files=self.files)
+
+
+def load_experiment(
+    config: Config,
+    *,
+    overrides: Iterable[str] = (),
+    cache_dir: str | os.PathLike[str] | None = None,
+    deep: bool = False,
+) -> Experiment:
+    """A config (path or dict) validated and resolved; ``deep`` also reads input files' shapes."""
+    from layerscope.pipelines.experiment import load_experiment as from_path
+    from layerscope.pipelines.experiment import load_experiment_data
+
+    if isinstance(overrides, str):
+        raise UsageError("overrides is a list of KEY.PATH=VALUE strings, not one string")
+    sets = list(overrides)
+    if isinstance(config, Mapping):
+        return load_experiment_data(config, sets, cache_dir=_str(cache_dir), deep=deep)
+    return from_path(Path(config), sets, cache_dir=_str(cache_dir), deep=deep)
+
+
+def execute(
+    config: Config,
+    *,
+    overrides: Iterable[str] = (),
+    cache_dir: str | os.PathLike[str] | None = None,
+    out: str | os.PathLike[str] | None = None,
+    jobs: int | None = None,
+    progress: Progress = False,
+    force: Iterable[str] = (),
+    only: Iterable[str] = (),
+    no_cache: bool = False,
+) -> Execution:
+    """:func:`run`, with ``only`` (run just what these stages need) and every stage's outcome."""
+    from layerscope.pipelines.reports.outputs import write_outputs
+    from layerscope.pipelines.stages import plan_for
+    from layerscope.runner.execute import plan_decisions, run_plan
+
+    started = time.time()
+    n = _jobs(jobs)
+    exp = load_experiment(config, overrides=overrides, cache_dir=cache_dir)
+    out_dir = Path(out) if out else Path(exp.report_dir)
+    if no_cache:
+        exp = replace(exp, cache=_private_cache(out_dir))
+    stage_plan = plan_for(exp)
+    decisions = plan_decisions(stage_plan, exp.cache, exp.scope, force=force, only=only)
+    outcomes = run_plan(stage_plan, exp.cache, exp.scope, decisions, jobs=n, reporter=_reporter(progress))
+    if any(o.status in ("failed", "skipped") for o in outcomes.values()):
+        raise RunError(outcomes)
+    if outcomes["report"].entry is None:  # `only` did not need the report
+        return Execution(exp, outcomes, out_dir)
+    document, files = write_outputs(exp, stage_plan, outcomes, out_dir, exp.cache, started)
+    return Execution(exp, outcomes, out_dir, document, files)
+
+
+def report_for(exp: Experiment, *, jobs: int | None = None, progress: Progress = False) -> dict[str, Any]:
+    """The experiment's report document from the cache, running the stages that are missing first; no output
+    directory is written (``diff`` of a config)."""
+    from layerscope.pipelines.reports.outputs import report_document
+    from layerscope.pipelines.stages import plan_for
+    from layerscope.runner.execute import plan_decisions, run_plan
+
+    stage_plan = plan_for(exp)
+    decisions = plan_decisions(stage_plan, exp.cache, exp.scope)
+    outcomes = run_plan(stage_plan, exp.cache, exp.scope, decisions, jobs=_jobs(jobs), reporter=_reporter(progress))
+    failed = [o for o in outcomes.values() if o.status == "failed"]
+    entry = outcomes["report"].entry
+    if failed or entry is None:
+        why = "; ".join(f"{o.sid} failed: {o.error}" for o in failed) or "the report stage did not run"
+        raise StageError(f"{exp.source}: {why}")
+    return report_document(exp, entry)
+
+
+# -- helpers ----------------------------------------------------------------------------------------------
+def _str(path: str | os.PathLike[str] | None) -> str | None:
+    return None if path is None else os.fspath(path)
+
+
+def _jobs(jobs: int | None) -> int:
+    if jobs is None:
+        return min(4, os.cpu_count() or 1)
+    if jobs < 1:
+        raise UsageError("jobs (-j/--jobs) must be at least 1")
+    return jobs
+
+
+def _reporter(progress: Progress) -> Reporter:
+    """False: nothing printed; True: progress on stderr; a Reporter: that one."""
+    from layerscope.runner.execute import NullReporter
+
+    if progress is False:
+        return NullReporter()
+    if progress is True:
+        from rich.console import Console
+
+        from layerscope.runner.progress import RichReporter
+
+        return RichReporter(Console(stderr=True, highlight=False))
+    return progress
+
+
+def _private_cache(out_dir: Path) -> Cache:
+    """--no-cache: a cache of this run's own under OUT/artifacts, emptied first."""
+    import shutil
+
+    from layerscope.runner.cache import Cache
+
+    private = out_dir / "artifacts"
+    shutil.rmtree(private, ignore_errors=True)
+    return Cache(private)
+
+
+def _no_log(message: str) -> None:
+    pass
+
+
+def _stderr_log(message: str) -> None:
+    import sys
+
+    print(message, file=sys.stderr)
+
+
+def _local_errors(exp: Experiment, run: str, jobs: int, reporter: Reporter) -> dict[str, float] | None:
+    """Local error power per layer from the attribution stage (run, or from the cache), to pick candidates."""
+    from layerscope.pipelines.stages import plan_for
+    from layerscope.pipelines.stages.attribute import stage_id
+    from layerscope.runner.execute import plan_decisions, run_plan
+    from layerscope.runner.jsonio import as_float, read_json
+
+    if not exp.attribution or run not in exp.candidates:
+        return None
+    stage_plan: StagePlan = plan_for(exp)
+    sid = stage_id(run)
+    decisions = plan_decisions(stage_plan, exp.cache, exp.scope, only=[sid])
+    outcome = run_plan(stage_plan, exp.cache, exp.scope, decisions, jobs=jobs, reporter=reporter)[sid]
+    if outcome.entry is None:
+        return None
+    doc = read_json(outcome.entry.file("attribution.json"))
+    producer = exp.model.summary.producer_of()
+    errors: dict[str, float] = {}
+    for tensor, result in doc["tensors"].items():
+        if result["status"] == "ok" and tensor in producer:
+            node = producer[tensor].name
+            errors[node] = max(errors.get(node, 0.0), as_float(result["local"]["rmse"]) ** 2)
+    return errors
+
+
+def _fix_result(result: SearchResult, snippet: str | None, files: dict[str, Path]) -> FixResult:
+    from layerscope.results import FixCost, FixResult
+
+    c = result.cost
+    return FixResult(
+        run=result.run,
+        found=result.found,
+        minimal=result.minimal,
+        base_pinned=result.base_pinned,
+        targets=result.targets,
+        candidates=result.candidates,
+        sensitivity=tuple(result.sensitivity),
+        steps=tuple(result.steps),
+        cost=FixCost(c.ran, c.cached, c.inference_runs),
+        notes=tuple(result.notes),
+        snippet=snippet,
+        files=files,
+    )

@@ -1,0 +1,474 @@
+"""The command line: ``main(argv) -> exit code``. A thin shell over :mod:`layerscope.api`: parse, call, print.
+
+User errors print one message (``-v`` adds the traceback) and return their exit code; an unexpected
+exception is reported as a bug with exit code 3. Heavy modules are imported by the commands that need them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from layerscope._version import __version__
+from layerscope.runner.errors import (
+    EXIT_OK,
+    EXIT_STAGE,
+    EXIT_THRESHOLD,
+    EXIT_USAGE,
+    LayerscopeError,
+    RunError,
+    SpecError,
+    UsageError,
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # argparse exits with 2 by itself; keep it inside main()
+        raise UsageError(f"{self.prog}: {message}", hint=f"see `{self.prog} --help`")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="layerscope", description="Per-layer accuracy of reduced-precision inference against FP32.")
+    p.add_argument("--version", action="version", version=f"layerscope {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="show tracebacks and stage details")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    def config_cmd(name: str, help: str) -> argparse.ArgumentParser:
+        c = sub.add_parser(name, help=help, description=help)
+        c.add_argument("config", help="experiment YAML")
+        c.add_argument(
+            "--set",
+            dest="overrides",
+            action="append",
+            default=[],
+            metavar="KEY.PATH=VALUE",
+            help="override a config value before validation (repeatable; ~KEY.PATH removes a key)",
+        )
+        c.add_argument(
+            "--cache-dir",
+            help="artifact cache (default: $LAYERSCOPE_CACHE_DIR, the config's cache.dir, or the user cache directory)",
+        )
+        c.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS)
+        return c
+
+    config_cmd("validate", "check a config against the schema and the model; print every problem")
+    for name, help in (
+        ("plan", "print the stages and whether each is cached or must run, and why"),
+        ("run", "run the experiment: build, dump, compare, report"),
+    ):
+        c = config_cmd(name, help)
+        c.add_argument(
+            "--force",
+            nargs="?",
+            const="*",
+            action="append",
+            metavar="STAGE",
+            help="rerun STAGE (id like dump[fp16], a kind like build, or a glob) and what depends "
+            "on it; without STAGE, rerun everything",
+        )
+        c.add_argument("--only", action="append", metavar="STAGE", help="run only what STAGE needs (repeatable)")
+        if name == "run":
+            c.add_argument(
+                "-j",
+                "--jobs",
+                type=int,
+                default=None,
+                help="stages to run in parallel (default: number of CPUs, at most 4)",
+            )
+            c.add_argument(
+                "--no-cache",
+                action="store_true",
+                help="ignore the shared cache; keep this run's artifacts under OUT/artifacts",
+            )
+            c.add_argument("--out", help="output directory (default: the config's report.dir)")
+            c.add_argument("-q", "--quiet", action="store_true", help="no progress or tables, only the verdict")
+    f = config_cmd("fix", "find a small set of layers to keep in FP32 so that the thresholds pass")
+    f.add_argument("--run", required=True, help="the candidate run to fix")
+    f.add_argument(
+        "--target",
+        action="append",
+        metavar="TENSOR",
+        help="tensor(s) whose error ranks the layers (default: the model's outputs)",
+    )
+    f.add_argument(
+        "--candidates",
+        type=int,
+        default=64,
+        metavar="N",
+        help="rank at most N layers (the ones with the largest local error); default 64",
+    )
+    f.add_argument("-j", "--jobs", type=int, default=None, help="stages in parallel (default: CPUs, at most 4)")
+    f.add_argument("-q", "--quiet", action="store_true", help="no progress, only the result")
+    r = sub.add_parser("report", help="re-render a run directory or report.json without running anything")
+    r.add_argument("path", help="run directory or report.json")
+    r.add_argument("--format", choices=["table", "md", "json", "html"], default="table")
+    r.add_argument("-o", "--output", help="write to this file instead of standard output")
+    d = sub.add_parser(
+        "diff",
+        help="what changed between two reports, run directories, configs, or configs at a git revision",
+        description="Compare A (before) with B (after). Each is a report.json, a run directory, a config file or "
+        "REV:path/to/config.yaml (read with git; nothing is checked out). A config's report comes from the cache; "
+        "missing stages run first.",
+    )
+    d.add_argument("old", metavar="A")
+    d.add_argument("new", metavar="B")
+    d.add_argument("--format", choices=["text", "md", "json"], default="text", help="md is ready to paste in a PR")
+    d.add_argument(
+        "--fail-on-regression",
+        action="store_true",
+        help="exit 1 when a verdict went from pass to fail or a metric got worse beyond the tolerance",
+    )
+    d.add_argument(
+        "--tolerance",
+        action="append",
+        default=[],
+        metavar="[METRIC=]REL",
+        help="how much worse a metric may get, relative (default 0.1 = 10%%; e.g. 0.05 or cosine=0.5; repeatable)",
+    )
+    d.add_argument("--limit", type=int, default=20, help="layers shown per comparison in text/md (0: all)")
+    d.add_argument("--cache-dir", help="artifact cache for config sides (as for run)")
+    d.add_argument("-q", "--quiet", action="store_true", help="no progress while config sides run")
+    c = sub.add_parser("cache", help="inspect or clean the artifact cache")
+    c.add_argument("action", choices=["ls", "gc", "clear"])
+    c.add_argument("--cache-dir")
+    c.add_argument("--max-size", help="gc: shrink the cache to this size (e.g. 20G, 500M), least recently used first")
+    c.add_argument("--older-than", help="gc: remove entries unused for this long (e.g. 30d, 12h)")
+    c.add_argument("--dry-run", action="store_true", help="gc: say what would be removed")
+    sub.add_parser("backends", help="list backends and whether they can run here")
+    m = sub.add_parser("models", help="list or fetch the real trained models of the zoo")
+    m.add_argument("action", choices=["list", "fetch"])
+    m.add_argument("name", nargs="?")
+    m.add_argument("--cache-dir")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = _force_before_config(list(sys.argv[1:] if argv is None else argv))
+    verbose = "-v" in argv or "--verbose" in argv
+    try:
+        args = _parser().parse_args(argv)
+        if args.command is None:
+            _parser().print_help()
+            return EXIT_USAGE
+        return int(_COMMANDS[args.command](args))
+    except SpecError as exc:
+        _err(exc.render())
+        if verbose:
+            traceback.print_exc()
+        return exc.exit_code
+    except LayerscopeError as exc:
+        _err(f"layerscope: {exc.render()}")
+        if verbose:
+            traceback.print_exc()
+        return exc.exit_code
+    except KeyboardInterrupt:
+        _err("layerscope: interrupted")
+        return 130
+    except SystemExit as exc:  # --help / --version
+        return int(exc.code or 0)
+    except Exception as exc:
+        _err(
+            f"layerscope: internal error: {type(exc).__name__}: {exc}\n"
+            "  this is a bug in layerscope; -v shows the traceback"
+        )
+        if verbose:
+            traceback.print_exc()
+        return EXIT_STAGE
+
+
+def _err(text: str) -> None:
+    print(text, file=sys.stderr)
+
+
+def _console(quiet: bool = False, *, stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    console = Console(quiet=quiet, highlight=False, stderr=stderr)
+    if not console.is_terminal:
+        console = Console(quiet=quiet, highlight=False, width=140, stderr=stderr)  # logs: wide tables beat wrapped
+    return console
+
+
+# -- commands ----------------------------------------------------------------------------------------------
+def cmd_validate(args: argparse.Namespace) -> int:
+    from layerscope import api
+
+    exp = api.load_experiment(args.config, overrides=args.overrides, cache_dir=args.cache_dir, deep=True)
+    print(exp.describe())
+    return EXIT_OK
+
+
+def _force_before_config(argv: list[str]) -> list[str]:
+    """`layerscope run --force CONFIG` means: force everything, with CONFIG as the config (not a stage name)."""
+    out = list(argv)
+    for i, arg in enumerate(out[:-1]):
+        if arg == "--force" and out[i + 1].endswith((".yaml", ".yml")) and Path(out[i + 1]).is_file():
+            out[i] = "--force=*"
+    return out
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from layerscope import api
+
+    plan = api.plan(
+        args.config, overrides=args.overrides, cache_dir=args.cache_dir, force=args.force or (), only=args.only or ()
+    )
+    console = _console()
+    table = Table(title=f"plan for {plan.experiment} (cache {plan.cache_dir})", title_justify="left")
+    for col in ("stage", "status", "why", "key"):
+        table.add_column(col)
+    styles = {"cached": "green", "run": "yellow", "not-needed": "dim"}
+    for s in plan.stages:
+        st = styles[s.status]
+        table.add_row(escape(s.id), f"[{st}]{s.status}[/{st}]", escape(s.reason), s.key[:12])
+    console.print(table)
+    n_run = len(plan.to_run)
+    summary = f"{n_run} of {len(plan.stages)} stages would run" if n_run else "everything is cached: nothing to run"
+    console.print(summary)
+    return EXIT_OK
+
+
+def _jobs(args: argparse.Namespace) -> int | None:
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError("-j/--jobs must be at least 1")
+    return int(args.jobs) if args.jobs is not None else None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from layerscope import api
+    from layerscope.runner.progress import RichReporter
+
+    jobs = _jobs(args)
+    console = _console(args.quiet)
+    verbose = getattr(args, "verbose", False)
+    try:
+        with RichReporter(console, verbose=verbose) as reporter:
+            result = api.execute(
+                args.config,
+                overrides=args.overrides,
+                cache_dir=args.cache_dir,
+                out=args.out,
+                jobs=jobs,
+                progress=reporter,
+                force=args.force or (),
+                only=args.only or (),
+                no_cache=args.no_cache,
+            )
+    except RunError as exc:
+        for o in exc.outcomes:
+            if o.status == "failed":
+                _err(f"layerscope: {o.sid} failed: {o.error}")
+                if verbose and o.traceback:
+                    print(o.traceback, file=sys.stderr)
+        for o in exc.outcomes:
+            if o.status == "skipped":
+                _err(f"layerscope: {o.sid} {o.reason}")
+        if args.only:
+            done = [o.sid for o in exc.stages.values() if o.status in ("ran", "cached")]
+            print(f"FAILED: {', '.join(done)} (--only: no report written)")
+        return EXIT_STAGE
+    report = result.document
+    if report is None:  # --only, and the report was not among what it needed
+        done = [o.sid for o in result.outcomes.values() if o.status in ("ran", "cached")]
+        print(f"done: {', '.join(done)} (--only: no report written)")
+        return EXIT_OK
+    if not args.quiet:
+        from layerscope.pipelines.reports.terminal import print_summary
+
+        print_summary(report, console)
+    formats = ", ".join(result.experiment.report_formats)
+    print(f"{report['verdict'].upper()}: {result.experiment.name} — report in {result.out_dir}/ ({formats})")
+    return EXIT_OK if report["verdict"] == "pass" else EXIT_THRESHOLD
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from layerscope import api
+
+    report = api.load_report(args.path).to_dict()
+    if args.format == "table":
+        if args.output:
+            raise UsageError("-o/--output writes a file: use it with --format md, json or html")
+        from layerscope.pipelines.reports.terminal import print_summary
+
+        print_summary(report, _console(), all_rows=True)
+    else:
+        from layerscope.pipelines.reports.outputs import render
+
+        _write(render(report, args.format), args.output)
+    return EXIT_OK
+
+
+def _write(text: str, output: str | None) -> None:
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        Path(output).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from layerscope import api
+    from layerscope.runner.progress import RichReporter
+
+    # Progress of config sides goes to stderr: stdout carries the diff (md/json are meant to be piped).
+    with RichReporter(_console(args.quiet, stderr=True), verbose=getattr(args, "verbose", False)) as reporter:
+        result = api.diff(args.old, args.new, tolerance=args.tolerance, cache_dir=args.cache_dir, progress=reporter)
+    sys.stdout.write(result.render(args.format, limit=args.limit))
+    return EXIT_THRESHOLD if args.fail_on_regression and result.regressed else EXIT_OK
+
+
+def _size(text: str) -> int:
+    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    t = text.strip().upper().removesuffix("B").removesuffix("I")
+    num, unit = (t[:-1], t[-1]) if t and t[-1] in units else (t, "")
+    try:
+        return int(float(num) * units[unit])
+    except ValueError:
+        raise UsageError(f"cannot read size {text!r} (e.g. 20G, 500M)") from None
+
+
+def _duration(text: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    t = text.strip().lower()
+    try:
+        return float(t[:-1]) * units[t[-1]] if t and t[-1] in units else float(t)
+    except (ValueError, KeyError):
+        raise UsageError(f"cannot read duration {text!r} (e.g. 30d, 12h)") from None
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from layerscope.runner.cache import Cache
+
+    cache = Cache(Path(args.cache_dir).expanduser() if args.cache_dir else _default_cache_dir())
+    if args.action == "ls":
+        from rich.markup import escape
+        from rich.table import Table
+
+        table = Table(title=f"cache {cache.root}", title_justify="left")
+        for col in ("kind", "stage", "key", "size", "last used"):
+            table.add_column(col)
+        total = 0
+        for path, manifest in cache.entries():
+            size = sum(int(f["size"]) for f in (manifest or {}).get("files", {}).values())
+            total += size
+            used = time.strftime("%Y-%m-%d %H:%M", time.localtime(path.stat().st_mtime))
+            stage = (manifest or {}).get("stage", "(corrupt)")
+            table.add_row(path.parent.parent.name, escape(stage), path.name[:12], _human(size), used)
+        console = _console()
+        console.print(table)
+        console.print(f"total {_human(total)}")
+        return EXIT_OK
+    if args.action == "gc":
+        removed = cache.gc(
+            max_bytes=_size(args.max_size) if args.max_size else None,
+            older_than_s=_duration(args.older_than) if args.older_than else None,
+            dry_run=args.dry_run,
+        )
+        verb = "would remove" if args.dry_run else "removed"
+        for path, size, why in removed:
+            print(f"{verb} {path} ({_human(size)}, {why})")
+        print(f"{verb} {len(removed)} entries, {_human(sum(s for _, s, _ in removed))}")
+        return EXIT_OK
+    size = cache.clear()
+    print(f"cleared {cache.root} ({_human(size)})")
+    return EXIT_OK
+
+
+def _default_cache_dir() -> Path:
+    from layerscope.pipelines.experiment import resolve_cache_dir
+
+    return resolve_cache_dir(None, None, Path.cwd())
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def cmd_backends(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from layerscope.pipelines import backends
+
+    table = Table(title="backends", title_justify="left")
+    for col in ("backend", "available", "device / why not", "versions"):
+        table.add_column(col, overflow="fold")
+    for name, ok, detail, versions in backends.table():
+        table.add_row(name, "[green]yes[/green]" if ok else "[red]no[/red]", detail, versions)
+    _console().print(table)
+    return EXIT_OK
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from layerscope.pipelines.models import zoo
+
+    if args.action == "list":
+        for m in zoo.ZOO.values():
+            print(f"{m.name:14} {m.package + ' ' + m.version:28} {m.description}")
+        return EXIT_OK
+    if not args.name:
+        raise UsageError("models fetch needs a NAME (see `layerscope models list`)")
+    root = Path(args.cache_dir).expanduser() if args.cache_dir else _default_cache_dir()
+    path = zoo.fetch(root, args.name, log=lambda m: print(m, file=sys.stderr))
+    print(path)
+    return EXIT_OK
+
+
+def cmd_fix(args: argparse.Namespace) -> int:
+    from layerscope import api
+
+    jobs = _jobs(args)
+    console = _console(args.quiet)
+    log = (lambda m: None) if args.quiet else (lambda m: console.print(f"[dim]{_escape(m)}[/dim]"))
+    result = api.fix(
+        args.config,
+        args.run,
+        overrides=args.overrides,
+        cache_dir=args.cache_dir,
+        targets=args.target,
+        max_candidates=args.candidates,
+        jobs=jobs,
+        log=log,
+    )
+    if result.snippet is None:
+        print(f"no set of the ranked layers passes every threshold — search report in {result.files['md']}")
+        return EXIT_THRESHOLD
+    print(result.snippet, end="")
+    c = result.cost
+    print(
+        f"cost: {c.ran} stages ran ({c.inference_runs} inference passes), {c.cached} from the cache — "
+        f"report in {result.files['md']}"
+    )
+    return EXIT_OK
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+_COMMANDS = {
+    "validate": cmd_validate,
+    "plan": cmd_plan,
+    "run": cmd_run,
+    "report": cmd_report,
+    "fix": cmd_fix,
+    "diff": cmd_diff,
+    "cache": cmd_cache,
+    "backends": cmd_backends,
+    "models": cmd_models,
+}

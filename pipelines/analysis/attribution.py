@@ -1,0 +1,223 @@
+"""Error attribution: how much error a layer adds itself, fed the reference's exact inputs.
+
+For each compared layer of a candidate run, the layer is cut out of the candidate's *built* graph — the
+node itself plus the conversions lowering put around it (the Casts of an FP16 island border, the rounding
+Casts of emulation, the QuantizeLinear/DequantizeLinear pairs of a quantized model, its dequantized weights)
+— and run on the *reference* dump's values of its inputs. Its error against the reference output is the
+layer's **local** error: what computing this one layer the candidate's way costs, including rounding or
+quantizing its inputs and weights exactly as the built model does. The rest of the candidate's error at that
+layer arrived from upstream (**inherited**); the report gives the local metrics and the share of the error
+power that is inherited.
+
+The cut graphs always run on ONNX Runtime: for another backend (TensorRT) the local errors are an estimate
+of the same arithmetic on ONNX Runtime's kernels, and the report says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from layerscope.pipelines.models.summary import ELEM_TYPES, ModelSummary
+
+NOT_ATTRIBUTABLE = "not attributable"
+_CONVERSIONS = {"Cast", "QuantizeLinear", "DequantizeLinear"}
+
+
+class LayerCutter:
+    """Cuts single layers, with the conversions around them, out of a lowered graph."""
+
+    def __init__(self, lowered: Any, summary: ModelSummary) -> None:
+        import onnx
+
+        self.model = lowered
+        g = lowered.graph
+        self.layers = {n.name for n in summary.nodes}  # nodes of the original model; the rest were inserted
+        self.summary = summary
+        self.by_name = {n.name: n for n in g.node}
+        self.producer = {o: n for n in g.node for o in n.output if o}
+        self.initializers = {i.name: i for i in g.initializer}
+        self.consumers: dict[str, list[Any]] = {}
+        for n in g.node:
+            for i in n.input:
+                self.consumers.setdefault(i, []).append(n)
+        typed = onnx.shape_inference.infer_shapes(lowered, strict_mode=False)
+        self.dtypes = {
+            vi.name: vi.type.tensor_type.elem_type
+            for vi in [*typed.graph.value_info, *typed.graph.input, *typed.graph.output]
+            if vi.type.HasField("tensor_type")
+        }
+
+    def _inserted(self, node: Any) -> bool:
+        return node.op_type in _CONVERSIONS and node.name not in self.layers
+
+    def _original_name(self, tensor: str) -> str | None:
+        """The original model's tensor whose value ``tensor`` carries at a layer boundary."""
+        node = self.producer.get(tensor)
+        if node is None:
+            return tensor  # a graph input
+        if node.name not in self.layers:
+            return None
+        original = self.summary.node(node.name).outputs
+        index = list(node.output).index(tensor)
+        return original[index] if index < len(original) else None
+
+    def cut(self, node_name: str, values: Mapping[str, str]) -> tuple[Any, dict[str, tuple[str, int]]] | None:
+        """(model, {cut input: (original tensor fed to it, onnx elem type)}) for the layer, or None if it
+        cannot be cut (subgraphs, an input that is not a layer output or graph input)."""
+        from onnx import helper
+
+        node = self.by_name.get(node_name)
+        if node is None or any(a.HasField("g") or len(a.graphs) for a in node.attribute):
+            return None
+        nodes: dict[str, Any] = {node.name: node}
+        feeds: dict[str, tuple[str, int]] = {}
+        todo = [i for i in node.input if i]
+        while todo:
+            t = todo.pop()
+            if t in self.initializers or t in feeds:
+                continue
+            p = self.producer.get(t)
+            if p is not None and (p.op_type == "Constant" or self._inserted(p)):
+                if p.name not in nodes:
+                    nodes[p.name] = p
+                    todo.extend(i for i in p.input if i)
+                continue
+            original = self._original_name(t)
+            if original is None or t not in self.dtypes:
+                return None
+            feeds[t] = (original, self.dtypes[t])
+        outputs = []
+        for out in [o for o in node.output if o]:
+            target = values.get(out, out)
+            path = self._forward(out, target)
+            if path is None:
+                return None
+            for p in path:
+                nodes.setdefault(p.name, p)
+                for i in p.input:
+                    if i and i not in self.initializers and i not in {o for n in nodes.values() for o in n.output}:
+                        src = self.producer.get(i)
+                        if src is not None and src.op_type == "Constant":
+                            nodes.setdefault(src.name, src)
+            outputs.append(target)
+        used = {i for n in nodes.values() for i in n.input}
+        inits = [self.initializers[i] for i in used if i in self.initializers]
+        order = [n for n in self.model.graph.node if n.name in nodes]  # the lowered graph is topologically sorted
+        graph = helper.make_graph(
+            order,
+            f"layer_{node_name}",
+            [helper.make_tensor_value_info(t, dtype, None) for t, (_o, dtype) in feeds.items()],
+            [helper.make_tensor_value_info(t, self.dtypes.get(t, 1), None) for t in outputs],
+            inits,
+        )
+        one = helper.make_model(graph, opset_imports=list(self.model.opset_import))
+        one.ir_version = self.model.ir_version
+        return one, feeds
+
+    def _forward(self, start: str, target: str) -> list[Any] | None:
+        """The inserted conversion nodes leading from a layer output to the tensor carrying its value."""
+        if start == target:
+            return []
+        frontier: list[tuple[str, list[Any]]] = [(start, [])]
+        seen = {start}
+        while frontier:
+            t, path = frontier.pop(0)
+            for n in self.consumers.get(t, []):
+                if not self._inserted(n):
+                    continue
+                for o in n.output:
+                    if o == target:
+                        return [*path, n]
+                    if o and o not in seen:
+                        seen.add(o)
+                        frontier.append((o, [*path, n]))
+        return None
+
+
+def attribute(
+    lowered_path: Path | None,
+    summary: ModelSummary,
+    tensor_map: Mapping[str, Mapping[str, Any]],
+    tensors: list[str],
+    pinned: set[str],
+    reference: Any,
+    *,
+    metric_config: Callable[[str], Any],
+    session_options: Callable[[], Any],
+    progress: Callable[[], None] = lambda: None,
+    threads: int = 1,
+) -> dict[str, dict[str, Any]]:
+    """Local metrics per tensor, or why a tensor is not attributable. ``reference`` is a DumpReader."""
+    import onnx
+    import onnxruntime as ort
+
+    from layerscope.pipelines.lowering.formats import numpy_dtype
+    from layerscope.pipelines.metrics.stats import TensorStats
+
+    results: dict[str, dict[str, Any]] = {}
+    if lowered_path is None:  # an FP32 candidate: every layer computes exactly as the reference
+        return {t: {"status": "fp32"} for t in tensors}
+    cutter = LayerCutter(onnx.load(str(lowered_path)), summary)
+    dumped = {t.onnx_name for t in reference.tensors()}
+    graph_inputs = set(reference.input_names())
+    producer = summary.producer_of()
+    by_node: dict[str, list[str]] = {}
+    for t in tensors:
+        if t not in producer:
+            results[t] = {"status": NOT_ATTRIBUTABLE, "why": "not produced by a node"}
+        else:
+            by_node.setdefault(producer[t].name, []).append(t)
+    for node_name, outs in by_node.items():
+        progress()
+        if node_name in pinned:
+            results.update({t: {"status": "pinned"} for t in outs})
+            continue
+        low = cutter.by_name.get(node_name)
+        originals = summary.node(node_name).outputs
+        values = {} if low is None else {
+            low.output[k]: str(tensor_map[o]["name"]) for k, o in enumerate(originals) if o in tensor_map
+        }  # fmt: skip
+        cut = cutter.cut(node_name, values)
+        missing = [] if cut is None else [o for o, _ in cut[1].values() if o not in dumped and o not in graph_inputs]
+        if cut is None or missing:
+            why = f"its input {missing[0]!r} was not dumped" if missing else "it cannot be cut out of the graph"
+            results.update({t: {"status": NOT_ATTRIBUTABLE, "why": why} for t in outs})
+            continue
+        model, feeds = cut
+        try:
+            session = ort.InferenceSession(
+                model.SerializeToString(), session_options(), providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:
+            why = f"ONNX Runtime cannot run it alone: {str(exc).strip()[:200]}"
+            results.update({t: {"status": NOT_ATTRIBUTABLE, "why": why} for t in outs})
+            continue
+        names = [str(tensor_map[t]["name"]) for t in outs]
+        stats = {t: TensorStats(metric_config(t), threads=threads) for t in outs}
+        for i in range(reference.samples):
+            feed = {}
+            for cut_input, (original, dtype) in feeds.items():
+                group = "tensors" if original in dumped else "inputs"
+                feed[cut_input] = reference.read(original, i, group=group).astype(numpy_dtype(ELEM_TYPES[dtype]))
+            for t, value in zip(outs, session.run(names, feed), strict=True):
+                stats[t].update(reference.read(t, i), value)
+        for t in outs:
+            local = stats[t].result()
+            local.pop("histograms", None)
+            results[t] = {"status": "ok", "local": local}
+    return results
+
+
+def inherited_share(total: Mapping[str, Any], local: Mapping[str, Any]) -> float | None:
+    """Share of the candidate's error power at a layer that arrived from upstream (0: all local, 1: all inherited)."""
+    from layerscope.runner.jsonio import as_float
+
+    noise_total = as_float(total["rmse"]) ** 2
+    noise_local = as_float(local["rmse"]) ** 2
+    if noise_total != noise_total or noise_local != noise_local:  # NaN: no finite pairs
+        return None
+    if noise_total == 0:
+        return 0.0
+    return max(0.0, min(1.0, 1.0 - noise_local / noise_total))

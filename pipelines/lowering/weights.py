@@ -1,0 +1,85 @@
+"""Which weights a format cannot hold, by the layer that reads them.
+
+Weights are initializers and the outputs of Constant nodes (exporters such as paddle2onnx use the latter).
+A weight beyond the format's largest finite value is clamped to it, one below the smallest subnormal is
+raised to it, and subnormals keep fewer significant bits. A BatchNormalization whose running variance is
+1e8 is a real case (PP-OCRv4's detection head): clamped to 65504, the layer's output is wrong everywhere.
+The result names the layers, so the report can say which layer to pin.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from layerscope.pipelines.lowering.formats import Format
+
+FLOAT = 1
+
+
+def weight_arrays(model: Any) -> dict[str, Any]:
+    """Float32 weight tensors by name: initializers and Constant node values."""
+    from onnx import numpy_helper
+
+    out: dict[str, Any] = {}
+    for init in model.graph.initializer:
+        if init.data_type == FLOAT:
+            out[init.name] = numpy_helper.to_array(init)
+    for node in model.graph.node:
+        if node.op_type == "Constant" and node.output:
+            for attr in node.attribute:
+                if attr.name == "value" and attr.t.data_type == FLOAT:
+                    out[node.output[0]] = numpy_helper.to_array(attr.t)
+    return out
+
+
+def weight_range(model: Any, fmt: Format, lowered: set[str]) -> tuple[list[str], dict[str, dict[str, Any]]]:
+    """(notes, per node) for the weights read by the ``lowered`` nodes, against ``fmt``'s limits."""
+    import numpy as np
+
+    assert fmt.max is not None and fmt.smallest_subnormal is not None and fmt.smallest_normal is not None
+    arrays = weight_arrays(model)
+    readers: dict[str, list[str]] = defaultdict(list)
+    for node in model.graph.node:
+        if node.name in lowered and node.op_type != "Constant":
+            for name in node.input:
+                if name in arrays:
+                    readers[name].append(node.name)
+    per_node: dict[str, dict[str, Any]] = defaultdict(
+        lambda: {"clamped": 0, "raised": 0, "subnormal": 0, "max_abs": 0.0}
+    )
+    totals = {"clamped": 0, "raised": 0, "subnormal": 0}
+    examples: list[tuple[float, str, str, int]] = []
+    for name, nodes in readers.items():
+        a = np.abs(arrays[name].astype(np.float64, copy=False)).ravel()
+        finite = a[np.isfinite(a)]
+        counts = {
+            "clamped": int(np.count_nonzero(finite > fmt.max)),
+            "raised": int(np.count_nonzero((finite > 0) & (finite < fmt.smallest_subnormal))),
+            "subnormal": int(np.count_nonzero((finite >= fmt.smallest_subnormal) & (finite < fmt.smallest_normal))),
+        }
+        if not any(counts.values()):
+            continue
+        biggest = float(finite.max()) if finite.size else 0.0
+        for k, v in counts.items():
+            totals[k] += v
+        for node in nodes:
+            entry = per_node[node]
+            for k, v in counts.items():
+                entry[k] += v
+            entry["max_abs"] = max(entry["max_abs"], biggest)
+        if counts["clamped"]:
+            examples.append((biggest, name, ", ".join(nodes), counts["clamped"]))
+    notes = []
+    if totals["clamped"]:
+        notes.append(f"{totals['clamped']} weights exceed the {fmt.name} maximum ({fmt.max:g}) and were clamped to it")
+        for biggest, name, readers_text, n in sorted(examples, reverse=True)[:10]:
+            notes.append(f"  {name} (read by {readers_text}): {n} values clamped, largest |w| = {biggest:.3g}")
+    if totals["raised"]:
+        notes.append(
+            f"{totals['raised']} weights are below the smallest {fmt.name} subnormal ({fmt.smallest_subnormal:.3g}) "
+            "and were raised to it"
+        )
+    if totals["subnormal"]:
+        notes.append(f"{totals['subnormal']} weights are {fmt.name} subnormals (fewer significant bits)")
+    return notes, dict(per_node)

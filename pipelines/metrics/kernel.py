@@ -1,0 +1,185 @@
+"""The per-element work of :mod:`.stats` in one compiled, parallel pass (numba).
+
+Every accumulator of a block is computed in a single pass over the reference and candidate values, split
+into fixed chunks that run on all cores; each chunk accumulates in float64 and the chunks are reduced in a
+fixed order, so results do not depend on the number of threads. Histogram bins come from the float's bit
+pattern (exponent and top mantissa bits: see :func:`.metrics.bin_key`), no logarithm per element. The pure
+numpy implementation in :mod:`.stats` computes the same values and is used when numba is unavailable;
+the tests check that both agree.
+
+numba's default threading layer must not be entered from two Python threads at once, and stages run in
+parallel threads, so calls are serialised by a lock: each call uses every core anyway.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+from numba import njit, prange, set_num_threads, types
+from numba.extending import overload
+
+CHUNK = 1 << 16
+N_COUNTS, N_SUMS, N_EXT = 17, 6, 4
+_LOCK = threading.Lock()
+
+
+# All float16 values as float64, indexed by their bit pattern: a float16 array is read through its uint16 view
+# (numba has no float16 type), without converting the whole block first.
+_F16 = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float64)
+
+
+@njit(cache=True, inline="always")
+def _key(bits: np.uint64, shift: int) -> np.int64:
+    return np.int64(bits >> np.uint64(shift))
+
+
+def _value(a, table, i):  # type: ignore[no-untyped-def]
+    """Element i of a float32/float64 array, or of a float16 array passed as its uint16 bits."""
+
+
+@overload(_value, inline="always")
+def _value_impl(a, table, i):  # type: ignore[no-untyped-def]
+    if isinstance(a.dtype, types.Integer):
+        return lambda a, table, i: table[a[i]]
+    return lambda a, table, i: np.float64(a[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _kernel(r, x, table, p, rel_shift, rel_key0, rel_size, abs_shift, abs_key0, abs_size):  # type: ignore[no-untyped-def]
+    t, floor, use_range, sub, normal, fmax = p[0], p[1], p[2], p[3], p[4], p[5]
+    qkind, qscale, qzp, qmin, qmax = p[6], p[7], p[8], p[9], p[10]
+    n = r.size
+    nchunks = (n + CHUNK - 1) // CHUNK
+    counts = np.zeros((nchunks, N_COUNTS), np.int64)
+    sums = np.zeros((nchunks, N_SUMS), np.float64)
+    ext = np.zeros((nchunks, N_EXT), np.float64)
+    rel_hist = np.zeros((nchunks, rel_size), np.int64)
+    abs_hist = np.zeros((nchunks, abs_size), np.int64)
+    for c in prange(nchunks):
+        buf = np.empty(1, np.float64)
+        bits = buf.view(np.uint64)
+        lo = c * CHUNK
+        hi = min(n, lo + CHUNK)
+        cnt = counts[c]
+        sm = sums[c]
+        max_abs = 0.0
+        max_rel = 0.0
+        max_abs_ref = 0.0
+        min_abs_nz = np.inf
+        for i in range(lo, hi):
+            rv = _value(r, table, i)
+            xv = _value(x, table, i)
+            r_nan = rv != rv
+            x_nan = xv != xv
+            r_fin = (not r_nan) and abs(rv) != np.inf
+            x_fin = (not x_nan) and abs(xv) != np.inf
+            if r_nan:
+                cnt[6] += 1
+            elif not r_fin:
+                cnt[7] += 1
+            if x_nan:
+                cnt[8] += 1
+            elif not x_fin:
+                cnt[9] += 1
+            if r_fin and not x_fin:
+                cnt[10] += 1
+            ar = abs(rv)
+            if r_fin and x_fin:
+                d = abs(xv - rv)
+                cnt[2] += 1
+                sm[0] += d
+                sm[1] += d * d
+                sm[3] += rv * xv
+                sm[4] += rv * rv
+                sm[5] += xv * xv
+                if d > max_abs:
+                    max_abs = d
+                denom = max(ar, floor) if floor > 0 else ar
+                if d == 0.0:
+                    rel = 0.0
+                elif denom == 0.0:
+                    rel = np.inf
+                else:
+                    rel = d / denom
+            elif xv == rv or (r_nan and x_nan):
+                rel = 0.0
+            else:
+                rel = np.inf
+            if rel > t:
+                cnt[1] += 1
+            if rel == np.inf:
+                cnt[5] += 1
+            else:
+                cnt[3] += 1
+                sm[2] += rel
+                if rel > max_rel:
+                    max_rel = rel
+                if rel == 0.0:
+                    cnt[4] += 1
+                else:
+                    buf[0] = rel
+                    k = _key(bits[0], rel_shift) - rel_key0 + 1
+                    k = 0 if k < 0 else (rel_size - 1 if k >= rel_size else k)
+                    rel_hist[c, k] += 1
+            if r_fin:
+                if ar > max_abs_ref:
+                    max_abs_ref = ar
+                if ar == 0.0:
+                    cnt[11] += 1
+                else:
+                    if ar < min_abs_nz:
+                        min_abs_nz = ar
+                    if use_range > 0:
+                        if ar < sub:
+                            cnt[12] += 1
+                        elif ar < normal:
+                            cnt[13] += 1
+                        if ar > fmax:
+                            cnt[14] += 1
+                    buf[0] = ar
+                    k = _key(bits[0], abs_shift) - abs_key0
+                    k = 0 if k < 0 else (abs_size - 1 if k >= abs_size else k)
+                    abs_hist[c, k] += 1
+                if qkind == 1.0:
+                    level = np.rint(rv / qscale) + qzp
+                    if level > qmax or level < qmin:
+                        cnt[15] += 1
+                    if level == qzp and rv != 0.0:
+                        cnt[16] += 1
+                elif qkind == 2.0:
+                    ax = abs(rv / qscale)
+                    if ax > qmax:
+                        cnt[15] += 1
+                    if ax <= 0.0009765625 and rv != 0.0:  # 2^-10: half the smallest float8 subnormal
+                        cnt[16] += 1
+        cnt[0] += hi - lo
+        ext[c, 0] = max_abs
+        ext[c, 1] = max_rel
+        ext[c, 2] = max_abs_ref
+        ext[c, 3] = min_abs_nz
+    return counts, sums, ext, rel_hist, abs_hist
+
+
+def _readable(a: np.ndarray) -> np.ndarray:
+    if a.dtype == np.float16:
+        return np.ascontiguousarray(a).view(np.uint16)
+    if a.dtype in (np.float32, np.float64):
+        return np.ascontiguousarray(a)
+    return np.ascontiguousarray(a, dtype=np.float32)  # bfloat16 and others: exact in float32
+
+
+def block(r: np.ndarray, x: np.ndarray, params: np.ndarray, layout: tuple[int, ...], threads: int) -> tuple[Any, ...]:
+    """Accumulators of one block, reduced over chunks in a fixed order."""
+    r, x = _readable(r), _readable(x)
+    with _LOCK:
+        set_num_threads(max(1, threads))
+        counts, sums, ext, rel_hist, abs_hist = _kernel(r, x, _F16, params, *layout)
+    return (
+        counts.sum(axis=0),
+        sums.sum(axis=0),
+        np.array([ext[:, 0].max(), ext[:, 1].max(), ext[:, 2].max(), ext[:, 3].min()]),
+        rel_hist.sum(axis=0),
+        abs_hist.sum(axis=0),
+    )

@@ -1,0 +1,359 @@
+"""Streaming per-tensor comparison statistics (float64 accumulators, bounded memory).
+
+``TensorStats.update(ref, cand)`` takes any number of blocks (samples, or slices of a sample); ``result()``
+gives the metrics. The per-element work runs in one compiled parallel pass (:mod:`.kernel`, numba)
+or, without numba, in numpy; both compute the same values. Definitions, per element with r = reference,
+x = candidate:
+
+* relative error ``|x - r| / max(|r|, abs_floor)``; 0 where x == r (0 vs 0 is no deviation, equal
+  infinities too) or both are NaN; infinite where r == 0 != x (with abs_floor 0) or where exactly one
+  side is non-finite (NaN vs number, inf vs finite, +inf vs -inf);
+* **deviating**: relative error > ``rel_error`` (the seed's 10%); ``deviation_ratio`` = deviating / elements;
+* abs error statistics (max, mean, RMSE), cosine similarity and SQNR over the elements where both sides
+  are finite; SQNR = 10 log10(sum r^2 / sum (x - r)^2) dB (+inf when identical);
+* relative error percentiles (p50, p99) from a histogram whose bins are the float's exponent and top 5
+  mantissa bits (32 bins per octave, 2^-40 to 2^20): a reported percentile is the upper edge of its bin, at
+  most 3.2% above the exact value; 0 and +inf are exact;
+* NaN/Inf counted on each side, and ``nonfinite_introduced``: candidate NaN/Inf where the reference is finite;
+* range risk of the reference against the candidate's format: values with 0 < |r| < smallest subnormal
+  (they round to zero or to the smallest subnormal), in the subnormal range (< smallest normal, reduced
+  precision), above the largest finite value (overflow to inf), plus exact zeros, min |r| > 0 and max |r|;
+* quantized runs: reference values the tensor's Q/DQ pair clips (saturated) or rounds to zero.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+BLOCK = 1 << 22  # elements per block: bounds temporaries (numpy path) to a few tens of MB
+COUNTS = (
+    "elements",
+    "deviating",
+    "finite_pairs",
+    "finite_rel",
+    "rel_zero",
+    "rel_inf",
+    "ref_nan",
+    "ref_inf",
+    "cand_nan",
+    "cand_inf",
+    "nonfinite_introduced",
+    "zeros",
+    "below_subnormal",
+    "subnormal",
+    "overflow",
+    "saturated",
+    "zeroed",
+)
+SUMS = ("sum_abs", "sum_sq_err", "sum_rel", "dot", "ref_sq", "cand_sq")
+
+# Histogram bins from the bits of a positive float64: key = bits >> shift is monotone in the value, and
+# with `mantissa_bits` of the mantissa kept each octave has 2^mantissa_bits bins.
+REL_HIST = {"scheme": "binary", "mantissa_bits": 5, "min_exponent": -40, "max_exponent": 20}
+ABS_HIST = {"scheme": "binary", "mantissa_bits": 2, "min_exponent": -150, "max_exponent": 130}
+
+
+def _layout(h: dict[str, Any], underflow_bin: bool) -> tuple[int, int, int]:
+    """(shift, key of the first bin, number of bins) of a binary histogram."""
+    shift = 52 - int(h["mantissa_bits"])
+    key0 = (int(h["min_exponent"]) + 1023) << int(h["mantissa_bits"])
+    size = (int(h["max_exponent"]) - int(h["min_exponent"])) << int(h["mantissa_bits"])
+    return shift, key0, size + (2 if underflow_bin else 0)
+
+
+REL_LAYOUT = _layout(REL_HIST, underflow_bin=True)  # bin 0: below 2^-40; last bin: 2^20 and above
+ABS_LAYOUT = _layout(ABS_HIST, underflow_bin=False)  # clipped at both ends (float32 values all fit)
+
+
+def bin_key(values: np.ndarray, shift: int) -> np.ndarray:
+    """Monotone integer keys of positive finite float64 values: exponent and top mantissa bits."""
+    return (np.ascontiguousarray(values, dtype=np.float64).view(np.uint64) >> np.uint64(shift)).astype(np.int64)
+
+
+def bin_bounds(hist: dict[str, Any], index: int) -> tuple[float, float]:
+    """[lower, upper) of bin ``index`` of a stored histogram (binary scheme, or the log10 scheme of older
+    reports)."""
+    if hist.get("scheme") != "binary":  # reports written before 0.1: log10 bins, bin 0 below 10^min
+        lo, bpd = float(hist["min"]), float(hist["bins_per_decade"])
+        return (0.0 if index == 0 else 10 ** (lo + (index - 1) / bpd)), 10 ** (lo + index / bpd)
+    mb = int(hist["mantissa_bits"])
+    key0 = (int(hist["min_exponent"]) + 1023) << mb
+    first = key0 + index - (1 if hist.get("underflow_bin", False) else 0)
+    if hist.get("underflow_bin", False) and index == 0:
+        return 0.0, _from_key(key0, mb)
+    return _from_key(first, mb), _from_key(first + 1, mb)
+
+
+def _from_key(key: int, mantissa_bits: int) -> float:
+    return float(np.array([key << (52 - mantissa_bits)], dtype=np.uint64).view(np.float64)[0])
+
+
+@dataclass(frozen=True)
+class QuantParams:
+    """A tensor's Q/DQ pair: ``q = clamp(round(x / scale) + zero_point, qmin, qmax)`` (int8) or the float8
+    cast of ``x / scale`` saturating at ``qmax`` (float8_e4m3fn)."""
+
+    type: str  # "int8" | "float8_e4m3fn"
+    scale: float
+    zero_point: float = 0.0
+    qmin: float = -128
+    qmax: float = 127
+
+
+@dataclass(frozen=True)
+class MetricConfig:
+    rel_error: float = 0.10
+    abs_floor: float = 0.0
+    fmt_max: float | None = 65504.0
+    fmt_smallest_normal: float | None = 6.103515625e-05
+    fmt_smallest_subnormal: float | None = 5.960464477539063e-08
+    quant: QuantParams | None = None  # quantized runs: count reference values the Q/DQ pair clips or zeroes
+
+    def params(self) -> np.ndarray:
+        use_range = self.fmt_max is not None and self.fmt_smallest_subnormal is not None
+        q = self.quant
+        return np.array(
+            [
+                self.rel_error,
+                self.abs_floor,
+                1.0 if use_range else 0.0,
+                self.fmt_smallest_subnormal or 0.0,
+                self.fmt_smallest_normal or 0.0,
+                self.fmt_max or math.inf,
+                0.0 if q is None else (1.0 if q.type == "int8" else 2.0),
+                q.scale if q else 1.0,
+                q.zero_point if q else 0.0,
+                q.qmin if q else 0.0,
+                q.qmax if q else 0.0,
+            ],
+            dtype=np.float64,
+        )
+
+
+def _kernel() -> Any:
+    try:
+        from layerscope.pipelines.metrics import kernel
+    except ImportError:  # numba is not installed: the numpy path computes the same values
+        return None
+    return kernel
+
+
+@dataclass
+class TensorStats:
+    config: MetricConfig = field(default_factory=MetricConfig)
+    threads: int = 1
+    use_kernel: bool = True
+    counts: np.ndarray = field(default_factory=lambda: np.zeros(len(COUNTS), np.int64))
+    sums: np.ndarray = field(default_factory=lambda: np.zeros(len(SUMS), np.float64))
+    max_abs: float = 0.0
+    max_rel: float = 0.0
+    max_abs_ref: float = 0.0
+    min_abs_nonzero: float = math.inf
+    rel_hist: np.ndarray = field(default_factory=lambda: np.zeros(REL_LAYOUT[2], np.int64))
+    abs_hist: np.ndarray = field(default_factory=lambda: np.zeros(ABS_LAYOUT[2], np.int64))
+
+    def update(self, ref: np.ndarray, cand: np.ndarray) -> None:
+        if ref.shape != cand.shape:
+            raise ValueError(f"shape mismatch: reference {ref.shape} vs candidate {cand.shape}")
+        r_all, x_all = ref.reshape(-1), cand.reshape(-1)
+        kernel = _kernel() if self.use_kernel else None
+        params = self.config.params()
+        for start in range(0, r_all.size, BLOCK):
+            r, x = r_all[start : start + BLOCK], x_all[start : start + BLOCK]
+            if kernel is not None:  # float16 is read through its bits, without a converted copy
+                self._merge(*kernel.block(r, x, params, (*REL_LAYOUT, *ABS_LAYOUT), self.threads))
+            else:
+                self._merge(*_numpy_block(r, x, self.config))
+
+    def _merge(
+        self, counts: np.ndarray, sums: np.ndarray, ext: np.ndarray, rel_h: np.ndarray, abs_h: np.ndarray
+    ) -> None:
+        self.counts += counts
+        self.sums += sums
+        self.max_abs = max(self.max_abs, float(ext[0]))
+        self.max_rel = max(self.max_rel, float(ext[1]))
+        self.max_abs_ref = max(self.max_abs_ref, float(ext[2]))
+        self.min_abs_nonzero = min(self.min_abs_nonzero, float(ext[3]))
+        self.rel_hist += rel_h
+        self.abs_hist += abs_h
+
+    def count(self, name: str) -> int:
+        return int(self.counts[COUNTS.index(name)])
+
+    def total(self, name: str) -> float:
+        return float(self.sums[SUMS.index(name)])
+
+    # -- results ------------------------------------------------------------------------------------------
+    def percentile(self, q: float) -> float:
+        """Relative-error percentile over all elements (q in [0, 100]), from the histogram."""
+        n = self.count("elements")
+        if n == 0:
+            return math.nan
+        rank = math.ceil(q / 100.0 * n)
+        seen = self.count("rel_zero")
+        if rank <= seen:
+            return 0.0
+        hist = {**REL_HIST, "underflow_bin": True}
+        for i, count in enumerate(self.rel_hist):
+            seen += int(count)
+            if seen >= rank:
+                if i == self.rel_hist.size - 1:
+                    return self.max_rel  # above the histogram's top edge
+                return bin_bounds(hist, i)[1]
+        return math.inf
+
+    def result(self) -> dict[str, Any]:
+        c, s = self.count, self.total
+        n, pairs = c("elements"), c("finite_pairs")
+        ref_sq, cand_sq, err_sq = s("ref_sq"), s("cand_sq"), s("sum_sq_err")
+        if ref_sq == 0 and cand_sq == 0:
+            cos = 1.0
+        elif ref_sq == 0 or cand_sq == 0:
+            cos = 0.0
+        else:
+            cos = s("dot") / math.sqrt(ref_sq * cand_sq)
+        sqnr = math.inf if err_sq == 0 else (-math.inf if ref_sq == 0 else 10.0 * math.log10(ref_sq / err_sq))
+        out: dict[str, Any] = {
+            "elements": n,
+            "deviating": c("deviating"),
+            "deviation_ratio": c("deviating") / n if n else 0.0,
+            "max_abs_error": self.max_abs,
+            "mean_abs_error": s("sum_abs") / pairs if pairs else math.nan,
+            "rmse": math.sqrt(err_sq / pairs) if pairs else math.nan,
+            "max_rel_error": math.inf if c("rel_inf") else self.max_rel,
+            "mean_rel_error": s("sum_rel") / c("finite_rel") if c("finite_rel") else math.nan,
+            "p50_rel_error": self.percentile(50),
+            "p99_rel_error": self.percentile(99),
+            "infinite_rel_error": c("rel_inf"),
+            "cosine": max(-1.0, min(1.0, cos)),
+            "sqnr_db": sqnr,
+            "ref_nan": c("ref_nan"),
+            "ref_inf": c("ref_inf"),
+            "cand_nan": c("cand_nan"),
+            "cand_inf": c("cand_inf"),
+            "nonfinite_introduced": c("nonfinite_introduced"),
+            "range": {
+                "zeros": c("zeros"),
+                "below_smallest_subnormal": c("below_subnormal"),
+                "subnormal": c("subnormal"),
+                "overflow": c("overflow"),
+                "min_abs_nonzero": self.min_abs_nonzero if self.min_abs_nonzero != math.inf else None,
+                "max_abs": self.max_abs_ref,
+            },
+            "histograms": {
+                "rel_error": {
+                    **REL_HIST,
+                    "underflow_bin": True,
+                    "zero": c("rel_zero"),
+                    "counts": _sparse(self.rel_hist),
+                    "inf": c("rel_inf"),
+                },
+                "ref_abs": {**ABS_HIST, "underflow_bin": False, "zero": c("zeros"), "counts": _sparse(self.abs_hist)},
+            },
+        }
+        if self.config.quant is not None:
+            q = self.config.quant
+            out["quant"] = {
+                "type": q.type,
+                "scale": q.scale,
+                "zero_point": q.zero_point,
+                "saturated": c("saturated"),
+                "saturation_ratio": c("saturated") / n if n else 0.0,
+                "zeroed": c("zeroed"),
+                "zeroed_ratio": c("zeroed") / n if n else 0.0,
+            }
+        return out
+
+
+def _sparse(hist: np.ndarray) -> dict[str, int]:
+    """Non-empty bins only: {bin index: count} (JSON keys are strings)."""
+    nz = np.flatnonzero(hist)
+    return {str(int(i)): int(hist[i]) for i in nz}
+
+
+def _numpy_block(r_in: np.ndarray, x_in: np.ndarray, c: MetricConfig) -> tuple[Any, ...]:
+    """The same accumulators as kernel.block, with numpy (used without numba, and as its reference)."""
+    r = r_in.astype(np.float64)
+    x = x_in.astype(np.float64)
+    counts = dict.fromkeys(COUNTS, 0)
+    sums = dict.fromkeys(SUMS, 0.0)
+    ext = [0.0, 0.0, 0.0, math.inf]
+    counts["elements"] = r.size
+    r_nan, x_nan = np.isnan(r), np.isnan(x)
+    r_fin, x_fin = np.isfinite(r), np.isfinite(x)
+    counts["ref_nan"], counts["cand_nan"] = int(np.count_nonzero(r_nan)), int(np.count_nonzero(x_nan))
+    counts["ref_inf"] = int(np.count_nonzero(~r_fin & ~r_nan))
+    counts["cand_inf"] = int(np.count_nonzero(~x_fin & ~x_nan))
+    counts["nonfinite_introduced"] = int(np.count_nonzero(r_fin & ~x_fin))
+    both = r_fin & x_fin
+    abs_r = np.abs(r)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        diff = np.where(both, np.abs(x - r), 0.0)
+        rel = diff / (np.maximum(abs_r, c.abs_floor) if c.abs_floor > 0 else abs_r)
+    rel[diff == 0] = 0.0
+    rel[~both & ~((x == r) | (r_nan & x_nan))] = np.inf
+    counts["deviating"] = int(np.count_nonzero(rel > c.rel_error))
+    finite_rel = np.isfinite(rel)
+    rel_f = rel[finite_rel]
+    counts["rel_inf"] = r.size - rel_f.size
+    counts["finite_rel"] = rel_f.size
+    rel_hist = np.zeros(REL_LAYOUT[2], np.int64)
+    if rel_f.size:
+        sums["sum_rel"] = float(rel_f.sum())
+        ext[1] = float(rel_f.max())
+        positive = rel_f[rel_f > 0]
+        counts["rel_zero"] = rel_f.size - positive.size
+        shift, key0, size = REL_LAYOUT
+        idx = np.clip(bin_key(positive, shift) - key0 + 1, 0, size - 1)
+        rel_hist = np.bincount(idx, minlength=size).astype(np.int64)
+    d_f, r_f, x_f = diff[both], r[both], x[both]
+    counts["finite_pairs"] = d_f.size
+    if d_f.size:
+        sums.update(
+            sum_abs=float(d_f.sum()),
+            sum_sq_err=float(np.dot(d_f, d_f)),
+            dot=float(np.dot(r_f, x_f)),
+            ref_sq=float(np.dot(r_f, r_f)),
+            cand_sq=float(np.dot(x_f, x_f)),
+        )
+        ext[0] = float(d_f.max())
+    abs_hist = np.zeros(ABS_LAYOUT[2], np.int64)
+    a = abs_r[r_fin]
+    if a.size:
+        ext[2] = float(a.max())
+        nz = a[a > 0]
+        counts["zeros"] = a.size - nz.size
+        if nz.size:
+            ext[3] = float(nz.min())
+            if c.fmt_max is not None and c.fmt_smallest_subnormal is not None:
+                counts["below_subnormal"] = int(np.count_nonzero(nz < c.fmt_smallest_subnormal))
+                counts["subnormal"] = int(
+                    np.count_nonzero((nz >= c.fmt_smallest_subnormal) & (nz < (c.fmt_smallest_normal or 0)))
+                )
+                counts["overflow"] = int(np.count_nonzero(nz > c.fmt_max))
+            shift, key0, size = ABS_LAYOUT
+            abs_hist = np.bincount(np.clip(bin_key(nz, shift) - key0, 0, size - 1), minlength=size).astype(np.int64)
+        if c.quant is not None:
+            counts["saturated"], counts["zeroed"] = _quant(r[r_fin], c.quant)
+    return (
+        np.array([counts[k] for k in COUNTS], np.int64),
+        np.array([sums[k] for k in SUMS], np.float64),
+        np.array(ext, np.float64),
+        rel_hist,
+        abs_hist,
+    )
+
+
+def _quant(r: np.ndarray, q: QuantParams) -> tuple[int, int]:
+    """Reference values the tensor's Q/DQ pair clips (saturation) or rounds to zero."""
+    x = r / q.scale
+    if q.type == "int8":
+        levels = np.rint(x) + q.zero_point  # round half to even, as QuantizeLinear does
+        saturated = int(np.count_nonzero((levels > q.qmax) | (levels < q.qmin)))
+        return saturated, int(np.count_nonzero((levels == q.zero_point) & (r != 0)))
+    ax = np.abs(x)  # float8_e4m3fn: saturates at qmax; at or below half the smallest subnormal (2^-10): zero
+    return int(np.count_nonzero(ax > q.qmax)), int(np.count_nonzero((ax <= 2.0**-10) & (r != 0)))

@@ -1,0 +1,134 @@
+"""What a run writes into its output directory: report.json with how this invocation ran, the report formats
+the config asks for (report.md, report.html), links to the HDF5 dumps and the TensorRT calibration cache.
+
+Every file is written atomically, so a reader (a CI job, a browser, a second run) never sees a part.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from layerscope.runner.errors import UsageError
+from layerscope.runner.files import atomic_write
+
+if TYPE_CHECKING:
+    from layerscope.pipelines.experiment import Experiment
+    from layerscope.runner.cache import Cache, Entry
+    from layerscope.runner.execute import Outcome
+    from layerscope.runner.graph import Plan
+
+
+def report_document(exp: Experiment, entry: Entry) -> dict[str, Any]:
+    """The report the report stage wrote (cached), with the config's path as this invocation gave it.
+
+    The path is provenance of the invocation, not of the cached report: a path is in no cache key, so running
+    the same config by another path reuses everything.
+    """
+    report: dict[str, Any] = json.loads(entry.file("report.json").read_text())
+    report["experiment"] = {"config": exp.source, **report["experiment"]}
+    return report
+
+
+def write_outputs(
+    exp: Experiment,
+    plan: Plan,
+    outcomes: Mapping[str, Outcome],
+    out_dir: Path,
+    cache: Cache,
+    started: float,
+) -> tuple[dict[str, Any], dict[str, Path]]:
+    """Write report.json, the configured report formats and dump links into ``out_dir``; returns the report
+    document and the files written by format. The report stage must have an entry."""
+    report_entry = outcomes["report"].entry
+    assert report_entry is not None
+    report = report_document(exp, report_entry)
+    report["execution"] = {
+        "stages": {
+            sid: {"status": o.status, "seconds": round(o.seconds, 3), "key": plan[sid].key, "reason": o.reason}
+            for sid, o in outcomes.items()
+        },
+        "cache": str(cache.root),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "seconds": round(time.time() - started, 3),
+    }
+    files = {"json": out_dir / "report.json"}
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write(files["json"], json.dumps(report, indent=1, allow_nan=False))
+        # What the report stage wrote (the report without `execution`), by content: the key of cached HTML charts.
+        content_key = report_entry.manifest["files"]["report.json"]["sha256"]
+        for fmt in exp.report_formats:
+            if fmt in RENDERERS:
+                files[fmt] = out_dir / f"report.{fmt}"
+                atomic_write(files[fmt], RENDERERS[fmt](report, cache, content_key))
+        _link_dumps(exp, plan, outcomes, out_dir, cache)
+        _copy_calibration_cache(plan, outcomes, out_dir, cache)
+    except OSError as exc:
+        raise UsageError(f"cannot write the report into {out_dir}: {exc.strerror or exc}") from None
+    return report, files
+
+
+def _link_dumps(exp: Experiment, plan: Plan, outcomes: Mapping[str, Outcome], out_dir: Path, cache: Cache) -> None:
+    """dumps/<run>.h5 -> the dump in the cache (a link: dumps can be gigabytes; kept while the entry lives)."""
+    from layerscope.pipelines.stages.dump import DUMP_FILE, stage_id
+
+    links = out_dir / "dumps"
+    links.mkdir(exist_ok=True)
+    for run in [exp.reference, *exp.candidates]:
+        sid = stage_id(run)
+        entry = outcomes[sid].entry if sid in outcomes else None
+        if entry is None:
+            entry = cache.lookup("dump", plan[sid].key, touch=False).entry
+        link = links / f"{run}.h5"
+        if entry is None:
+            with contextlib.suppress(FileNotFoundError):
+                link.unlink()
+            continue
+        tmp = links / f".{run}.h5.{os.getpid()}.tmp"
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        os.symlink(entry.file(DUMP_FILE), tmp)
+        os.replace(tmp, link)  # atomic: a concurrent run never sees a missing or half-made link
+
+
+def _copy_calibration_cache(plan: Plan, outcomes: Mapping[str, Outcome], out_dir: Path, cache: Cache) -> None:
+    """calibration.cache: the INT8 scales in TensorRT's format, ready for a TensorRT 10 `flags` build."""
+    from layerscope.pipelines.stages.calibrate import STAGE_ID, TRT_CACHE
+
+    if STAGE_ID not in plan.stages:
+        return
+    entry = outcomes[STAGE_ID].entry or cache.lookup("calibrate", plan[STAGE_ID].key, touch=False).entry
+    if entry is not None and entry.file(TRT_CACHE).is_file():
+        atomic_write(out_dir / TRT_CACHE, entry.file(TRT_CACHE).read_text())
+
+
+def _markdown(report: dict[str, Any], cache: Cache | None, content_key: str | None) -> str:
+    from layerscope.pipelines.reports.markdown import markdown
+
+    return markdown(report)
+
+
+def _html(report: dict[str, Any], cache: Cache | None, content_key: str | None) -> str:
+    from layerscope.pipelines.reports.html import render_html
+
+    return render_html(report, cache, content_key)
+
+
+# report.json is always written; these render the other formats a config may ask for (report.formats).
+# A renderer gets the report, the cache (None: do not cache) and the digest of the report's cached content.
+Renderer = Callable[[dict[str, Any], "Cache | None", "str | None"], str]
+RENDERERS: dict[str, Renderer] = {"md": _markdown, "html": _html}
+
+
+def render(report: dict[str, Any], fmt: str) -> str:
+    """A report document as ``json``, ``md`` or ``html`` (charts drawn, not cached)."""
+    if fmt == "json":
+        return json.dumps(report, indent=1)
+    return RENDERERS[fmt](report, None, None)

@@ -1,0 +1,66 @@
+"""Reading a report: a run directory or a report.json, validated against ``schemas/report.schema.json`` before
+anything reads it, so a truncated, hand-edited or foreign file is one clear error (exit 2), never a KeyError
+deep inside a renderer."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from layerscope.pipelines.reports.model import SCHEMA, Report
+from layerscope.runner.errors import UsageError
+from layerscope.runner.spec import pointer
+
+SHOWN_PROBLEMS = 3
+
+
+class ReportError(UsageError):
+    """A file that is not a valid layerscope report (exit 2)."""
+
+
+def report_path(path: str | os.PathLike[str]) -> Path:
+    """report.json of a run directory, or the file itself."""
+    p = Path(path)
+    return p / "report.json" if p.is_dir() else p
+
+
+def read_report(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The report.json document at ``path`` (a run directory or the file), validated."""
+    p = report_path(path)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ReportError(f"no report at {p}") from None
+    except (OSError, ValueError) as exc:
+        raise ReportError(f"cannot read report {p}: {exc}") from None
+    validate_report(data, str(p))
+    return data
+
+
+def load_report(path: str | os.PathLike[str]) -> Report:
+    """The typed report at ``path`` (a run directory or a report.json), validated against the schema."""
+    p = report_path(path)
+    return Report.from_dict(read_report(p), files={"json": p})
+
+
+def validate_report(data: Any, source: str) -> None:
+    """Raise :class:`ReportError` naming where ``data`` breaks the report schema (the first few places)."""
+    from jsonschema import Draft202012Validator
+
+    from layerscope.schemas import load_schema
+
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        raise ReportError(f"{source} is not a layerscope report")
+    errors = sorted(Draft202012Validator(load_schema("report")).iter_errors(data), key=lambda e: list(e.path))
+    if not errors:
+        return
+    lines = [f"{pointer(*e.absolute_path) or '/'}: {e.message[:200]}" for e in errors[:SHOWN_PROBLEMS]]
+    more = f"\n  … and {len(errors) - SHOWN_PROBLEMS} more" if len(errors) > SHOWN_PROBLEMS else ""
+    raise ReportError(
+        f"{source} is not a valid layerscope report (schema version {data.get('schema_version')!r}):\n  "
+        + "\n  ".join(lines)
+        + more,
+        hint="it may be truncated, edited by hand, or written by another version of layerscope",
+    )

@@ -1,0 +1,59 @@
+"""A report on the terminal: one rich table per comparison, and the first failing layer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from layerscope.pipelines.reports.format import fmt_cos, fmt_int, fmt_num, fmt_ratio, layer_name, threshold_label
+from layerscope.runner.jsonio import as_float
+
+TERMINAL_ROWS = 40
+
+
+def print_summary(report: dict[str, Any], console: Any, *, all_rows: bool = False) -> None:
+    """Rich tables: one per comparison (all layers up to TERMINAL_ROWS, else the failing and worst ones)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    for c in report["comparisons"]:
+        layers = c["layers"]
+        shown = layers
+        if not all_rows and len(layers) > TERMINAL_ROWS:
+            worst = sorted(layers, key=lambda x: -as_float(x["metrics"]["deviation_ratio"]))[:TERMINAL_ROWS]
+            keep = {id(x) for x in worst}
+            shown = [x for x in layers if id(x) in keep]
+        style = "green" if c["verdict"] == "pass" else "red"
+        title = f"{escape(c['candidate'])} vs {escape(c['reference'])}: [{style}]{c['verdict'].upper()}[/{style}]"
+        if len(shown) < len(layers):
+            title += f" (the {len(shown)} worst of {len(layers)} layers; all in report.md)"
+        table = Table(title=title, title_justify="left", show_lines=False)
+        for col, justify in (
+            ("Layer", "left"),
+            ("Op", "left"),
+            (f"rel err > {threshold_label(c)}", "right"),
+            ("Total", "right"),
+            ("Deviation", "right"),
+            ("Cosine", "right"),
+            ("Max abs err", "right"),
+            ("Verdict", "left"),
+        ):
+            table.add_column(col, justify=justify)  # type: ignore[arg-type]
+        for layer in shown:
+            m = layer["metrics"]
+            ok = layer["verdict"] == "pass"
+            table.add_row(
+                escape(layer_name(layer)),
+                escape(layer["op_type"]),
+                fmt_int(m["deviating"]),
+                fmt_int(m["elements"]),
+                fmt_ratio(m["deviation_ratio"]),
+                fmt_cos(m["cosine"]),
+                fmt_num(m["max_abs_error"], 3),
+                "[green]pass[/green]" if ok else "[red]FAIL[/red]",
+            )
+        console.print(table)
+        if c["first_failing_layer"]:
+            console.print(
+                f"first failing layer: [bold]{escape(c['first_failing_layer'])}[/bold] "
+                f"({c['failing_layers']} of {len(layers)} layers fail)"
+            )
