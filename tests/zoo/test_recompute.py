@@ -186,7 +186,7 @@ thresholds: {rel_error: 0.1, max_deviation_ratio: 0.001, min_cosine: 0.9999999}
 
 
 def test_demo_style_unet_fp16_report_agrees_with_its_dumps(write_config) -> None:
-    from layerscope.runner.cli import main
+    from layerscope.cli import main
 
     code = main(["run", str(write_config(SMALL_UNET_FP16)), "--out", "o", "-q"])
     assert code == 1  # the tight limits make some layers fail: verdicts are checked too
