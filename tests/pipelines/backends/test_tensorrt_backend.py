@@ -307,3 +307,15 @@ def test_the_shipped_tensorrt_config_is_valid_where_tensorrt_is(fake_trt) -> Non
     assert exp.runs["fp16"].options["precision_mode"] == "flags"  # TensorRT 10's default
     fake_trt("11.4.0.106")
     assert load_experiment(config).runs["fp16"].options["precision_mode"] == "typed"
+
+
+@pytest.mark.xfail(strict=True, reason="issue 17 item 1: the unfused name map is made for the first selection")
+def test_unfused_engine_serves_a_changed_selection(write_config, fake_trt) -> None:
+    """unfused: the selection is not in the build key, so the name map must not come from the build."""
+    path = write_config(TRT_UNET)
+    assert main(["run", str(path), "--out", "one", "-q", "--set", "layers=[relu0]"]) in (0, 1)
+    assert main(["run", str(path), "--out", "two", "-q", "--set", "layers=[relu0, pool0]"]) in (0, 1)
+    report = json.loads(Path("two/report.json").read_text())
+    assert report["execution"]["stages"]["build[fp16]"]["status"] == "cached"
+    (c,) = report["comparisons"]
+    assert {x["tensor"] for x in c["layers"]} == {"relu0", "pool0"}
