@@ -22,14 +22,43 @@ import pytest
 
 from layerscope.pipelines.backends.trt import engine as trt_engine
 from layerscope.pipelines.backends.trt import runtime as trt_runtime
+from layerscope.pipelines.backends.trt.plan import DeviceFacts
+from layerscope.pipelines.backends.trt.versions import parse_version
+
+VERSION = "10.16.1.11"
+DEVICE = DeviceFacts("NVIDIA Test GPU", "8.9", "12.4")
+
+
+def _patches() -> list[tuple[Any, str, Any]]:
+    return [
+        (trt_engine, "build_engine", build_engine),
+        (trt_engine, "combine_timing_caches", combine_timing_caches),
+        (trt_runtime, "EngineRunner", Runner),
+        (Runner, "not_emitted", set()),
+        (Runner, "opened", []),
+    ]
 
 
 def install(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(trt_engine, "build_engine", build_engine)
-    monkeypatch.setattr(trt_engine, "combine_timing_caches", combine_timing_caches)
-    monkeypatch.setattr(trt_runtime, "EngineRunner", Runner)
-    monkeypatch.setattr(Runner, "not_emitted", set())
-    monkeypatch.setattr(Runner, "opened", [])
+    for target, name, value in _patches():
+        monkeypatch.setattr(target, name, value)
+
+
+def pretend_installed(backend: Any, version: str = VERSION) -> None:
+    """The TensorRT backend as if TensorRT ``version`` and a GPU were here (its looked-up facts are cached)."""
+    backend.__dict__.update(_unavailable=None, installed_version=parse_version(version), environment=DEVICE)
+
+
+def main(argv: list[str]) -> int:
+    """``python standins.py run CONFIG ...``: the layerscope CLI in a process with the stand-ins in place
+    (what scripts/gpu-smoke's test launches instead of ``python -m layerscope``)."""
+    from layerscope.pipelines import backends
+    from layerscope.runner.cli import main as cli
+
+    for target, name, value in _patches():
+        setattr(target, name, value)
+    pretend_installed(backends.get("tensorrt"))
+    return cli(argv)
 
 
 def build_engine(req: trt_engine.EngineRequest) -> trt_engine.EngineResult:
@@ -115,3 +144,9 @@ class Runner:
     def close(self) -> None:
         self.closed = True
         del self._session
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv[1:]))

@@ -8,21 +8,19 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from layerscope.pipelines import backends
 from layerscope.pipelines.backends.trt import engine as trt_engine
 from layerscope.pipelines.backends.trt import runtime as trt_runtime
-from layerscope.pipelines.backends.trt.plan import DeviceFacts
-from layerscope.pipelines.backends.trt.versions import parse_version
 from layerscope.pipelines.experiment import load_experiment
 from layerscope.pipelines.stages import plan_for
 from layerscope.runner.cli import main
 from layerscope.runner.errors import SpecError
 from tests.conftest import SMALL_UNET
 from tests.pipelines.backends import standins
+from tests.pipelines.backends.conftest import forget
 
 TRT_UNET = SMALL_UNET.replace(
     """runs:
@@ -32,29 +30,6 @@ TRT_UNET = SMALL_UNET.replace(
   fp32: {backend: tensorrt, precision: fp32}
   fp16: {backend: tensorrt, precision: fp16, options: {precision_mode: typed, dump_mode: unfused}}""",
 )
-
-
-def _forget(monkeypatch: pytest.MonkeyPatch, backend: Any) -> None:
-    for name in ("_unavailable", "installed_version", "environment"):
-        monkeypatch.delitem(backend.__dict__, name, raising=False)
-
-
-@pytest.fixture
-def fake_trt(monkeypatch: pytest.MonkeyPatch):
-    """TensorRT 'installed' with a GPU; returns a function to change the version."""
-    backend = backends.get("tensorrt")
-    _forget(monkeypatch, backend)
-
-    def install(version: str = "10.16.1.11") -> None:
-        backend.__dict__.update(
-            _unavailable=None,
-            installed_version=parse_version(version),
-            environment=DeviceFacts("NVIDIA Test GPU", "8.9", "12.4"),
-        )
-
-    install()
-    standins.install(monkeypatch)
-    return install
 
 
 def test_without_tensorrt_validation_says_which_package_and_exits_2(write_config, capsys) -> None:
@@ -75,7 +50,7 @@ def test_installed_without_a_cuda_device_is_refused_at_validation(write_config, 
     from layerscope.pipelines.backends import tensorrt as trt_backend
 
     backend = backends.get("tensorrt")
-    _forget(monkeypatch, backend)
+    forget(monkeypatch, backend)
     monkeypatch.setattr(trt_backend, "_has_module", lambda name: True)
     monkeypatch.setattr(trt_backend, "_dist_version", lambda *names: "10.16.1.11")
     monkeypatch.setattr(trt_runtime, "device_count", lambda: (0, "cudaErrorNoDevice"))
