@@ -125,9 +125,12 @@ def _use_timing_cache(config: trt.IBuilderConfig, data: bytes, log: Capture) -> 
     is replaced by an empty cache, and the error TensorRT logged about it is a note of this build, not the
     reason a later failure of the build is given."""
     errors_before = len(log.errors)
-    cache: trt.ITimingCache = config.create_timing_cache(data)
-    if config.set_timing_cache(cache, False):
-        return []
+    try:
+        cache: trt.ITimingCache = config.create_timing_cache(data)
+        if cache is not None and config.set_timing_cache(cache, False):
+            return []
+    except (RuntimeError, TypeError, ValueError) as exc:  # how the bindings report a file they cannot read
+        log.errors.append(str(exc))
     refused = log.errors[errors_before:]
     del log.errors[errors_before:]
     config.set_timing_cache(config.create_timing_cache(b""), False)

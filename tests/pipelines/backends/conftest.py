@@ -25,7 +25,8 @@ def fake_trt(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
     forget(monkeypatch, backend)
 
     def install(version: str = standins.VERSION) -> None:
-        standins.pretend_installed(backend, version)
+        for name, value in standins.installed_facts(version).items():
+            monkeypatch.setitem(backend.__dict__, name, value)  # undone after the test
 
     install()
     standins.install(monkeypatch)

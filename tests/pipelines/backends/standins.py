@@ -44,9 +44,9 @@ def install(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(target, name, value)
 
 
-def pretend_installed(backend: Any, version: str = VERSION) -> None:
-    """The TensorRT backend as if TensorRT ``version`` and a GPU were here (its looked-up facts are cached)."""
-    backend.__dict__.update(_unavailable=None, installed_version=parse_version(version), environment=DEVICE)
+def installed_facts(version: str = VERSION) -> dict[str, Any]:
+    """What the TensorRT backend looks up once (cached properties), as if TensorRT ``version`` and a GPU were here."""
+    return {"_unavailable": None, "installed_version": parse_version(version), "environment": DEVICE}
 
 
 def main(argv: list[str]) -> int:
@@ -57,7 +57,7 @@ def main(argv: list[str]) -> int:
 
     for target, name, value in _patches():
         setattr(target, name, value)
-    pretend_installed(backends.get("tensorrt"))
+    backends.get("tensorrt").__dict__.update(installed_facts())
     return cli(argv)
 
 

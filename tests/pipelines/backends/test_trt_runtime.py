@@ -238,7 +238,12 @@ class _Config:
         self.accepts = accepts
         self.set: list[bytes] = []
 
-    def create_timing_cache(self, data: bytes) -> bytes:
+    def create_timing_cache(self, data: bytes) -> bytes | None:
+        if data == b"damaged":
+            ROUTER.log("error", "cannot deserialize the timing cache")
+            return None
+        if data == b"raises":
+            raise RuntimeError("bad cache")
         return data
 
     def set_timing_cache(self, cache: bytes, ignore_mismatch: bool) -> bool:
@@ -261,6 +266,12 @@ def test_an_unusable_timing_cache_is_replaced_and_its_error_is_not_a_build_failu
     with ROUTER.build() as log:
         assert trt_engine._use_timing_cache(config, b"good", log) == []  # type: ignore[arg-type]
     assert config.set == [b"good"] and not log.errors
+    for data, why in [(b"damaged", "cannot deserialize the timing cache"), (b"raises", "bad cache")]:
+        config = _Config(accepts=True)
+        with ROUTER.build() as log:
+            notes = trt_engine._use_timing_cache(config, data, log)  # type: ignore[arg-type]
+        assert notes == [f"the shared timing cache was not usable and was replaced: {why}"]
+        assert config.set == [b""] and not log.errors
 
 
 def _union(ours: bytes, theirs: bytes) -> bytes:
