@@ -101,6 +101,7 @@ def test_audit_check(smoke: ModuleType) -> None:
     assert smoke.audit_problems(report, "a", "fp16") == []
     assert "no layer of the fp16 engine ran fp16" in smoke.audit_problems(report, "b", "fp16")[0]
     assert "layers of the fp32 engine ran reduced" in smoke.audit_problems(report, "c", None)[0]
+    assert smoke.audit_problems(report, "b", "fp16", strict=False) == []  # flags: TensorRT may pick fp32 anywhere
     assert smoke.audit_problems(_report({"d": [1.0]}), "d", None) == ["d: no precision audit in the report"]
 
 
@@ -218,3 +219,27 @@ def test_a_mismatch_fails_the_step(smoke: ModuleType, tmp_path: Path, fake_trt) 
         "trt-fp16: " in summary["engines-vs-onnxruntime"]["why"]
         and "cosine 0.5 < 0.999" in summary["engines-vs-onnxruntime"]["why"]
     )
+
+
+def test_the_threaded_build_check_wants_the_bad_build_to_fail_with_its_own_error(
+    smoke: ModuleType, tmp_path: Path, monkeypatch
+) -> None:
+    import onnx
+
+    from layerscope.pipelines.backends.trt import engine as trt_engine
+    from layerscope.runner.errors import StageError
+
+    def parser(req: Any) -> str:  # TensorRT's parser, as far as this check cares
+        model = onnx.load(str(req.onnx_path))
+        onnx.checker.check_model(model)  # both models are valid ONNX (opset 17, IR 8)
+        if any(n.domain == "smoke" for n in model.graph.node):
+            raise StageError("TensorRT's ONNX parser rejected the model: No importer registered for op: NoSuchOp")
+        return "engine"
+
+    s = smoke.Smoke(tmp_path)
+    s.step = "builds-in-threads"
+    (tmp_path / "logs").mkdir()
+    monkeypatch.setattr(trt_engine, "build_engine", parser)
+    assert s.good_and_bad_build() == []
+    monkeypatch.setattr(trt_engine, "build_engine", lambda req: "engine")
+    assert s.good_and_bad_build() == ["the model TensorRT cannot parse built: engine"]
