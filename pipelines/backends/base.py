@@ -47,7 +47,8 @@ class OptionProblem:
 
 class Session(Protocol):
     # Requested (lowered) tensor names this session cannot return, with the reason in words: a runtime
-    # that fuses layers may have no value for a tensor. The dump records them instead of failing.
+    # that fuses layers may have no value for a tensor. The dump records them instead of failing; it reads
+    # this after the first ``run``, since a runtime may learn of some only then (TensorRT's debug tensors).
     unobservable: Mapping[str, str]
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]: ...

@@ -1,14 +1,16 @@
 """TensorRT backend: engines at every precision on TensorRT 10.x and 11.x, per-layer values in three dump
 modes, the engine and timing cache in the artifact cache, and a per-layer precision audit.
 
-Build: lower the model for the run's precision route (``typed``: the shared typed lowering, pinned layers
-FP32 in the graph; ``flags``, TensorRT 10 only: the FP32 graph plus builder flags and per-layer precision),
-mark what the dump mode needs, build with one optimization profile from the config's input shapes and
-the timing cache of this TensorRT + GPU, and write into the build's cache entry: ``engine.plan``,
-``timing.cache``, ``layer_info.json`` (the inspector's JSON), ``observe.json`` (which engine tensor
-carries each requested value, and which have none) and ``lowering.json`` with the precision audit. A
-rerun finds the entry and deserializes the engine; a rebuild (another key) starts from the timing cache
-kept in the cache's shared folder. Dump: one execution context per run, values copied back per sample.
+Build: lower the model for the run's precision route (``typed``, the default: the shared typed lowering,
+pinned layers FP32 in the graph; ``flags``, TensorRT 10 only: the FP32 graph, the builder's precision flag
+and constraints on pinned layers), mark what the dump mode needs, build with one optimization profile from
+the config's input shapes and the timing cache of this TensorRT + GPU, and write into the build's cache
+entry: ``engine.plan``, ``timing.cache``, ``layer_info.json`` (the inspector's JSON), ``observe.json``
+(what was marked, the graph outputs, and in ``unfused`` mode the graph's structure) and ``lowering.json``
+with the precision audit. A rerun finds the entry and deserializes the engine; a rebuild (another key)
+starts from the timing cache kept in the cache's shared folder, and adds to it. Dump: the session maps
+the selected tensors to engine tensors when it opens (:func:`engine_sources`), runs one execution context,
+and copies values back per sample.
 
 The pure parts live in :mod:`.trt` (tested without a GPU); nothing of this module has been executed
 against a real TensorRT in this repository (see docs/tensorrt.md).
@@ -16,7 +18,6 @@ against a real TensorRT in this repository (see docs/tensorrt.md).
 
 from __future__ import annotations
 
-import contextlib
 import json
 from functools import cached_property
 from pathlib import Path
@@ -24,14 +25,14 @@ from typing import TYPE_CHECKING, Any
 
 from layerscope.pipelines.backends.trt import versions as trt_versions
 from layerscope.pipelines.backends.trt.versions import Version
-from layerscope.runner.files import atomic_write
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
     from layerscope.pipelines.backends.base import BuildRequest, OptionProblem
-    from layerscope.pipelines.backends.trt.plan import DeviceFacts, MarkPlan
+    from layerscope.pipelines.backends.trt.plan import DeviceFacts
     from layerscope.pipelines.backends.trt.runtime import TensorRTSession
+    from layerscope.pipelines.backends.trt.timing import SharedTimingCache
     from layerscope.pipelines.experiment import RunSpec
     from layerscope.pipelines.lowering.formats import Format
     from layerscope.pipelines.models import ResolvedModel
@@ -70,6 +71,8 @@ class TensorRTBackend:
         "layerscope.pipelines.backends.trt.buffers",
         "layerscope.pipelines.backends.trt.engine",
         "layerscope.pipelines.backends.trt.runtime",
+        "layerscope.pipelines.backends.trt.logs",
+        "layerscope.pipelines.backends.trt.timing",
     )
 
     # -- what is installed (looked up once per process: validation asks for every run) -------------------
@@ -140,7 +143,7 @@ class TensorRTBackend:
         return trt_versions.option_problems(self.installed_version, precision, options)
 
     def resolve_options(self, options: dict[str, Any]) -> dict[str, Any]:
-        return trt_versions.resolve_options(self.installed_version, options)
+        return trt_versions.resolve_options(options)
 
     # -- keys -------------------------------------------------------------------------------------------
     def build_material(self, run: RunSpec, request: BuildRequest) -> dict[str, Any]:
@@ -161,7 +164,7 @@ class TensorRTBackend:
 
     # -- build ------------------------------------------------------------------------------------------
     def build(self, ctx: StageContext, model: ResolvedModel, run: RunSpec, request: BuildRequest) -> None:
-        from layerscope.pipelines.backends.trt.engine import EngineRequest, build_engine
+        from layerscope.pipelines.backends.trt.engine import EngineRequest, build_engine, combine_timing_caches
         from layerscope.pipelines.backends.trt.plan import tensors_to_mark
 
         route = str(run.options["precision_mode"])
@@ -179,8 +182,11 @@ class TensorRTBackend:
         # Pinned: the run's layers plus what the lowering pinned with them (Constants only they read).
         pinned = frozenset(n for n, v in info["nodes"].items() if v["execution"] == "pinned")
         requested = [info["tensors"][t]["name"] for t in request.tensors]
-        marks = tensors_to_mark(mode, requested, [o for o in graph.outputs if o in set(requested)])
-        timing_path = self._timing_cache_path(request.shared_dir)
+        # Every graph output, selected or not: the engine must not depend on which were (unfused mode keeps
+        # the selection out of the key).
+        marks = tensors_to_mark(mode, requested, graph.outputs)
+        shared = self._timing_cache(request.shared_dir)
+        started_from = shared.read()
         ctx.progress.start(None, f"building the TensorRT engine for {run.name}")
         result = build_engine(
             EngineRequest(
@@ -188,81 +194,101 @@ class TensorRTBackend:
                 route=route,
                 precision=run.precision,
                 strict=bool(run.options.get("strict", True)),
+                constrain=str(run.options.get("constrain", "pinned")),
                 pinned=pinned,
                 nodes=frozenset(graph.nodes),
                 marks=marks,
                 input_shapes=_input_shapes(request),
                 workspace_mib=run.options.get("workspace_mib"),
                 optimization_level=run.options.get("optimization_level"),
-                timing_cache=timing_path.read_bytes() if timing_path.is_file() else b"",
+                timing_cache=started_from,
             )
         )
         (ctx.out_dir / "engine.plan").write_bytes(result.engine)
         (ctx.out_dir / "timing.cache").write_bytes(result.timing_cache)
         (ctx.out_dir / "layer_info.json").write_text(result.layer_information)
-        with contextlib.suppress(OSError):  # only an optimisation for the next build
-            # Readers see the old file or the new one, never a part (concurrent builds share the timing cache).
-            timing_path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(timing_path, result.timing_cache)
-        reads, unobservable = self._observation(result, marks, requested, graph)
-        (ctx.out_dir / "observe.json").write_text(
-            json.dumps({"mode": mode, "reads": reads, "unobservable": unobservable}, indent=1)
-        )
+        notes = list(result.notes)
+        try:  # what other builds timed meanwhile is kept (the cache only speeds up later builds)
+            problem = shared.publish(result.timing_cache, started_from, combine_timing_caches)
+        except OSError as exc:
+            problem = f"the shared timing cache could not be written: {exc}"
+        notes += [problem] if problem else []
+        # What the dump needs to find each tensor's value, whatever the selection: only outputs/debug mode
+        # mark tensors by name, and there the selection is in the build key.
+        observe: dict[str, Any] = {
+            "mode": mode,
+            "graph_outputs": list(marks.graph_outputs),
+            "marked": [t for t in (*marks.outputs, *marks.debug) if t not in result.unobservable],
+            "unobservable": dict(result.unobservable),
+        }
+        if mode == "unfused":
+            observe["graph"] = {n: [i, op, list(outs)] for n, (i, op, outs) in graph.nodes.items()}
+        (ctx.out_dir / "observe.json").write_text(json.dumps(observe, indent=1))
         info["audit"] = self._audit(result.layer_information, info, graph)
-        info["notes"] += _notes(mode, route, len(marks.outputs) + len(marks.debug), unobservable, result.warnings)
+        marked = len(marks.outputs) + len(marks.debug)
+        info["notes"] += _notes(mode, route, marked, result.unobservable, result.warnings) + notes
         info["tensorrt"] = {"version": str(self.installed_version), "route": route, "dump_mode": mode}
         (ctx.out_dir / "lowering.json").write_text(json.dumps(info, indent=1))
-        ctx.result.update({"execution": info["execution"], "route": route, "not_observable": len(unobservable)})
+        ctx.result.update({"execution": info["execution"], "route": route})
 
-    def _timing_cache_path(self, shared: Path) -> Path:
+    def _timing_cache(self, shared: Path) -> SharedTimingCache:
+        from layerscope.pipelines.backends.trt.timing import SharedTimingCache
         from layerscope.runner.hashing import digest
 
         env = self.environment
-        return (
-            shared
-            / "timing"
-            / f"{digest([str(self.installed_version), env.gpu, env.compute_capability, env.driver])[:24]}.cache"
-        )
-
-    def _observation(
-        self, result: Any, marks: MarkPlan, requested: Sequence[str], graph: _Graph
-    ) -> tuple[dict[str, str], dict[str, str]]:
-        """(engine tensor -> lowered name it carries, lowered name -> why it has no value)."""
-        from layerscope.pipelines.backends.trt.inspector import parse_engine_information, unfused_names
-
-        reads = {t: t for t in (*marks.graph_outputs, *marks.outputs, *marks.debug) if t not in result.unobservable}
-        unobservable = dict(result.unobservable)
-        if marks.mode == "unfused":
-            info = parse_engine_information(result.layer_information, list(graph.nodes))
-            rest = [t for t in requested if t not in set(marks.graph_outputs)]
-            mapping, missing = unfused_names(info, rest, graph.producers, graph.nodes)
-            reads.update(mapping)
-            unobservable.update(missing)
-        return reads, unobservable
+        key = digest([str(self.installed_version), env.gpu, env.compute_capability, env.driver])[:24]
+        return SharedTimingCache(shared / "timing" / f"{key}.cache")
 
     def _audit(self, layer_information: str, info: dict[str, Any], graph: _Graph) -> dict[str, Any]:
         from layerscope.pipelines.backends.trt.inspector import parse_engine_information, precision_audit
 
         parsed = parse_engine_information(layer_information, list(graph.nodes))
         nodes = {n: {"op_type": v["op_type"], "precision": v["precision"]} for n, v in info["nodes"].items()}
-        return precision_audit(parsed, nodes, source=f"TensorRT {self.installed_version} engine inspector")
+        return precision_audit(
+            parsed, nodes, source=f"TensorRT {self.installed_version} engine inspector", casts=graph.casts
+        )
 
     # -- dump -------------------------------------------------------------------------------------------
     def open(
         self, build_dir: Path, model: ResolvedModel, run: RunSpec, tensors: Sequence[str], threads: int
     ) -> TensorRTSession:
-        from layerscope.pipelines.backends.trt.runtime import TensorRTSession
+        from layerscope.pipelines.backends.trt.runtime import EngineRunner, TensorRTSession
 
         observe = json.loads((build_dir / "observe.json").read_text())
-        wanted = set(tensors)
-        unobservable = {t: why for t, why in observe["unobservable"].items() if t in wanted}
-        engine = (build_dir / "engine.plan").read_bytes()
-        return TensorRTSession(engine, observe["reads"], observe["mode"], unobservable)
+        sources, unobservable = engine_sources(build_dir, observe, tensors)
+        runner = EngineRunner((build_dir / "engine.plan").read_bytes(), observe["mode"], frozenset(sources.values()))
+        return TensorRTSession(runner, sources, observe["mode"], unobservable)
+
+
+def engine_sources(
+    build_dir: Path, observe: dict[str, Any], tensors: Sequence[str]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """For the requested lowered tensors: ({tensor: the engine tensor that carries it}, {tensor: why it has
+    no value}). Made when the session opens, for this selection: in ``unfused`` mode the engine serves
+    every selection (it is not in the build key), and its unfused tensors are mapped from the engine
+    inspector's layer information (``layer_info.json``) and the graph recorded at build time."""
+    from layerscope.pipelines.backends.trt.inspector import parse_engine_information, unfused_sources
+
+    wanted = list(dict.fromkeys(tensors))
+    unobservable = {t: why for t, why in observe["unobservable"].items() if t in set(wanted)}
+    sources = {t: t for t in wanted if t in set(observe["graph_outputs"]) or t in set(observe["marked"])}
+    if observe["mode"] == "unfused":
+        nodes = {n: (int(i), str(op), tuple(outs)) for n, (i, op, outs) in observe["graph"].items()}
+        producers = {t: n for n, (_, _, outs) in nodes.items() for t in outs if t}
+        info = parse_engine_information((build_dir / "layer_info.json").read_text(), list(nodes))
+        rest = [t for t in wanted if t not in sources and t not in unobservable]
+        found, missing = unfused_sources(info, rest, producers, nodes)
+        sources.update(found)
+        unobservable.update(missing)
+    for t in wanted:  # outputs/debug: the build marked exactly this selection (it is in the key)
+        if t not in sources and t not in unobservable:
+            unobservable[t] = "not observable in this engine: the build did not mark it"
+    return sources, unobservable
 
 
 class _Graph:
     """The ONNX graph TensorRT parses, as the build needs it: node -> (index, op type, outputs), tensor ->
-    the node that writes it, and the graph outputs."""
+    the node that writes it, the graph outputs and the Casts."""
 
     def __init__(self, proto: Any) -> None:
         self.nodes: dict[str, tuple[int, str, tuple[str, ...]]] = {
@@ -270,6 +296,15 @@ class _Graph:
         }
         self.producers = {t: n.name for n in proto.graph.node for t in n.output if t}
         self.outputs = [o.name for o in proto.graph.output]
+        # Cast node -> the float type it converts to (the conversions the audit expects to find)
+        floats = {1: "fp32", 10: "fp16", 16: "bf16"}  # onnx.TensorProto FLOAT, FLOAT16, BFLOAT16
+        self.casts = {
+            n.name: floats[a.i]
+            for n in proto.graph.node
+            if n.op_type == "Cast"
+            for a in n.attribute
+            if a.name == "to" and a.i in floats
+        }
 
 
 def _lower(model: ResolvedModel, run: RunSpec, route: str) -> tuple[Any, Any, Any]:
@@ -325,7 +360,7 @@ def _notes(mode: str, route: str, marked: int, unobservable: dict[str, str], war
             f"dump_mode debug: {marked} tensors are marked as debug tensors, which keeps TensorRT from fusing "
             "across them"
         )
-    if unobservable:
+    if unobservable:  # marked tensors the parser had no tensor for (the selection is in the key in this mode)
         notes.append(
             f"{len(unobservable)} selected tensors have no value in this engine (fused away or removed): not compared"
         )

@@ -50,32 +50,38 @@ def make(exp: Experiment, run: RunSpec, build_id: str) -> Stage:
         }
         requested = list(dict.fromkeys([*lowered, *prequant.values()]))
         session = backend.open(ctx.inputs["build"].path, exp.model, run, requested, ctx.threads)
-        hidden = {
-            t: session.unobservable[tmap[t]["name"]] for t in exp.tensors if tmap[t]["name"] in session.unobservable
-        }
-        observed = [(t, low) for t, low in zip(exp.tensors, lowered, strict=True) if t not in hidden]
-        prequant = {t: pre for t, pre in prequant.items() if pre not in session.unobservable}
-        attrs = {
-            "run": run.name,
-            "backend": run.backend,
-            "precision": run.precision,
-            "execution": lowering["execution"],
-            "model_digest": exp.model.digest,
-            "inputs": inputs,
-            "tool_version": __version__,
-            "versions": backend.versions(),
-            "device": backend.device(),
-            "notes": lowering.get("notes", []),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            **({"not_observable": hidden} if hidden else {}),
-            **({"audit": lowering["audit"]} if lowering.get("audit") else {}),
-        }
         from layerscope.pipelines.dumps import DumpWriter
 
         ctx.progress.start(exp.samples, f"dump {run.name}")
         try:
             with contextlib.ExitStack() as stack:
                 readers = {s.name: stack.enter_context(sample_reader(s, exp.samples)) for s in exp.inputs}
+                feeds = {name: read(0) for name, read in readers.items()}
+                # The first sample runs before the file is made: a runtime may only learn then which requested
+                # tensors it has no value for (TensorRT emits unfused debug tensors as the engine runs).
+                values = session.run(feeds)
+                hidden = {
+                    t: session.unobservable[tmap[t]["name"]]
+                    for t in exp.tensors
+                    if tmap[t]["name"] in session.unobservable
+                }
+                observed = [(t, low) for t, low in zip(exp.tensors, lowered, strict=True) if t not in hidden]
+                prequant = {t: pre for t, pre in prequant.items() if pre not in session.unobservable}
+                attrs = {
+                    "run": run.name,
+                    "backend": run.backend,
+                    "precision": run.precision,
+                    "execution": lowering["execution"],
+                    "model_digest": exp.model.digest,
+                    "inputs": inputs,
+                    "tool_version": __version__,
+                    "versions": backend.versions(),
+                    "device": backend.device(),
+                    "notes": lowering.get("notes", []),
+                    "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                    **({"not_observable": hidden} if hidden else {}),
+                    **({"audit": lowering["audit"]} if lowering.get("audit") else {}),
+                }
                 writer = stack.enter_context(
                     DumpWriter(
                         ctx.out_dir / DUMP_FILE,
@@ -113,16 +119,15 @@ def make(exp: Experiment, run: RunSpec, build_id: str) -> Stage:
                 # Sample i is written while sample i+1 runs (the runtime releases the GIL): at most two
                 # samples' tensors are in memory at once.
                 with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dump-writer") as pool:
-                    pending: Future[None] | None = None
-                    for i in range(exp.samples):
+                    pending: Future[None] = pool.submit(store, 0, feeds, values)
+                    del values
+                    for i in range(1, exp.samples):
                         feeds = {name: read(i) for name, read in readers.items()}
                         values = session.run(feeds)
-                        if pending is not None:
-                            pending.result()
+                        pending.result()
                         pending = pool.submit(store, i, feeds, values)
                         del values
-                    if pending is not None:
-                        pending.result()
+                    pending.result()
         finally:
             session.close()
         ctx.result.update({"execution": lowering["execution"], "tensors": len(observed), "samples": exp.samples})

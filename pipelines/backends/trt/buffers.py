@@ -7,7 +7,6 @@ FP16, as ONNX Runtime's typed FP16 runs return it.
 
 from __future__ import annotations
 
-import ctypes
 import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -68,16 +67,3 @@ def to_bytes(array: np.ndarray, trt_name: str) -> np.ndarray:
     import numpy as np
 
     return np.ascontiguousarray(np.asarray(array).astype(numpy_dtype(trt_name), copy=False))
-
-
-def pointer(address: Any) -> int:
-    """An address as TensorRT's Python bindings pass it: an int, or a PyCapsule (IDebugListener in 10.16)."""
-    if isinstance(address, int):
-        return address
-    api = ctypes.pythonapi
-    api.PyCapsule_GetName.restype = ctypes.c_char_p
-    api.PyCapsule_GetName.argtypes = [ctypes.py_object]
-    api.PyCapsule_GetPointer.restype = ctypes.c_void_p
-    api.PyCapsule_GetPointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
-    value = api.PyCapsule_GetPointer(address, api.PyCapsule_GetName(address))
-    return int(value or 0)

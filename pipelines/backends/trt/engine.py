@@ -11,10 +11,12 @@ conformance test can read every TensorRT name used, TensorRT objects are annotat
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from layerscope.pipelines.backends.trt.logs import ROUTER, Capture
 from layerscope.pipelines.backends.trt.plan import LayerDesc, MarkPlan, builder_flags, layer_settings, profile_shapes
 from layerscope.runner.errors import StageError
 
@@ -28,6 +30,7 @@ class EngineRequest:
     route: str  # typed | flags
     precision: str  # fp32 | fp16 | bf16 (int8 / fp8 with the INT8/FP8 issue)
     strict: bool  # flags route: OBEY (True) or PREFER precision constraints
+    constrain: str  # flags route: pinned (only pinned layers constrained, to FP32) | all (every layer)
     pinned: frozenset[str]  # ONNX nodes kept FP32 (flags route; the typed graph has them FP32 already)
     nodes: frozenset[str]  # ONNX node names of the graph being parsed
     marks: MarkPlan
@@ -44,63 +47,109 @@ class EngineResult:
     layer_information: str  # inspector JSON, with the profile's shapes set
     shapes: dict[str, tuple[int, ...]]  # the optimization profile (min = opt = max)
     unobservable: dict[str, str]  # marked tensors the parsed network has no tensor for, with the reason
-    warnings: list[str]
+    warnings: list[str]  # what TensorRT warned about while building
+    notes: list[str]  # what the build did besides what it was asked (e.g. an unusable timing cache replaced)
 
 
-def make_logger() -> Any:
-    """An ILogger that keeps errors and warnings for the stage's messages instead of printing them."""
-    import tensorrt as trt
+_LOGGER: Any = None
+_LOGGER_LOCK = threading.Lock()
 
-    class CollectingLogger(trt.ILogger):
-        def __init__(self) -> None:
-            trt.ILogger.__init__(self)
-            self.errors: list[str] = []
-            self.warnings: list[str] = []
 
-        def log(self, severity: Any, msg: str) -> None:
-            if severity in (trt.ILogger.Severity.ERROR, trt.ILogger.Severity.INTERNAL_ERROR):
-                self.errors.append(msg)
-            elif severity == trt.ILogger.Severity.WARNING:
-                self.warnings.append(msg)
+def process_logger() -> Any:
+    """The process's one TensorRT logger (:mod:`.logs` says why one): made on first use and never freed,
+    so it outlives every builder, runtime and engine made with it. Messages go to :data:`.logs.ROUTER`."""
+    global _LOGGER
+    with _LOGGER_LOCK:
+        if _LOGGER is None:
+            import tensorrt as trt
 
-    return CollectingLogger()
+            levels = {
+                trt.ILogger.Severity.INTERNAL_ERROR: "error",
+                trt.ILogger.Severity.ERROR: "error",
+                trt.ILogger.Severity.WARNING: "warning",
+            }
+
+            class RoutingLogger(trt.ILogger):
+                def __init__(self) -> None:
+                    trt.ILogger.__init__(self)
+
+                def log(self, severity: Any, msg: str) -> None:
+                    ROUTER.log(levels.get(severity, "info"), msg)
+
+            _LOGGER = RoutingLogger()
+        return _LOGGER
 
 
 def build_engine(req: EngineRequest) -> EngineResult:
+    """Build one engine. Builds run one at a time in a process (:meth:`.logs.LogRouter.build`), so what
+    TensorRT logs while this one runs is this build's."""
+    with ROUTER.build() as log:
+        return _build(req, log)
+
+
+def _build(req: EngineRequest, log: Capture) -> EngineResult:
     import tensorrt as trt
 
-    logger = make_logger()
-    builder: trt.Builder = trt.Builder(logger)
+    builder: trt.Builder = trt.Builder(process_logger())
     # Typed: a strongly typed network takes the lowered graph's types as they are (TensorRT 11 accepts and
     # ignores the flag: every network is strongly typed there). Flags: TensorRT 10's weakly typed network.
     flags = 0 if req.route == "flags" else 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     network: trt.INetworkDefinition = builder.create_network(flags)
-    parser: trt.OnnxParser = trt.OnnxParser(network, logger)
+    parser: trt.OnnxParser = trt.OnnxParser(network, process_logger())
     if not parser.parse_from_file(str(req.onnx_path)):
-        errors = [str(parser.get_error(i)) for i in range(parser.num_errors)] or logger.errors
+        errors = [str(parser.get_error(i)) for i in range(parser.num_errors)] or log.errors
         raise StageError(f"TensorRT's ONNX parser rejected the model: {'; '.join(errors[:3]) or 'no reason given'}")
     unobservable = _mark(network, req.marks)
     config: trt.IBuilderConfig = builder.create_builder_config()
     if req.route == "flags":
         _apply_flags(config, network, req)
     shapes = _configure(builder, config, network, req)
-    cache: trt.ITimingCache = config.create_timing_cache(req.timing_cache)
-    if not config.set_timing_cache(cache, False):  # a cache from another device: start an empty one
-        config.set_timing_cache(config.create_timing_cache(b""), False)
+    notes = _use_timing_cache(config, req.timing_cache, log)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         hint = (
-            " (precision_mode flags with strict: true needs a kernel in the format for every layer; "
-            "strict: false lets TensorRT fall back)"
+            " (precision_mode flags with strict: true needs a kernel in the asked precision for every constrained "
+            "layer; strict: false lets TensorRT fall back)"
+            if req.route == "flags" and req.strict
+            else ""
         )
-        raise StageError(
-            f"TensorRT could not build the engine: {'; '.join(logger.errors[:3]) or 'no reason given'}"
-            + (hint if req.route == "flags" and req.strict else "")
-        )
+        raise StageError(f"TensorRT could not build the engine: {log.reason()}{hint}")
     timing: trt.ITimingCache = config.get_timing_cache()
     engine = bytes(serialized)
-    info = layer_information(engine, shapes, logger)
-    return EngineResult(engine, bytes(timing.serialize()), info, shapes, unobservable, list(logger.warnings))
+    info = layer_information(engine, shapes, log)
+    return EngineResult(engine, bytes(timing.serialize()), info, shapes, unobservable, list(log.warnings), notes)
+
+
+def _use_timing_cache(config: trt.IBuilderConfig, data: bytes, log: Capture) -> list[str]:
+    """Start from a previous build's timing cache; one TensorRT cannot use (another device, a damaged file)
+    is replaced by an empty cache, and the error TensorRT logged about it is a note of this build, not the
+    reason a later failure of the build is given."""
+    errors_before = len(log.errors)
+    try:
+        cache: trt.ITimingCache = config.create_timing_cache(data)
+        if cache is not None and config.set_timing_cache(cache, False):
+            return []
+    except (RuntimeError, TypeError, ValueError) as exc:  # how the bindings report a file they cannot read
+        log.errors.append(str(exc))
+    refused = log.errors[errors_before:]
+    del log.errors[errors_before:]
+    config.set_timing_cache(config.create_timing_cache(b""), False)
+    return [f"the shared timing cache was not usable and was replaced: {'; '.join(refused[:2]) or 'no reason given'}"]
+
+
+def combine_timing_caches(ours: bytes, theirs: bytes) -> bytes:
+    """Two serialized timing caches of the same TensorRT and GPU -> one with the entries of both
+    (``ITimingCache.combine``; where both timed a layer, ours is kept). StageError when TensorRT refuses."""
+    import tensorrt as trt
+
+    with ROUTER.build() as log:
+        builder: trt.Builder = trt.Builder(process_logger())
+        config: trt.IBuilderConfig = builder.create_builder_config()
+        mine: trt.ITimingCache = config.create_timing_cache(ours)
+        other: trt.ITimingCache = config.create_timing_cache(theirs)
+        if not mine.combine(other, True):
+            raise StageError(f"TensorRT could not combine two timing caches: {log.reason()}")
+        return bytes(mine.serialize())
 
 
 def _tensors(network: trt.INetworkDefinition) -> dict[str, Any]:
@@ -156,8 +205,9 @@ def _data_types() -> dict[str, Any]:
 def _apply_flags(
     config: trt.IBuilderConfig, network: trt.INetworkDefinition, req: EngineRequest
 ) -> None:  # tensorrt<11
-    """TensorRT 10's weak typing, as the seed did it: the format's builder flag, OBEY (or PREFER) precision
-    constraints, and every float layer's precision and output types (FP32 for pinned layers)."""
+    """TensorRT 10's weak typing: the format's builder flag, and precision constraints (OBEY or PREFER) on
+    the layers :func:`.plan.layer_settings` picks -- pinned layers to FP32, or with ``constrain: all``
+    every layer that can be constrained."""
     import tensorrt as trt
 
     flag_values = {
@@ -168,8 +218,6 @@ def _apply_flags(
         "OBEY_PRECISION_CONSTRAINTS": trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS,
         "PREFER_PRECISION_CONSTRAINTS": trt.BuilderFlag.PREFER_PRECISION_CONSTRAINTS,
     }
-    for name in builder_flags(req.precision, req.strict):
-        config.set_flag(flag_values[name])
     if req.precision == "fp32":
         return
     graph_outputs = set(req.marks.graph_outputs)
@@ -181,20 +229,37 @@ def _apply_flags(
             tensor: trt.ITensor = layer.get_input(k)
             if tensor is not None:  # an optional input left empty
                 inputs.append(tensor.name)
-        names, types, is_out = [], [], []
+        names, types, is_out, shape = [], [], [], []
         for j in range(layer.num_outputs):
             tensor = layer.get_output(j)
             names.append(tensor.name)
             types.append(tensor.dtype.name)
             is_out.append(tensor.name in graph_outputs)
-        descs.append(LayerDesc(i, layer.name, layer.metadata, tuple(inputs), tuple(names), tuple(types), tuple(is_out)))
+            shape.append(bool(tensor.is_shape_tensor or not tensor.is_execution_tensor))
+        descs.append(
+            LayerDesc(
+                i,
+                layer.name,
+                layer.metadata,
+                tuple(inputs),
+                tuple(names),
+                tuple(types),
+                tuple(is_out),
+                layer.type.name,
+                tuple(shape),
+            )
+        )
+    settings = layer_settings(
+        descs, precision=req.precision, pinned=set(req.pinned), nodes=set(req.nodes), constrain=req.constrain
+    )
+    constrained = [s for s in settings if s.precision is not None]
+    for name in builder_flags(req.precision, req.strict, bool(constrained)):
+        config.set_flag(flag_values[name])
     data_types = _data_types()
     marked = set(req.marks.outputs)
-    for setting in layer_settings(descs, precision=req.precision, pinned=set(req.pinned), nodes=set(req.nodes)):
-        if setting.precision is None:
-            continue
+    for setting in constrained:
         layer = network.get_layer(setting.index)
-        layer.precision = data_types[setting.precision]
+        layer.precision = data_types[str(setting.precision)]
         for j, type_name in enumerate(setting.output_types):
             if type_name is None:
                 continue
@@ -232,15 +297,15 @@ def _configure(
     return shapes
 
 
-def layer_information(engine_bytes: bytes, shapes: dict[str, tuple[int, ...]], logger: Any) -> str:
+def layer_information(engine_bytes: bytes, shapes: dict[str, tuple[int, ...]], log: Capture) -> str:
     """The inspector's JSON for the engine, through a context with the input shapes set (without them the
     formats of dynamically shaped tensors read "N/A due to dynamic shapes")."""
     import tensorrt as trt
 
-    runtime: trt.Runtime = trt.Runtime(logger)
+    runtime: trt.Runtime = trt.Runtime(process_logger())
     engine: trt.ICudaEngine = runtime.deserialize_cuda_engine(engine_bytes)
     if engine is None:
-        raise StageError(f"TensorRT cannot load the engine it built: {'; '.join(logger.errors[:3])}")
+        raise StageError(f"TensorRT cannot load the engine it built: {log.reason()}")
     context: trt.IExecutionContext = engine.create_execution_context()
     for name, shape in shapes.items():
         context.set_input_shape(name, shape)

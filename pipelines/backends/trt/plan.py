@@ -1,5 +1,5 @@
 """What a TensorRT build is asked to do, decided without TensorRT: tensors to mark, per-layer precision
-settings for the builder-flag route, optimization-profile shapes, and the build key.
+constraints for the builder-flag route, optimization-profile shapes, and the build key.
 
 How each dump mode reads a requested tensor (the names are the lowered ONNX tensor names; the ONNX parser
 keeps ONNX tensor names for network tensors):
@@ -46,7 +46,10 @@ def marked_key(mode: str, tensors: Sequence[str]) -> dict[str, Any]:
 
 
 def tensors_to_mark(mode: str, requested: Sequence[str], graph_outputs: Iterable[str]) -> MarkPlan:
-    """``requested`` lowered tensor names -> what to mark in the network for dump mode ``mode``."""
+    """``requested`` lowered tensor names -> what to mark in the network for dump mode ``mode``.
+
+    ``graph_outputs`` must be all of the model's outputs, selected or not: they are engine outputs in every
+    mode, and the flags route keeps their type FP32, so the engine must not depend on which were selected."""
     outs = tuple(graph_outputs)
     rest = tuple(dict.fromkeys(t for t in requested if t not in set(outs)))
     if mode == "outputs":
@@ -58,11 +61,15 @@ def tensors_to_mark(mode: str, requested: Sequence[str], graph_outputs: Iterable
     raise ValueError(f"unknown dump mode {mode!r}")
 
 
-def builder_flags(precision: str, strict: bool) -> list[str]:
-    """BuilderFlag member names for the weak-typing route: the format's flag plus how constraints bind."""
+def builder_flags(precision: str, strict: bool, constrained: bool) -> list[str]:
+    """BuilderFlag member names for the weak-typing route: the format's flag, and how the per-layer
+    constraints bind when there are any (OBEY or PREFER_PRECISION_CONSTRAINTS)."""
     if precision == "fp32":
         return []
-    return [FORMAT_FLAGS[precision], "OBEY_PRECISION_CONSTRAINTS" if strict else "PREFER_PRECISION_CONSTRAINTS"]
+    flags = [FORMAT_FLAGS[precision]]
+    if constrained:
+        flags.append("OBEY_PRECISION_CONSTRAINTS" if strict else "PREFER_PRECISION_CONSTRAINTS")
+    return flags
 
 
 @dataclass(frozen=True)
@@ -76,6 +83,8 @@ class LayerDesc:
     outputs: tuple[str, ...]  # tensor names it writes
     output_types: tuple[str, ...]  # DataType member names of its outputs
     graph_output: tuple[bool, ...]  # per output: is it one of the model's graph outputs
+    layer_type: str = ""  # LayerType member name (CONSTANT, CONVOLUTION, ...)
+    shape_output: tuple[bool, ...] = ()  # per output: a shape tensor, or not an execution tensor
 
 
 @dataclass(frozen=True)
@@ -86,6 +95,9 @@ class LayerSetting:
     output_types: tuple[str | None, ...]  # per output: DataType member name for set_output_type, or None
 
 
+CONSTRAIN = ("pinned", "all")
+
+
 def layer_node(layer: LayerDesc, nodes: set[str]) -> str | None:
     """The ONNX node a network layer came from: the parser's metadata, else a layer named like a node."""
     for name in onnx_layers(layer.metadata):
@@ -94,15 +106,34 @@ def layer_node(layer: LayerDesc, nodes: set[str]) -> str | None:
     return layer.name if layer.name in nodes else None
 
 
+def constrainable(layer: LayerDesc) -> bool:
+    """Whether a precision constraint may be put on the layer. Not on a CONSTANT layer (weights, which
+    follow the layers that read them), nor on one with a non-float output (indices, booleans) or an output
+    that is a shape tensor (shape arithmetic): ``set_output_type`` rejects those, and TensorRT computes
+    shapes on the host anyway. Polygraphy's ``debug precision`` skips the same layers."""
+    return (
+        bool(layer.output_types)
+        and layer.layer_type != "CONSTANT"
+        and all(t in FLOAT_TYPES for t in layer.output_types)
+        and not any(layer.shape_output)
+    )
+
+
 def layer_settings(
-    layers: Sequence[LayerDesc], *, precision: str, pinned: set[str], nodes: set[str]
+    layers: Sequence[LayerDesc], *, precision: str, pinned: set[str], nodes: set[str], constrain: str = "pinned"
 ) -> list[LayerSetting]:
-    """Per-layer precision for the flags route: every layer computing floats gets the run's precision and
-    output type, layers of pinned ONNX nodes get FP32. A layer the parser made without a node of its own
-    (the Constant layer holding an initializer, a reshape it inserted) follows the layers that read it: FP32
-    when only pinned layers do, so a pinned layer's weights are not converted. Layers with a non-float
-    output (shapes, indices, booleans) keep TensorRT's choice, and graph outputs keep their FP32 type (like
-    the typed route's I/O). ``layers`` must be in network order (a layer after the layers it reads)."""
+    """Per-layer precision constraints for the flags route.
+
+    ``constrain: pinned`` (the default, how TensorRT 10 engines are deployed): the builder flag alone lets
+    TensorRT choose each layer's precision; only layers of pinned ONNX nodes are constrained, to FP32
+    (precision and output types). ``constrain: all`` (the seed's experiment): every layer is constrained,
+    to the run's format or, when pinned, FP32 -- which makes the precision audit's "asked fp16, ran fp32"
+    impossible by construction. A layer the parser made without a node of its own (a reshape it inserted)
+    follows the layers that read it: FP32 when only pinned layers do. Layers that cannot be constrained
+    (:func:`constrainable`) never are, and graph outputs keep their FP32 type (like the typed route's I/O).
+    ``layers`` must be in network order (a layer after the layers it reads)."""
+    if constrain not in CONSTRAIN:
+        raise ValueError(f"unknown constrain {constrain!r}")
     target = DATA_TYPES[precision]
     readers: dict[str, list[int]] = {}
     for layer in layers:
@@ -112,17 +143,20 @@ def layer_settings(
     out: dict[int, LayerSetting] = {}
     for layer in reversed(layers):  # readers are decided before the layers they read
         node = layer_node(layer, nodes)
-        if not layer.output_types or any(t not in FLOAT_TYPES for t in layer.output_types):
-            chosen[layer.index] = None
+        value: str | None = None
+        if constrainable(layer):
+            if node is not None:
+                value = "FLOAT" if node in pinned else target
+            else:
+                theirs = [chosen.get(i) for t in layer.outputs for i in readers.get(t, [])]
+                decided = [c for c in theirs if c is not None]
+                value = "FLOAT" if decided and all(c == "FLOAT" for c in decided) else target
+            chosen[layer.index] = value  # what its readers see, before the constrain mode drops it
+            if constrain == "pinned" and value != "FLOAT":
+                value = None
+        if value is None:
             out[layer.index] = LayerSetting(layer.index, node, None, (None,) * len(layer.output_types))
             continue
-        if node is not None:
-            value = "FLOAT" if node in pinned else target
-        else:
-            theirs = [chosen.get(i) for t in layer.outputs for i in readers.get(t, [])]
-            decided = [c for c in theirs if c is not None]
-            value = "FLOAT" if decided and all(c == "FLOAT" for c in decided) else target
-        chosen[layer.index] = value
         types = tuple(None if is_out else value for is_out in layer.graph_output)
         out[layer.index] = LayerSetting(layer.index, node, value, types)
     return [out[layer.index] for layer in layers]
@@ -175,7 +209,7 @@ def build_key(
     An engine is only valid for the TensorRT version and GPU it was built on (and its tactics depend on the
     driver), so those are part of it; so are the tensors marked in the network, because marking changes the
     engine. Options that cannot change the engine for this route are left out, so they cannot cause a
-    rebuild (``strict`` means nothing to the typed route).
+    rebuild (``strict`` and ``constrain`` mean nothing to the typed route).
     """
     opts = {
         "workspace_mib": options.get("workspace_mib"),
@@ -183,6 +217,7 @@ def build_key(
     }
     if route == "flags":
         opts["strict"] = bool(options.get("strict", True))
+        opts["constrain"] = str(options.get("constrain", "pinned"))
     return {
         "tensorrt": version,
         "gpu": device.gpu,

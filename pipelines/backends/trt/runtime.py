@@ -1,6 +1,8 @@
 """Run a TensorRT engine through ``cuda.bindings`` (cuda-python): the device's facts, device and pinned
-host buffers, ``set_tensor_address`` + ``execute_async_v3``, and a debug listener that copies debug
-tensors to the host while TensorRT calls it back.
+host buffers, ``set_tensor_address`` + ``execute_async_v3``, and a debug listener that copies the
+requested debug tensors to the host while TensorRT calls it back (:class:`EngineRunner`); and the session
+around it that turns engine tensors into the requested ONNX tensors (:class:`TensorRTSession`, plain
+Python like :class:`DebugSink`, tested with a stand-in runner).
 
 Imports ``tensorrt`` and ``cuda`` inside functions. Written against the documented APIs (NVIDIA's
 ``samples/python/common_runtime.py`` shows the same cuda.bindings calls); nothing here has run on a GPU in
@@ -10,11 +12,12 @@ this repository's CI. TensorRT objects are annotated with their class for the AP
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from layerscope.pipelines.backends.trt.buffers import from_bytes, nbytes, pointer, to_bytes
+from layerscope.pipelines.backends.trt.buffers import from_bytes, nbytes, to_bytes
+from layerscope.pipelines.backends.trt.logs import ROUTER
 from layerscope.pipelines.backends.trt.plan import DeviceFacts
 from layerscope.runner.errors import StageError
 
@@ -70,9 +73,39 @@ class _Buffer:
     size: int
 
 
-def make_listener() -> Any:
-    """An IDebugListener that copies every debug tensor to host memory during the callback (TensorRT
-    guarantees the address only for the duration of the call)."""
+class DebugSink:
+    """What the debug listener keeps of the tensors TensorRT calls it back with: the requested ones only.
+    With unfused tensors marked, TensorRT calls back for every tensor that survives fusion, every sample;
+    copying those nobody asked for costs a synchronous copy each, and one of a type the dump cannot read
+    would fail the run. ``seen`` records every name TensorRT emitted (for diagnostics and the GPU smoke)."""
+
+    def __init__(self, wanted: frozenset[str]) -> None:
+        self.wanted = wanted
+        self.values: dict[str, np.ndarray] = {}
+        self.seen: set[str] = set()
+        self.error = ""
+
+    def receive(self, name: str, dtype: str, shape: Sequence[int], copy: Callable[[int], bytes]) -> None:
+        """``copy(nbytes)`` reads the tensor's bytes; called only for a requested tensor. Never raises:
+        nothing may propagate into TensorRT's C++ caller, so a failure is kept for the session to report."""
+        self.seen.add(name)
+        if name not in self.wanted:
+            return
+        try:
+            dims = tuple(int(d) for d in shape)
+            self.values[name] = from_bytes(copy(nbytes(dtype, dims)), dtype, dims)
+        except Exception as exc:
+            self.error = self.error or f"debug tensor {name!r}: {exc}"
+
+    def clear(self) -> None:
+        self.values.clear()
+        self.error = ""
+
+
+def make_listener(sink: DebugSink) -> Any:
+    """An IDebugListener that hands each debug tensor to ``sink``, copying it to host memory during the
+    callback (TensorRT guarantees the address only for the duration of the call). The bindings pass the
+    address and the stream as integers (``pyCore.cpp``: ``reinterpret_cast<size_t>``)."""
     import numpy as np
     import tensorrt as trt
     from cuda.bindings import runtime as cudart
@@ -80,46 +113,45 @@ def make_listener() -> Any:
     class HostCopyListener(trt.IDebugListener):
         def __init__(self) -> None:
             trt.IDebugListener.__init__(self)
-            self.values: dict[str, tuple[str, tuple[int, ...], bytes]] = {}
-            self.error = ""
 
         def process_debug_tensor(
             self, addr: Any, location: Any, dtype: Any, shape: Any, name: str, stream: Any
         ) -> bool:
-            try:
-                dims = tuple(int(d) for d in shape)
-                size = nbytes(dtype.name, dims)
+            def copy(size: int) -> bytes:
                 host = np.empty(size, np.uint8)
                 if location == trt.TensorLocation.HOST:
-                    ctypes.memmove(host.ctypes.data, pointer(addr), size)
+                    ctypes.memmove(host.ctypes.data, int(addr), size)
                 else:
                     kind = cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
-                    _check(cudart.cudaMemcpyAsync(host.ctypes.data, pointer(addr), size, kind, stream), "copy")
+                    _check(cudart.cudaMemcpyAsync(host.ctypes.data, int(addr), size, kind, stream), "copy")
                     _check(cudart.cudaStreamSynchronize(stream), "cudaStreamSynchronize")
-                self.values[name] = (dtype.name, dims, host.tobytes())
+                return host.tobytes()
+
+            try:
+                sink.receive(str(name), dtype.name, tuple(shape), copy)
             except Exception as exc:  # nothing may propagate into TensorRT's C++ caller
-                self.error = self.error or f"debug tensor {name!r}: {exc}"
+                sink.error = sink.error or f"debug tensor {name!r}: {exc}"
             return True
 
     return HostCopyListener()
 
 
-class TensorRTSession:
-    """One engine, one execution context, one stream; buffers sized by the first sample and reused."""
+class EngineRunner:
+    """The GPU half of a session: one engine, one execution context, one stream, buffers sized by the
+    first sample and reused. ``execute`` returns, by engine tensor name, the engine's outputs and the
+    debug tensors in ``wanted`` that TensorRT emitted."""
 
-    def __init__(self, engine_bytes: bytes, reads: Mapping[str, str], mode: str, unobservable: Mapping[str, str]):
+    def __init__(self, engine_bytes: bytes, mode: str, wanted: frozenset[str]) -> None:
         import tensorrt as trt
         from cuda.bindings import runtime as cudart
 
-        from layerscope.pipelines.backends.trt.engine import make_logger
+        from layerscope.pipelines.backends.trt.engine import process_logger
 
-        self.unobservable = dict(unobservable)
-        self._reads = dict(reads)  # engine tensor name (output or debug tensor) -> lowered ONNX name
-        self._logger = make_logger()
-        self._runtime: trt.Runtime = trt.Runtime(self._logger)
-        self._engine: trt.ICudaEngine = self._runtime.deserialize_cuda_engine(engine_bytes)
+        self._runtime: trt.Runtime = trt.Runtime(process_logger())
+        with ROUTER.capture() as log:
+            self._engine: trt.ICudaEngine = self._runtime.deserialize_cuda_engine(engine_bytes)
         if self._engine is None:
-            raise StageError(f"TensorRT cannot load the engine: {'; '.join(self._logger.errors[:3])}")
+            raise StageError(f"TensorRT cannot load the engine: {log.reason()}")
         self._context: trt.IExecutionContext = self._engine.create_execution_context()
         self._stream: cudart.cudaStream_t = _check(cudart.cudaStreamCreate(), "cudaStreamCreate")
         self._buffers: dict[str, _Buffer] = {}
@@ -128,9 +160,10 @@ class TensorRTSession:
             name = self._engine.get_tensor_name(i)
             is_input = self._engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
             self._io.append((name, is_input, self._engine.get_tensor_dtype(name).name))
+        self.sink = DebugSink(wanted)
         self._listener = None
         if mode in ("debug", "unfused"):
-            self._listener = make_listener()
+            self._listener = make_listener(self.sink)
             self._context.set_debug_listener(self._listener)
             self._context.set_all_tensors_debug_state(True)
             if mode == "unfused":
@@ -152,7 +185,7 @@ class TensorRTSession:
             buf = self._buffers[name] = _Buffer(device, host, size)
         return buf
 
-    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def execute(self, feeds: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         from cuda.bindings import runtime as cudart
 
         to_device = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
@@ -175,24 +208,21 @@ class TensorRTSession:
                 _check(cudart.cudaMemcpyAsync(buf.device, buf.host, data.nbytes, to_device, self._stream), "copy")
             else:
                 outputs.append((name, dtype, shape, buf))
-        if self._listener is not None:
-            self._listener.values.clear()
-        if not self._context.execute_async_v3(int(self._stream)):
-            raise StageError(f"TensorRT failed on a sample: {'; '.join(self._logger.errors[-3:]) or 'no reason given'}")
+        self.sink.clear()
+        with ROUTER.capture() as log:
+            ok = self._context.execute_async_v3(int(self._stream))
+        if not ok:
+            raise StageError(f"TensorRT failed on a sample: {log.reason()}")
         for _, dtype, shape, buf in outputs:
             _check(cudart.cudaMemcpyAsync(buf.host, buf.device, nbytes(dtype, shape), to_host, self._stream), "copy")
         _check(cudart.cudaStreamSynchronize(self._stream), "cudaStreamSynchronize")
+        if self.sink.error:
+            raise StageError(f"copying a debug tensor failed: {self.sink.error}")
         values: dict[str, np.ndarray] = {}
         for name, dtype, shape, buf in outputs:
             raw = (ctypes.c_ubyte * nbytes(dtype, shape)).from_address(buf.host)
-            values[self._reads.get(name, name)] = from_bytes(raw, dtype, shape)
-        if self._listener is not None:
-            if self._listener.error:
-                raise StageError(f"copying a debug tensor failed: {self._listener.error}")
-            for name, (dtype, shape, raw) in self._listener.values.items():
-                if name in self._reads:
-                    values[self._reads[name]] = from_bytes(raw, dtype, shape)
-        return values
+            values[name] = from_bytes(raw, dtype, shape)
+        return values, dict(self.sink.values)
 
     def _free(self, buf: _Buffer) -> None:
         from cuda.bindings import runtime as cudart
@@ -208,3 +238,56 @@ class TensorRTSession:
         self._buffers.clear()
         cudart.cudaStreamDestroy(self._stream)
         del self._context, self._engine, self._runtime
+
+
+class Runner(Protocol):
+    def execute(self, feeds: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]: ...
+    def close(self) -> None: ...
+
+
+class TensorRTSession:
+    """The Session the dump stage reads: the requested lowered tensors' values from an engine runner.
+
+    ``sources`` maps each observable requested tensor to the engine tensor carrying it (an engine output or
+    a debug tensor). TensorRT does not promise to emit every unfused tensor (``NvInfer.h``, on
+    markUnfusedTensorsAsDebugTensors: "There is no guarantee that all unfused tensors are marked"), and
+    which it emits is only known once the engine has run: after the first sample, a requested tensor it
+    did not emit moves to ``unobservable`` with the reason (the dump reads ``unobservable`` again after
+    the first sample). One that goes missing later -- emitted for the first sample, not for another --
+    fails the dump with a message, never a KeyError."""
+
+    def __init__(self, runner: Runner, sources: Mapping[str, str], mode: str, unobservable: Mapping[str, str]):
+        self.unobservable = dict(unobservable)
+        self._runner = runner
+        self._sources = dict(sources)  # lowered ONNX name -> engine tensor name
+        self._mode = mode
+        self._samples = 0
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        outputs, debug = self._runner.execute(feeds)
+        received = {**debug, **outputs}  # an engine output is read from its own buffer
+        values = {t: received[e] for t, e in self._sources.items() if e in received}
+        missing = [t for t in self._sources if t not in values]
+        if missing and self._samples == 0:
+            for t in missing:
+                self.unobservable[t] = self._why_absent(self._sources.pop(t))
+        elif missing:
+            t = missing[0]
+            raise StageError(
+                f"TensorRT emitted no value for engine tensor {self._sources[t]!r} (tensor {t!r}) in sample "
+                f"{self._samples}, though it did in the first sample (a tensor computed only in some samples, "
+                "e.g. inside a conditional, cannot be dumped); exclude it from layers"
+            )
+        self._samples += 1
+        return values
+
+    def _why_absent(self, engine_name: str) -> str:
+        if self._mode == "unfused":
+            return (
+                f"not observable in this engine: TensorRT emitted no unfused debug tensor {engine_name!r} "
+                "(it does not promise to emit every unfused tensor)"
+            )
+        return f"not observable in this engine: TensorRT emitted no value for {engine_name!r}"
+
+    def close(self) -> None:
+        self._runner.close()

@@ -7,8 +7,9 @@ conformance test, and stated in docs/tensorrt.md):
   ``FP8``), no ``OBEY``/``PREFER_PRECISION_CONSTRAINTS``, no ``ILayer.precision``/``set_output_type``.
   Every network is strongly typed, so precision must live in the ONNX graph: the ``typed`` route.
 * TensorRT 10.x has both routes: ``typed`` (a strongly typed network from the precision-lowered ONNX) and
-  ``flags`` (the FP32 graph with builder flags and per-layer precision). ``flags`` is the default on 10.x
-  because it is how 10.x deployments are built; ``typed`` is the default (and only route) on 11.
+  ``flags`` (the FP32 graph with a builder precision flag; precision constraints on pinned layers, or on
+  every layer with ``constrain: all``). ``typed`` is the default everywhere: it builds exactly the types the
+  shared lowering wrote, so every backend runs the same graph, and it is the only route on 11.
 * ``INetworkDefinition.mark_unfused_tensors_as_debug_tensors`` (dump_mode ``unfused``) exists from 10.12.
 """
 
@@ -52,17 +53,14 @@ def parse_version(text: str) -> Version:
     return Version(tuple(int(n) for n in numbers), text)
 
 
-def default_route(version: Version) -> str:
-    return "typed" if version.major >= 11 else "flags"
-
-
 def unavailable_reason(
     *, installed: bool, version: Version | None, cuda_python: bool, devices: int, device_error: str = ""
 ) -> str | None:
     """None when the backend can run; otherwise one sentence: what is missing and what to do."""
     if not installed:
         return (
-            "backend tensorrt needs TensorRT (pip package tensorrt, with an NVIDIA GPU and driver), "
+            "backend tensorrt needs TensorRT (pip install 'layerscope[tensorrt-cu12]' or "
+            "'layerscope[tensorrt-cu13]', by the CUDA version nvidia-smi shows; an NVIDIA GPU and driver), "
             f"which is not installed here; {ALTERNATIVE}"
         )
     if version is None or version.major not in SUPPORTED_MAJORS:
@@ -82,16 +80,18 @@ def unavailable_reason(
     return None
 
 
-def resolve_options(version: Version | None, options: Mapping[str, Any]) -> dict[str, Any]:
-    """The run's options with their defaults filled in (the route's default depends on the version)."""
+def resolve_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The run's options with their defaults filled in (the same on every version)."""
     out = dict(options)
-    if version is not None:
-        out.setdefault("precision_mode", default_route(version))
+    out.setdefault("precision_mode", "typed")  # on every version: flags is opt-in on 10 and refused on 11
     out.setdefault("dump_mode", "outputs")
     if out.get("precision_mode") == "flags":
         out.setdefault("strict", True)
+        out.setdefault("constrain", "pinned")
     else:
-        out.pop("strict", None)  # meaningless for typed precision: kept out of the keys and the report
+        # Meaningless for typed precision: kept out of the keys and the report. (``constrain`` is left for
+        # option_problems to refuse: a user asking to force every layer must not be ignored silently.)
+        out.pop("strict", None)
     return out
 
 
@@ -114,6 +114,14 @@ def option_problems(version: Version | None, precision: str, options: Mapping[st
                 f"TensorRT {version} has no builder precision flags (TensorRT 11 removed weak typing); use "
                 "precision_mode: typed, which builds the precision-lowered ONNX graph (FP16/BF16 islands, "
                 "pinned layers FP32) as a strongly typed network",
+            )
+        )
+    if "constrain" in options and mode != "flags":
+        problems.append(
+            (
+                "constrain",
+                "constrain applies to precision_mode: flags (TensorRT 10's builder precision flag with per-layer "
+                "constraints); with precision_mode: typed each layer's precision is in the lowered graph",
             )
         )
     dump_mode = options.get("dump_mode", "outputs")

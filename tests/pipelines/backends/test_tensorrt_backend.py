@@ -1,17 +1,13 @@
 """The TensorRT backend around the engine: availability messages at validation, option checks, build keys,
-and a whole experiment with the engine and the runtime replaced by stand-ins (no GPU here).
-
-The stand-ins are the only fakes: ``build_engine`` returns the ONNX bytes as the "engine" and an inspector
-JSON in TensorRT 10.x's layout (Conv + BatchNormalization + Relu fused, MaxPool "running FP32"), and the
-session runs that ONNX on ONNX Runtime. Everything between -- lowering per route, marking per dump mode,
-observe.json, the precision audit, unobservable tensors in the dump, the report -- is the real code.
+and whole experiments with the engine build and the GPU runner replaced by the stand-ins of standins.py
+(no GPU here); everything else is the real code.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -19,12 +15,12 @@ from layerscope.cli import main
 from layerscope.pipelines import backends
 from layerscope.pipelines.backends.trt import engine as trt_engine
 from layerscope.pipelines.backends.trt import runtime as trt_runtime
-from layerscope.pipelines.backends.trt.plan import DeviceFacts
-from layerscope.pipelines.backends.trt.versions import parse_version
 from layerscope.pipelines.experiment import load_experiment
 from layerscope.pipelines.stages import plan_for
 from layerscope.runner.errors import SpecError
 from tests.conftest import SMALL_UNET
+from tests.pipelines.backends import standins
+from tests.pipelines.backends.conftest import forget
 
 TRT_UNET = SMALL_UNET.replace(
     """runs:
@@ -36,38 +32,14 @@ TRT_UNET = SMALL_UNET.replace(
 )
 
 
-def _forget(monkeypatch: pytest.MonkeyPatch, backend: Any) -> None:
-    for name in ("_unavailable", "installed_version", "environment"):
-        monkeypatch.delitem(backend.__dict__, name, raising=False)
-
-
-@pytest.fixture
-def fake_trt(monkeypatch: pytest.MonkeyPatch):
-    """TensorRT 'installed' with a GPU; returns a function to change the version."""
-    backend = backends.get("tensorrt")
-    _forget(monkeypatch, backend)
-
-    def install(version: str = "10.16.1.11") -> None:
-        backend.__dict__.update(
-            _unavailable=None,
-            installed_version=parse_version(version),
-            environment=DeviceFacts("NVIDIA Test GPU", "8.9", "12.4"),
-        )
-
-    install()
-    monkeypatch.setattr(trt_engine, "build_engine", _fake_build_engine)
-    monkeypatch.setattr(trt_runtime, "TensorRTSession", _FakeSession)
-    return install
-
-
 def test_without_tensorrt_validation_says_which_package_and_exits_2(write_config, capsys, no_tensorrt) -> None:
     path = write_config(TRT_UNET)
     assert main(["validate", str(path)]) == 2
     err = capsys.readouterr().err
-    assert "/runs/fp32/backend: backend tensorrt needs TensorRT (pip package tensorrt" in err
+    assert "/runs/fp32/backend: backend tensorrt needs TensorRT (pip install 'layerscope[tensorrt-cu12]'" in err
     assert "`layerscope backends` lists what is available; the onnxruntime backend runs anywhere" in err
     assert "/runs/fp16/backend: backend tensorrt cannot run here (the reason is given at /runs/fp32/backend)" in err
-    assert err.count("pip package tensorrt") == 1  # said once, not once per run
+    assert err.count("layerscope[tensorrt-cu12]") == 1  # said once, not once per run
     assert "Traceback" not in err
     for command in ("plan", "run"):
         assert main([command, str(path)]) == 2
@@ -78,7 +50,7 @@ def test_installed_without_a_cuda_device_is_refused_at_validation(write_config, 
     from layerscope.pipelines.backends import tensorrt as trt_backend
 
     backend = backends.get("tensorrt")
-    _forget(monkeypatch, backend)
+    forget(monkeypatch, backend)
     monkeypatch.setattr(trt_backend, "_has_module", lambda name: True)
     monkeypatch.setattr(trt_backend, "_dist_version", lambda *names: "10.16.1.11")
     monkeypatch.setattr(trt_runtime, "device_count", lambda: (0, "cudaErrorNoDevice"))
@@ -102,9 +74,9 @@ def test_flags_route_is_refused_on_tensorrt_11_naming_the_typed_route(write_conf
     assert "use precision_mode: typed" in problem.message
 
 
-def test_route_defaults_by_version(write_config, fake_trt) -> None:
+def test_the_typed_route_is_the_default_on_every_version(write_config, fake_trt) -> None:
     path = write_config(TRT_UNET.replace("precision_mode: typed, ", ""))
-    assert load_experiment(path).runs["fp16"].options["precision_mode"] == "flags"
+    assert load_experiment(path).runs["fp16"].options["precision_mode"] == "typed"
     fake_trt("11.4.0.106")
     assert load_experiment(path).runs["fp16"].options["precision_mode"] == "typed"
 
@@ -168,7 +140,11 @@ def test_an_experiment_runs_end_to_end_with_the_engine_stood_in(write_config, fa
         p.name for p in entry.path.iterdir()
     }
     observe = json.loads(entry.file("observe.json").read_text())
-    assert observe["mode"] == "unfused" and observe["reads"]["relu0"] == "relu0"
+    assert observe["mode"] == "unfused" and observe["marked"] == [] and observe["graph_outputs"] == ["logits"]
+    assert observe["graph"]["relu0"][1:] == ["Relu", ["relu0"]]  # the name map is made from it when a dump opens
+    # the fp16 session asked TensorRT only for the debug tensors that carry selected values (not conv0's)
+    (fp16,) = [r for r in standins.Runner.opened if r.mode == "unfused"]
+    assert "relu0" in fp16.wanted and "conv0" not in fp16.wanted and fp16.closed
     # a rerun uses the cached engines
     capsys.readouterr()
     assert main(["plan", str(path)]) == 0
@@ -185,73 +161,6 @@ def test_flags_route_runs_the_fp32_graph_and_records_the_plan(write_config, fake
     assert not c["not_observable"]
     assert any("marked as engine outputs" in n and "weak typing" in n for n in c["candidate_run"]["notes"])
     assert c["candidate_run"]["audit"]["summary"].startswith("1 of ")  # pool0 ran fp32 in the stand-in
-
-
-# -- stand-ins for the two pieces that need TensorRT and a GPU ------------------------------------------
-
-
-def _fake_build_engine(req: trt_engine.EngineRequest) -> trt_engine.EngineResult:
-    import onnx
-
-    proto = onnx.load(str(req.onnx_path), load_external_data=False)
-    names = {o for n in proto.graph.node for o in n.output}
-    missing = {t: "not observable in this engine: no such tensor" for t in (*req.marks.outputs, *req.marks.debug)}
-    missing = {t: why for t, why in missing.items() if t not in names}
-    shapes = {k: v for k, v in req.input_shapes.items() if v is not None}
-    info = _fake_layer_information(proto, req.precision)
-    return trt_engine.EngineResult(req.onnx_path.read_bytes(), b"timing", info, shapes, missing, [])
-
-
-def _fake_layer_information(proto: Any, precision: str) -> str:
-    nodes = list(proto.graph.node)
-    layers, i = [], 0
-    while i < len(nodes):
-        group = [nodes[i]]
-        while (
-            group[-1].op_type in ("Conv", "BatchNormalization")
-            and i + 1 < len(nodes)
-            and nodes[i + 1].op_type in ("BatchNormalization", "Relu")
-            and nodes[i + 1].input[0] == group[-1].output[0]
-        ):
-            i += 1
-            group.append(nodes[i])
-        i += 1
-        dtype = "FP32" if precision == "fp32" or group[0].op_type == "MaxPool" else "FP16"
-        fmt = f"Row major linear {dtype} format"
-        layers.append(
-            {
-                "Name": " + ".join(n.name for n in group),
-                "LayerType": "CaskConvolution" if group[0].op_type == "Conv" else "PointWiseV2",
-                "Inputs": [{"Name": group[0].input[0], "Location": "Device", "Format/Datatype": fmt}],
-                "Outputs": [{"Name": o, "Location": "Device", "Format/Datatype": fmt} for o in group[-1].output],
-                "Metadata": "\x1e".join(f"[ONNX Layer: {n.name}]" for n in group),
-            }
-        )
-    return json.dumps({"Layers": layers, "Bindings": [o.name for o in proto.graph.output]})
-
-
-class _FakeSession:
-    def __init__(self, engine_bytes: bytes, reads: dict[str, str], mode: str, unobservable: dict[str, str]) -> None:
-        import onnx
-        import onnxruntime as ort
-
-        proto = onnx.load_from_string(engine_bytes)
-        present = {o.name for o in proto.graph.output}
-        produced = {o for n in proto.graph.node for o in n.output}
-        self._names = [name for name in reads if name in produced]
-        for name in self._names:
-            if name not in present:
-                proto.graph.output.append(onnx.ValueInfoProto(name=name))
-        self._reads = reads
-        self.unobservable = unobservable
-        self._session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-
-    def run(self, feeds: dict[str, Any]) -> dict[str, Any]:
-        values = self._session.run(self._names, dict(feeds))
-        return {self._reads[n]: v for n, v in zip(self._names, values, strict=True)}
-
-    def close(self) -> None:
-        del self._session
 
 
 def test_every_module_of_the_backend_is_in_the_build_and_dump_code_version() -> None:
@@ -277,7 +186,7 @@ def test_unnamed_nodes_are_parsed_under_the_names_the_config_and_report_use(
 
     def capture(req: trt_engine.EngineRequest) -> trt_engine.EngineResult:
         seen.append(req)
-        return _fake_build_engine(req)
+        return standins.build_engine(req)
 
     monkeypatch.setattr(trt_engine, "build_engine", capture)
     path = write_config(
@@ -304,6 +213,74 @@ def test_unnamed_nodes_are_parsed_under_the_names_the_config_and_report_use(
 def test_the_shipped_tensorrt_config_is_valid_where_tensorrt_is(fake_trt) -> None:
     config = Path(__file__).resolve().parents[3] / "configs" / "unet-trt-fp16.yaml"
     exp = load_experiment(config)
-    assert exp.runs["fp16"].options["precision_mode"] == "flags"  # TensorRT 10's default
+    assert exp.runs["fp16"].options["precision_mode"] == "typed"
     fake_trt("11.4.0.106")
     assert load_experiment(config).runs["fp16"].options["precision_mode"] == "typed"
+
+
+def test_unfused_engine_serves_a_changed_selection(write_config, fake_trt) -> None:
+    """unfused: the selection is not in the build key, so the name map must not come from the build."""
+    path = write_config(TRT_UNET)
+    assert main(["run", str(path), "--out", "one", "-q", "--set", "layers=[relu0]"]) in (0, 1)
+    assert main(["run", str(path), "--out", "two", "-q", "--set", "layers=[relu0, pool0]"]) in (0, 1)
+    report = json.loads(Path("two/report.json").read_text())
+    assert report["execution"]["stages"]["build[fp16]"]["status"] == "cached"
+    (c,) = report["comparisons"]
+    assert {x["tensor"] for x in c["layers"]} >= {"relu0", "pool0"}  # (and the model output)
+
+
+def test_a_debug_tensor_tensorrt_never_emits_is_reported_not_observable(write_config, fake_trt) -> None:
+    """NvInfer.h: "There is no guarantee that all unfused tensors are marked" -- the dump must not fail."""
+    standins.Runner.not_emitted = {"pool0"}
+    path = write_config(TRT_UNET)
+    assert main(["run", str(path), "--out", "out", "-q", "--set", "layers=[relu0, pool0]"]) in (0, 1)
+    (c,) = json.loads(Path("out/report.json").read_text())["comparisons"]
+    assert c["not_observable_reasons"]["pool0"] == (
+        "candidate: not observable in this engine: TensorRT emitted no unfused debug tensor 'pool0' "
+        "(it does not promise to emit every unfused tensor)"
+    )
+    assert "relu0" in {x["tensor"] for x in c["layers"]}
+
+
+def _requests(monkeypatch: pytest.MonkeyPatch) -> list[trt_engine.EngineRequest]:
+    seen: list[trt_engine.EngineRequest] = []
+
+    def capture(req: trt_engine.EngineRequest) -> trt_engine.EngineResult:
+        seen.append(req)
+        return standins.build_engine(req)
+
+    monkeypatch.setattr(trt_engine, "build_engine", capture)
+    return seen
+
+
+@pytest.mark.parametrize("route", ["typed", "flags"])
+def test_the_engine_request_does_not_depend_on_the_selection_in_unfused_mode(
+    write_config, fake_trt, monkeypatch, route: str
+) -> None:
+    """The selection is not in an unfused build's key, so nothing it asks TensorRT may depend on it -- the
+    model's outputs included (they are engine outputs and keep FP32 in the flags route)."""
+    seen = _requests(monkeypatch)
+    path = write_config(TRT_UNET.replace("precision_mode: typed", f"precision_mode: {route}"))
+    for i, layers in enumerate(["[relu0]", "[relu0, pool0]", "all"]):
+        assert main(["run", str(path), "--out", f"o{i}", "-q", "--no-cache", "--set", f"layers={layers}"]) in (0, 1)
+    # (the lowered file's folder and the timing cache it starts from may differ; neither changes what is built)
+    fp16 = [dataclasses.replace(r, onnx_path=r.onnx_path.name, timing_cache=b"") for r in seen if r.precision == "fp16"]
+    assert len(fp16) == 3 and fp16[0] == fp16[1] == fp16[2]
+    assert fp16[0].marks.graph_outputs == ("logits",)  # the lowered graph's output, whether selected or not
+
+
+def test_flags_route_sends_the_constraint_mode(write_config, fake_trt, monkeypatch) -> None:
+    seen = _requests(monkeypatch)
+    flags = "precision_mode: flags, dump_mode: outputs"
+    path = write_config(TRT_UNET.replace("precision_mode: typed, dump_mode: unfused", flags))
+    assert main(["run", str(path), "--out", "o", "-q"]) in (0, 1)
+    assert main(["run", str(path), "--out", "o2", "-q", "--set", "runs.fp16.options.constrain=all"]) in (0, 1)
+    assert [r.constrain for r in seen if r.precision == "fp16"] == ["pinned", "all"]
+
+
+def test_builds_add_to_the_shared_timing_cache(write_config, fake_trt) -> None:
+    path = write_config(TRT_UNET)
+    assert main(["run", str(path), "--out", "out", "-q"]) in (0, 1)
+    exp = load_experiment(path)
+    (shared,) = (exp.cache.root / "v1" / "shared" / "tensorrt" / "timing").glob("*.cache")
+    assert json.loads(shared.read_bytes()) == ["fp16/typed", "fp32/typed"]

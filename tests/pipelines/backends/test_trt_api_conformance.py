@@ -88,6 +88,12 @@ def test_the_backend_uses_what_the_issue_asks_for() -> None:
         ("ProfilingVerbosity.DETAILED", None),
         ("cudaMemcpyAsync", None),
         ("cudaMallocHost", None),
+        ("ITensor.is_shape_tensor", ("<", (11,))),
+        ("ITensor.is_execution_tensor", ("<", (11,))),
+        ("ILayer.type", ("<", (11,))),
+        ("ITimingCache.combine", None),
+        ("ILogger.log", None),
+        ("ILogger.Severity.INTERNAL_ERROR", None),
     }
     assert expected <= names
 

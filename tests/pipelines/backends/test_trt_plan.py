@@ -3,8 +3,6 @@ per-layer settings for the builder-flag route, profile shapes, key composition, 
 
 from __future__ import annotations
 
-import ctypes
-
 import ml_dtypes
 import numpy as np
 import pytest
@@ -32,13 +30,28 @@ def test_versions_parse_and_compare() -> None:
         versions.parse_version("unknown")
 
 
-def test_route_defaults_by_version_and_flags_are_refused_on_11() -> None:
-    assert versions.resolve_options(V10_16, {}) == {"precision_mode": "flags", "dump_mode": "outputs", "strict": True}
-    assert versions.resolve_options(V11, {"strict": False}) == {"precision_mode": "typed", "dump_mode": "outputs"}
+def test_typed_is_the_default_route_and_flags_are_refused_on_11() -> None:
+    assert versions.resolve_options({}) == {"precision_mode": "typed", "dump_mode": "outputs"}
+    assert versions.resolve_options({"strict": False}) == {"precision_mode": "typed", "dump_mode": "outputs"}
+    assert versions.resolve_options({"precision_mode": "flags"}) == {
+        "precision_mode": "flags",
+        "dump_mode": "outputs",
+        "strict": True,
+        "constrain": "pinned",
+    }
     assert versions.option_problems(V10_16, "fp16", {"precision_mode": "flags"}) == []
     ((key, message),) = versions.option_problems(V11, "fp16", {"precision_mode": "flags"})
     assert key == "precision_mode"
     assert "TensorRT 11 removed weak typing" in message and "use precision_mode: typed" in message
+
+
+def test_constrain_is_refused_on_the_typed_route_rather_than_ignored() -> None:
+    """A user forcing every layer (the seed's experiment) must not get the typed route's graph silently."""
+    options = versions.resolve_options({"constrain": "all"})
+    ((key, message),) = versions.option_problems(V10_16, "fp16", options)
+    assert key == "constrain" and "applies to precision_mode: flags" in message
+    flags = versions.resolve_options({"precision_mode": "flags", "constrain": "all"})
+    assert versions.option_problems(V10_16, "fp16", flags) == []
 
 
 def test_quantized_formats_are_refused_until_calibration_is_wired_up() -> None:
@@ -60,7 +73,8 @@ def test_availability_messages_say_what_is_missing_and_where_to_go() -> None:
     assert why() is None
     tail = "`layerscope backends` lists what is available; the onnxruntime backend runs anywhere without a GPU"
     missing = why(installed=False, version=None)
-    assert missing is not None and missing.startswith("backend tensorrt needs TensorRT (pip package tensorrt")
+    assert missing is not None
+    assert missing.startswith("backend tensorrt needs TensorRT (pip install 'layerscope[tensorrt-cu12]'")
     no_device = why(devices=0, device_error="cudaErrorNoDevice")
     assert no_device == (
         "backend tensorrt needs a CUDA device: TensorRT 10.16.1.11 is installed but no CUDA device is visible "
@@ -87,35 +101,69 @@ def test_tensors_to_mark_per_dump_mode() -> None:
 
 
 def test_builder_flags() -> None:
-    assert builder_flags("fp16", True) == ["FP16", "OBEY_PRECISION_CONSTRAINTS"]
-    assert builder_flags("bf16", False) == ["BF16", "PREFER_PRECISION_CONSTRAINTS"]
-    assert builder_flags("fp32", True) == []
+    assert builder_flags("fp16", True, True) == ["FP16", "OBEY_PRECISION_CONSTRAINTS"]
+    assert builder_flags("bf16", False, True) == ["BF16", "PREFER_PRECISION_CONSTRAINTS"]
+    assert builder_flags("fp16", True, False) == ["FP16"]  # nothing constrained: the flag alone, as deployed
+    assert builder_flags("fp32", True, True) == []
 
 
-def test_layer_settings_pin_fp32_skip_non_float_and_keep_graph_outputs_fp32() -> None:
-    def layer(i: int, name: str, meta: str, ins: tuple, outs: tuple, types: tuple, graph_out: tuple) -> LayerDesc:
-        return LayerDesc(i, name, meta, ins, outs, types, graph_out)
+def _layer(i: int, name: str, meta: str, ins: tuple, outs: tuple, types: tuple, graph_out: tuple, **kw) -> LayerDesc:
+    shape = kw.get("shape", (False,) * len(outs))
+    return LayerDesc(i, name, meta, ins, outs, types, graph_out, kw.get("kind", "CONVOLUTION"), shape)
 
-    layers = [
-        layer(0, "conv0", "[ONNX Layer: conv0]", ("x",), ("a",), ("FLOAT",), (False,)),
-        layer(1, "(Unnamed Layer* 1) [Constant]", "", (), ("w",), ("FLOAT",), (False,)),  # read by pinned only
-        layer(2, "relu0", "[ONNX Layer: relu0]", ("a", "w"), ("b",), ("FLOAT",), (False,)),
-        layer(3, "shape", "[ONNX Layer: shape0]", ("b",), ("s",), ("INT64",), (False,)),
-        layer(4, "(Unnamed Layer* 4) [ElementWise]", "[ONNX Layer: mul0]", ("b",), ("c",), ("FLOAT",), (False,)),
-        layer(5, "(Unnamed Layer* 5) [Constant]", "", (), ("v",), ("FLOAT",), (False,)),  # read by conv1
-        layer(6, "conv1", "", ("c", "v"), ("y",), ("FLOAT",), (True,)),
-    ]
-    nodes = {"conv0", "relu0", "shape0", "mul0", "conv1"}
-    got = {s.index: s for s in layer_settings(layers, precision="fp16", pinned={"relu0"}, nodes=nodes)}
+
+# A network as the ONNX parser makes it: relu0 pinned, a Constant read only by it and one read by conv1,
+# shape arithmetic (INT64 output), a float shape tensor (Resize scales), a graph output.
+NETWORK = [
+    _layer(0, "conv0", "[ONNX Layer: conv0]", ("x",), ("a",), ("FLOAT",), (False,)),
+    _layer(1, "(Unnamed Layer* 1) [Constant]", "", (), ("w",), ("FLOAT",), (False,), kind="CONSTANT"),
+    _layer(2, "relu0", "[ONNX Layer: relu0]", ("a", "w"), ("b",), ("FLOAT",), (False,)),
+    _layer(3, "shape", "[ONNX Layer: shape0]", ("b",), ("s",), ("INT64",), (False,), kind="SHAPE"),
+    _layer(4, "(Unnamed Layer* 4) [ElementWise]", "[ONNX Layer: mul0]", ("b",), ("c",), ("FLOAT",), (False,)),
+    _layer(5, "(Unnamed Layer* 5) [Constant]", "", (), ("v",), ("FLOAT",), (False,), kind="CONSTANT"),
+    _layer(6, "scales", "[ONNX Layer: scales0]", ("s",), ("f",), ("FLOAT",), (False,), shape=(True,)),
+    _layer(7, "(Unnamed Layer* 7) [Shuffle]", "", ("c",), ("d",), ("FLOAT",), (False,), kind="SHUFFLE"),
+    _layer(8, "conv1", "", ("d", "v", "f"), ("y",), ("FLOAT",), (True,)),
+]
+NODES = {"conv0", "relu0", "shape0", "mul0", "scales0", "conv1"}
+
+
+def test_flags_route_constrains_only_pinned_layers_by_default() -> None:
+    """The FP16 flag alone lets TensorRT choose (how TensorRT 10 engines are deployed), so the audit's
+    "asked fp16, ran fp32" can happen; only the pinned layer is constrained, to FP32."""
+    got = {s.index: s for s in layer_settings(NETWORK, precision="fp16", pinned={"relu0"}, nodes=NODES)}
+    assert (got[2].node, got[2].precision, got[2].output_types) == ("relu0", "FLOAT", ("FLOAT",))
+    assert all(got[i].precision is None for i in got if i != 2)
+    assert all(t is None for i in got if i != 2 for t in got[i].output_types)
+    nothing = layer_settings(NETWORK, precision="fp16", pinned=set(), nodes=NODES)
+    assert all(s.precision is None for s in nothing)
+
+
+def test_flags_route_can_force_every_layer_as_the_seed_did_but_never_constants_or_shapes() -> None:
+    got = {
+        s.index: s for s in layer_settings(NETWORK, precision="fp16", pinned={"relu0"}, nodes=NODES, constrain="all")
+    }
     assert (got[0].node, got[0].precision, got[0].output_types) == ("conv0", "HALF", ("HALF",))
     assert (got[2].precision, got[2].output_types) == ("FLOAT", ("FLOAT",))  # pinned
-    assert (got[1].node, got[1].precision) == (None, "FLOAT")  # the pinned layer's weights stay FP32
-    assert (got[3].precision, got[3].output_types) == (None, (None,))  # shape arithmetic: TensorRT's choice
+    assert got[1].precision is None and got[5].precision is None  # Constants: weights follow their readers
+    assert (got[3].precision, got[3].output_types) == (None, (None,))  # INT64 shape arithmetic
+    assert got[6].precision is None  # a float shape tensor: set_output_type would be rejected
     assert (got[4].node, got[4].precision) == ("mul0", "HALF")  # found through the parser's metadata
-    assert (got[5].node, got[5].precision) == (None, "HALF")  # weights of a reduced layer
-    assert (got[6].node, got[6].precision, got[6].output_types) == ("conv1", "HALF", (None,))  # graph output
-    bf16 = layer_settings(layers[:1], precision="bf16", pinned=set(), nodes=nodes)
+    assert (got[7].node, got[7].precision) == (None, "HALF")  # a layer the parser inserted follows its reader
+    assert (got[8].node, got[8].precision, got[8].output_types) == ("conv1", "HALF", (None,))  # graph output
+    bf16 = layer_settings(NETWORK[:1], precision="bf16", pinned=set(), nodes=NODES, constrain="all")
     assert bf16[0].precision == "BF16"
+    with pytest.raises(ValueError):
+        layer_settings(NETWORK, precision="fp16", pinned=set(), nodes=NODES, constrain="some")
+
+
+def test_a_layer_the_parser_inserted_for_a_pinned_layer_is_pinned_with_it() -> None:
+    net = [
+        _layer(0, "(Unnamed Layer* 0) [Shuffle]", "", ("x",), ("a",), ("FLOAT",), (False,), kind="SHUFFLE"),
+        _layer(1, "gemm0", "[ONNX Layer: gemm0]", ("a",), ("y",), ("FLOAT",), (False,)),
+    ]
+    got = layer_settings(net, precision="fp16", pinned={"gemm0"}, nodes={"gemm0"})
+    assert [s.precision for s in got] == ["FLOAT", "FLOAT"]
 
 
 def test_profile_shapes_from_the_config() -> None:
@@ -145,8 +193,9 @@ def test_build_key_names_version_gpu_driver_marks_and_only_relevant_options() ->
     assert k["tensorrt"] == "10.16.1.11" and k["gpu"] == "NVIDIA H100 80GB HBM3"
     assert k["compute_capability"] == "9.0" and k["driver"] == "12.4"
     assert k["marked"] == {"mode": "outputs", "tensors": ["a", "b"]} and k["profile"] == {"input": [1, 3, 8, 8]}
-    assert key(strict=False) == key()  # strict means nothing to the typed route
+    assert key(strict=False) == key() == key(constrain="all")  # strict and constrain mean nothing to typed
     assert key("flags", strict=False) != key("flags")
+    assert key("flags", constrain="all") != key("flags") == key("flags", constrain="pinned")
     assert key(workspace_mib=512) != key()
     assert marked_key("unfused", ["a"]) == marked_key("unfused", ["b"]) == {"mode": "unfused", "tensors": []}
 
@@ -165,12 +214,3 @@ def test_buffers_convert_raw_bytes_with_ml_dtypes() -> None:
     assert fed.dtype == np.float16 and fed.flags.c_contiguous
     with pytest.raises(ValueError, match="sub-byte"):
         buffers.from_bytes(b"\x00", "INT4", (2,))
-
-
-def test_pointer_reads_ints_and_capsules() -> None:
-    assert buffers.pointer(1234) == 1234
-    new = ctypes.pythonapi.PyCapsule_New
-    new.restype, new.argtypes = ctypes.py_object, [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p]
-    target = ctypes.c_double(1.0)
-    capsule = new(ctypes.addressof(target), None, None)
-    assert buffers.pointer(capsule) == ctypes.addressof(target)

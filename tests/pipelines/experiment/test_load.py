@@ -59,8 +59,9 @@ def test_all_semantic_problems_at_once(write_config, no_tensorrt) -> None:
         f"{src}:7:17: /layers/1: op Rleu matches no node; did you mean 'Relu'?",
         f"{src}:7:37: /layers/2/regex: invalid regular expression: missing ), unterminated subpattern at position 0",
         f"{src}:10:49: /runs/fp16/overrides/0/layers/0: name 'relu9' matches no node; did you mean 'relu0'?",
-        f"{src}:11:18: /runs/trt/backend: backend tensorrt needs TensorRT (pip package tensorrt, with an NVIDIA GPU "
-        "and driver), which is not installed here; `layerscope backends` lists what is available; the onnxruntime "
+        f"{src}:11:18: /runs/trt/backend: backend tensorrt needs TensorRT (pip install 'layerscope[tensorrt-cu12]' or "
+        "'layerscope[tensorrt-cu13]', by the CUDA version nvidia-smi shows; an NVIDIA GPU and driver), which is not "
+        "installed here; `layerscope backends` lists what is available; the onnxruntime "
         "backend runs anywhere without a GPU",
         f"{src}:13:14: /compare/reference: no run named 'fp23'; did you mean 'fp32'?",
         f"{src}:17:15: /thresholds/layers/1/match: 'dense*' matches no node (the model has 4 nodes, e.g. 'conv0', "
