@@ -158,14 +158,15 @@ def _experiment(
     runs, run_names = phases.runs(ld)
     reference, candidates = phases.compare(ld, runs, run_names)
     selection = phases.selection(ld)
-    inputs, input_names = phases.inputs(ld)
-    calibration = phases.calibration(ld, inputs, input_names, runs)
+    inputs, input_names = phases.inputs(ld, model)
+    calibration = phases.calibration(ld, inputs, input_names, runs, model)
     runs = phases.quantization(runs, calibration)
     thresholds = phases.thresholds(ld)
     tensors: tuple[str, ...] = ()
     notes: list[str] = []
     if model is not None:
         runs = phases.check_against_model(ld, model, selection, inputs, input_names, runs)
+        phases.check_calibration_sources(ld, calibration)
         tensors, notes = phases.tensors(selection, model)
         if not tensors and not ld.problems.problems:
             ld.problems.add("/layers", "the selection contains no layer with a floating-point output to compare")
