@@ -24,6 +24,11 @@ if TYPE_CHECKING:
 
     from layerscope.pipelines.experiment import InputSpec
 
+# Every module that computes sample values: the code version of each stage that reads inputs.
+INPUT_MODULES = tuple(
+    f"layerscope.pipelines.experiment.{m}" for m in ("inputs", "arrays", "images", "feeds", "userscript")
+)
+
 
 def source_kind(source: Any) -> str:
     """random | file | images | script."""

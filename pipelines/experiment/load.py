@@ -18,6 +18,7 @@ from pathlib import Path, PurePath
 from typing import Any
 
 from layerscope.pipelines.experiment import phases
+from layerscope.pipelines.experiment.agreement import task_spec
 from layerscope.pipelines.experiment.spec import Experiment
 from layerscope.runner.cache import Cache
 from layerscope.runner.errors import SpecError, SpecProblem, UsageError
@@ -162,6 +163,7 @@ def _experiment(
     calibration = phases.calibration(ld, inputs, input_names, runs, model)
     runs = phases.quantization(runs, calibration)
     thresholds = phases.thresholds(ld)
+    task = task_spec(ld, model)
     tensors: tuple[str, ...] = ()
     notes: list[str] = []
     if model is not None:
@@ -197,6 +199,7 @@ def _experiment(
         notes=tuple(notes),
         calibration=calibration,
         attribution=bool(data.get("attribution", True)),
+        task=task,
     )
 
 

@@ -23,13 +23,22 @@ from layerscope.pipelines.experiment.selection import (
     suggest_names,
 )
 from layerscope.pipelines.experiment.sources import build_input
-from layerscope.pipelines.experiment.spec import CalibrationSpec, InputSpec, Limits, RunSpec, Thresholds
+from layerscope.pipelines.experiment.spec import (
+    CalibrationSpec,
+    InputSpec,
+    Limits,
+    RunSpec,
+    TaskLimits,
+    Thresholds,
+)
 from layerscope.pipelines.lowering.formats import FORMATS
 from layerscope.pipelines.models.resolve import ResolvedModel, resolve_model
 from layerscope.runner.cache import Cache
 from layerscope.runner.errors import UsageError
 from layerscope.runner.spec import ProblemCollector, pointer
 from layerscope.runner.suggest import suggest
+
+TASK_LIMITS = ("min_top1_agreement", "min_topk_overlap", "min_task_score")
 
 
 @dataclass
@@ -280,7 +289,8 @@ def thresholds(ld: Loading) -> Thresholds:
     layers = tuple(
         (entry["match"], {k: v for k, v in entry.items() if k != "match"}) for entry in raw.pop("layers", [])
     )
-    return Thresholds(Limits(**raw), layers)
+    task = TaskLimits(**{k: raw.pop(k) for k in TASK_LIMITS if k in raw})
+    return Thresholds(Limits(**raw), layers, task)
 
 
 # -- against the model ------------------------------------------------------------------------------------

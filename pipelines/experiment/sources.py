@@ -103,7 +103,7 @@ def _script(ld: Loading, source: dict[str, Any], ptr: str) -> dict[str, Any]:
     out["script"] = str(script)
     depends: list[str] = []
     for i, entry in enumerate(source.get("depends", [])):
-        files, problems = _matches(ld, entry)
+        files, problems = matches(ld, entry)
         for message in problems:
             ld.problems.add(f"{ptr}/source/depends/{i}", message)
         depends += files
@@ -112,7 +112,7 @@ def _script(ld: Loading, source: dict[str, Any], ptr: str) -> dict[str, Any]:
     return out
 
 
-def _matches(ld: Loading, entry: str) -> tuple[list[str], list[str]]:
+def matches(ld: Loading, entry: str) -> tuple[list[str], list[str]]:
     """Files a ``depends`` entry names: a file, a folder (every file below it) or a glob."""
     try:
         target = ld.resolve(entry)
