@@ -49,7 +49,7 @@ def where(exc: BaseException, path: Path) -> str:
     for frame in traceback.extract_tb(exc.__traceback__):
         if Path(frame.filename) == path:
             line = frame.lineno
-    text = str(exc).strip() or "(no message)"
+    text = (exc.msg if isinstance(exc, SyntaxError) and exc.msg else str(exc)).strip() or "(no message)"
     return f"{type(exc).__name__}: {text}" + (f" ({path.name}:{line})" if line else "")
 
 
