@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from layerscope.pipelines.experiment.spec import TaskLimits
-from layerscope.pipelines.metrics.task import Agreement, Scores, ScoreError, as_scores
+from layerscope.pipelines.metrics.task import Agreement, ScoreError, Scores, as_scores
 from layerscope.pipelines.metrics.task_limits import task_failures, with_task
 
 
