@@ -11,7 +11,7 @@ here and imported only by the stage that computes the scores (user code, like a 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from layerscope.pipelines.experiment.spec import TaskSpec
 from layerscope.runner.errors import UsageError
@@ -42,7 +42,9 @@ def task_spec(ld: Loading, model: ResolvedModel | None) -> TaskSpec | None:
     if cls is not None:
         top_k, axis = int(cls.get("top_k", 5)), int(cls.get("axis", -1))
         outputs = _outputs(ld, model, cls.get("outputs"), top_k, axis)
-    script, function, depends = None, "compare", ()
+    script: Path | None = None
+    depends: tuple[Path, ...] = ()
+    function = "compare"
     if func is not None:
         script, function, depends = _func(ld, func)
     return TaskSpec(outputs, top_k, axis, script, function, depends)
@@ -77,11 +79,11 @@ def _outputs(
     return tuple(names)
 
 
-def _func(ld: Loading, func: dict[str, object]) -> tuple[Path | None, str, tuple[Path, ...]]:
+def _func(ld: Loading, func: dict[str, Any]) -> tuple[Path | None, str, tuple[Path, ...]]:
     from layerscope.pipelines.experiment.sources import matches
     from layerscope.pipelines.experiment.userscript import split_script
 
-    written, function = split_script(str(func["script"]), func.get("function"), "compare")  # type: ignore[arg-type]
+    written, function = split_script(str(func["script"]), func.get("function"), "compare")
     try:
         script = ld.resolve(written)
     except UsageError as exc:
@@ -90,7 +92,7 @@ def _func(ld: Loading, func: dict[str, object]) -> tuple[Path | None, str, tuple
     if not script.is_file():
         ld.problems.add("/compare/func/script", f"compare script not found: {script}")
     depends: list[str] = []
-    for i, entry in enumerate(func.get("depends", []) or []):  # type: ignore[attr-defined]
+    for i, entry in enumerate(func.get("depends") or []):
         files, problems = matches(ld, str(entry))
         for message in problems:
             ld.problems.add(f"/compare/func/depends/{i}", message)

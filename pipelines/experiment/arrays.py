@@ -56,7 +56,7 @@ def open_array(spec: InputSpec) -> Iterator[Any]:
         raise UsageError(f"cannot read input file {path}: {exc}") from None
 
 
-def _header(spec: InputSpec) -> tuple[tuple[int, ...], np.dtype[Any]]:
+def header(spec: InputSpec) -> tuple[tuple[int, ...], np.dtype[Any]]:
     """(shape, dtype) of a file source without reading its data (an .npz member's header is read in place)."""
     import numpy as np
 
@@ -122,7 +122,7 @@ def probe_array(spec: InputSpec, samples: int) -> tuple[int, ...]:
     """The shape of one sample of a file source, from its header, after checking its count and dtype."""
     import numpy as np
 
-    shape, dtype = _header(spec)
+    shape, dtype = header(spec)
     _enough(spec, shape, samples)
     want = np.dtype(spec.dtype)
     if dtype != want and not np.can_cast(dtype, want, casting="same_kind"):

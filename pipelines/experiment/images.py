@@ -21,7 +21,7 @@ the input's key material, so changing one image reruns exactly the stages that r
 from __future__ import annotations
 
 import glob
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -167,7 +167,7 @@ def _open(path: str, channels: str) -> Any:
     return oriented.convert("L" if channels == "GRAY" else "RGB")
 
 
-def _resize(img: Any, src: dict[str, Any], height: int, width: int, what: str) -> Any:
+def _resize(img: Any, src: Mapping[str, Any], height: int, width: int, what: str) -> Any:
     from PIL import Image
 
     resample = getattr(Image.Resampling, src["interpolation"].upper())

@@ -122,6 +122,21 @@ def check_source(spec: InputSpec, samples: int) -> tuple[int, ...] | None:
     return probe_array(spec, samples)
 
 
+def probe_file(spec: InputSpec) -> tuple[int, tuple[int, ...]]:
+    """(samples, shape of one sample) of a file source, read from the file (array header, or the JSON)."""
+    if Path(spec.source["file"]).suffix == ".json":
+        from layerscope.pipelines.experiment.feeds import load_polygraphy_json
+
+        feeds = load_polygraphy_json(Path(spec.source["file"]))
+        first = feeds[0].get(spec.name) if feeds and isinstance(feeds[0], dict) else None
+        return len(feeds), tuple(getattr(first, "shape", ()))
+    from layerscope.pipelines.experiment.arrays import header, layout
+
+    shape, _ = header(spec)
+    count, _ = layout(shape, spec)
+    return count, tuple(spec.shape) if spec.shape is not None else shape[1:]
+
+
 @contextmanager
 def sample_reader(spec: InputSpec, samples: int) -> Iterator[Any]:
     """A function i -> the i-th sample (i = 0, 1, ... in order), checked against the spec's shape and dtype."""

@@ -189,7 +189,7 @@ def static_shape(model: ResolvedModel | None, name: str) -> tuple[int, ...] | No
     """The model's declared shape of an input when every dimension is a fixed number."""
     for t in model.summary.inputs if model is not None else ():
         if t.name == name and t.shape is not None and all(isinstance(d, int) and d > 0 for d in t.shape):
-            return tuple(int(d) for d in t.shape)
+            return tuple(d for d in t.shape if isinstance(d, int))
     return None
 
 

@@ -78,7 +78,7 @@ def load_function(ref: ScriptRef) -> Callable[..., Any]:
         raise UsageError(f"{ref.path.name} defines no function {ref.function!r}{hint}")
     if not callable(fn):
         raise UsageError(f"{ref.label} is a {type(fn).__name__}, not a function")
-    return fn  # type: ignore[no-any-return]
+    return fn
 
 
 def call(ref: ScriptRef, fn: Callable[..., Any], *args: Any, context: str = "") -> Any:
