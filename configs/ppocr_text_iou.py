@@ -11,10 +11,10 @@ THRESHOLD = 0.3  # PP-OCR's det_db_thresh
 
 
 def text_iou(reference, candidate):
-    """IoU of the reference's and the candidate's text masks for one sample (higher is better)."""
+    """{"text_iou": IoU of the two text masks} for one sample (higher is better)."""
     name = next(iter(reference))  # the detector has one output: the probability map
     ref = reference[name] > THRESHOLD
     cand = candidate[name] > THRESHOLD
     union = np.logical_or(ref, cand).sum()
     iou = 1.0 if union == 0 else float(np.logical_and(ref, cand).sum() / union)
-    return iou
+    return {"text_iou": iou}
