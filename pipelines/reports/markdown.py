@@ -275,7 +275,14 @@ def _provenance_md(report: dict[str, Any]) -> list[str]:
     out.append(f"- Libraries: {libs}")
     for name, material in report["inputs"].items():
         src = material.get("source") or {k: v for k, v in material.items() if k not in ("shape", "dtype")}
-        if "random" in src:
+        if "images" in material:
+            names = [i["name"] for i in material["images"]]
+            shown = ", ".join(f"`{n}`" for n in names[:8]) + (f" … ({len(names)} in all)" if len(names) > 8 else "")
+            steps = ", ".join(f"{k} {v}" for k, v in material["preprocessing"].items())
+            text = (
+                f"{len(names)} image{'s' if len(names) != 1 else ''} {shown} (SHA-256 of each in report.json); {steps}"
+            )
+        elif "random" in src:
             params = ", ".join(f"{k} {v}" for k, v in src.items() if k != "random")
             text = f"random {src['random']} ({params})"
         else:
