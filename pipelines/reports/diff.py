@@ -162,9 +162,11 @@ def _input_digests(report: dict[str, Any]) -> dict[str, Any]:
     # the parts of an input's material the config does not show: the file's bytes, the generator's version
     out = {}
     for name, material in report.get("inputs", {}).items():
-        for k in ("file_sha256", "generator"):
+        for k in ("file_sha256", "generator", "script_sha256"):
             if k in material:
                 out[f"inputs.{name}.{k}"] = material[k]
+        for image in material.get("images", []):  # one line per image whose bytes changed
+            out[f"inputs.{name}.images.{image['name']}"] = image["sha256"]
     return out
 
 

@@ -170,3 +170,14 @@ def test_changing_one_image_reruns_exactly_what_reads_it(setup) -> None:
     }
     Image.fromarray(pixels(7)).save(photos / "a.png")  # sample 0: the one calibration sample too
     assert keys()["calibrate"] != after["calibrate"]
+
+
+def test_a_changed_image_is_named_in_the_diff(setup) -> None:
+    import layerscope
+
+    path, photos = setup
+    layerscope.run(path, overrides=["attribution=false"], out="a")
+    Image.fromarray(pixels(8)).save(photos / "b.png")
+    layerscope.run(path, overrides=["attribution=false"], out="b")
+    changes = {c["key"] for c in layerscope.diff("a", "b").to_dict()["config_changes"]}
+    assert changes == {"inputs.input.images.photos/b.png"}
