@@ -181,3 +181,19 @@ def test_a_changed_image_is_named_in_the_diff(setup) -> None:
     layerscope.run(path, overrides=["attribution=false"], out="b")
     changes = {c["key"] for c in layerscope.diff("a", "b").to_dict()["config_changes"]}
     assert changes == {"inputs.input.images.photos/b.png"}
+
+
+def test_calibrating_on_images_changes_the_int8_scales(setup) -> None:
+    """The same model calibrated on the photos and on noise over the same value range: other scales."""
+    import layerscope
+    from layerscope.pipelines.lowering.calibration_cache import read_trt_cache
+
+    path, _ = setup
+    int8 = ["runs.fp16.precision=int8", "attribution=false", "calibration.samples=2"]
+    layerscope.run(path, overrides=int8, out="photos")  # calibrated on the two images (the evaluation's)
+    noise = "calibration.inputs={input: {source: {random: uniform, low: -2.5, high: 2.5, seed: 1}}}"
+    layerscope.run(path, overrides=[*int8, noise], out="noise")
+    a = read_trt_cache(Path("photos/calibration.cache"))[2]
+    b = read_trt_cache(Path("noise/calibration.cache"))[2]
+    assert set(a) == set(b) and "conv0" in a
+    assert a["conv0"] != b["conv0"] and a["input"] != b["input"]
