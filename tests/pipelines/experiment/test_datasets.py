@@ -73,4 +73,4 @@ def test_the_photo_demo_runs_with_real_images_and_a_task_score(photos: Path, dow
     cal = report["calibration"]["inputs"]["x"]["images"]
     assert [i["name"] for i in cal] == ["chelsea.png", "hubble_deep_field.jpg"]
     task = report["comparisons"][0]["task"]
-    assert task["func"] == "ppocr_text_iou.py:text_iou" and set(task["scores"]) == {"score"}
+    assert task["func"] == "ppocr_text_iou.py:text_iou" and set(task["scores"]) == {"text_iou"}
