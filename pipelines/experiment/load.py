@@ -19,6 +19,7 @@ from typing import Any
 
 from layerscope.pipelines.experiment import phases
 from layerscope.pipelines.experiment.agreement import task_spec
+from layerscope.pipelines.experiment.sources import check_calibration_sources
 from layerscope.pipelines.experiment.spec import Experiment
 from layerscope.runner.cache import Cache
 from layerscope.runner.errors import SpecError, SpecProblem, UsageError
@@ -168,7 +169,7 @@ def _experiment(
     notes: list[str] = []
     if model is not None:
         runs = phases.check_against_model(ld, model, selection, inputs, input_names, runs)
-        phases.check_calibration_sources(ld, calibration)
+        check_calibration_sources(ld, calibration)
         tensors, notes = phases.tensors(selection, model)
         if not tensors and not ld.problems.problems:
             ld.problems.add("/layers", "the selection contains no layer with a floating-point output to compare")

@@ -365,24 +365,6 @@ def _check_input(ld: Loading, spec: InputSpec, t: Any, *, samples: int) -> None:
             ld.problems.add(f"{ptr}/shape/{axis}", message)
 
 
-def check_calibration_sources(ld: Loading, calibration: CalibrationSpec | None) -> None:
-    """``validate``: the calibration's own file sources hold its samples (the evaluation's were checked)."""
-    if calibration is None or calibration.cache is not None or not ld.deep:
-        return
-    from layerscope.pipelines.experiment.inputs import check_source
-
-    given = (ld.section("calibration") or {}).get("inputs") or {}
-    for spec in calibration.inputs:
-        if "file" not in spec.source:
-            continue
-        ptr = pointer("calibration", "inputs", spec.name) if spec.name in given else "/calibration/samples"
-        try:
-            check_source(spec, calibration.samples)
-        except UsageError as exc:
-            where = "" if spec.name in given else f" (input {spec.name!r} calibrates on its evaluation samples)"
-            ld.problems.add(f"{ptr}/source" if spec.name in given else ptr, exc.message + where)
-
-
 def _dims(shape: tuple[Any, ...]) -> str:
     return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
 

@@ -15,8 +15,9 @@ import glob
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from layerscope.pipelines.experiment.spec import InputSpec
+from layerscope.pipelines.experiment.spec import CalibrationSpec, InputSpec
 from layerscope.runner.errors import UsageError
+from layerscope.runner.spec import pointer
 
 if TYPE_CHECKING:
     from layerscope.pipelines.experiment.phases import Loading
@@ -177,3 +178,21 @@ def _dataset_files(ld: Loading, written: dict[str, Any]) -> tuple[list[tuple[str
     if unknown:
         return [], [f"data set {name!r} has no {', '.join(map(repr, unknown))} (it has: {', '.join(known)})"]
     return [(str(folder / f), f) for f in chosen], []
+
+
+def check_calibration_sources(ld: Loading, calibration: CalibrationSpec | None) -> None:
+    """``validate``: the calibration's own file sources hold its samples (the evaluation's were checked)."""
+    if calibration is None or calibration.cache is not None or not ld.deep:
+        return
+    from layerscope.pipelines.experiment.inputs import check_source
+
+    given = (ld.section("calibration") or {}).get("inputs") or {}
+    for spec in calibration.inputs:
+        if "file" not in spec.source:
+            continue
+        ptr = pointer("calibration", "inputs", spec.name) if spec.name in given else "/calibration/samples"
+        try:
+            check_source(spec, calibration.samples)
+        except UsageError as exc:
+            where = "" if spec.name in given else f" (input {spec.name!r} calibrates on its evaluation samples)"
+            ld.problems.add(f"{ptr}/source" if spec.name in given else ptr, exc.message + where)
