@@ -144,6 +144,10 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("action", choices=["list", "fetch"])
     m.add_argument("name", nargs="?")
     m.add_argument("--cache-dir")
+    dt = sub.add_parser("data", help="list or fetch the real photos (permissively licensed) used by the demos")
+    dt.add_argument("action", choices=["list", "fetch"])
+    dt.add_argument("name", nargs="?")
+    dt.add_argument("--cache-dir")
     return p
 
 
@@ -427,6 +431,22 @@ def cmd_models(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_data(args: argparse.Namespace) -> int:
+    from layerscope.pipelines.experiment import datasets
+
+    if args.action == "list":
+        for d in datasets.DATASETS.values():
+            print(f"{d.name:16} {d.package + ' ' + d.version:22} {d.description}")
+            for f in d.files:
+                print(f"  {f.name:24} {f.license:14} {f.what}")
+        return EXIT_OK
+    if not args.name:
+        raise UsageError("data fetch needs a NAME (see `layerscope data list`)")
+    root = Path(args.cache_dir).expanduser() if args.cache_dir else _default_cache_dir()
+    print(datasets.fetch(root, args.name, log=lambda m: print(m, file=sys.stderr)))
+    return EXIT_OK
+
+
 def cmd_fix(args: argparse.Namespace) -> int:
     from layerscope import api
 
@@ -471,4 +491,5 @@ _COMMANDS = {
     "cache": cmd_cache,
     "backends": cmd_backends,
     "models": cmd_models,
+    "data": cmd_data,
 }

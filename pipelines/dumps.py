@@ -86,6 +86,10 @@ class DumpWriter:
         self._level = gzip_level if compression == "gzip" else None
         self._meta: dict[str, Mapping[str, Any]] = {}
 
+    def set_attr(self, key: str, value: str | int | float) -> None:
+        """A file attribute known only once the samples are written (the digest of the inputs fed)."""
+        self._f.attrs[key] = value
+
     def describe(self, onnx_name: str, meta: Mapping[str, Any]) -> None:
         """Attributes of a tensor's dataset (written when its first sample arrives)."""
         self._meta[onnx_name] = meta

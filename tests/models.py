@@ -75,3 +75,49 @@ def hostile_model(path: Path) -> Path:
     model.ir_version = 8
     onnx.save(model, str(path))
     return path
+
+
+def classifier_model(
+    path: Path, *, classes: int = 10, size: int = 16, seed: int = 2, batch: int | str = 1, hostile: bool = False
+) -> Path:
+    """A tiny image classifier: input[1,3,size,size] -> conv -> relu -> global average pool -> flatten -> fc
+    -> logits[1,classes] -> softmax -> probs. Two graph outputs: the logits and the probabilities. ``batch``: a
+    number or a symbolic dimension; ``hostile``: fc weights beyond FP16's range that cancel out in FP32, so FP16
+    changes the answers."""
+    rng = np.random.default_rng(seed)
+    weights = {
+        "w0": rng.normal(0, 0.5, (8, 3, 3, 3)),
+        "b0": rng.normal(0, 0.1, (8,)),
+        "w1": rng.normal(0, 1.0, (8, classes)),
+        "b1": rng.normal(0, 0.1, (classes,)),
+    }
+    inits = [numpy_helper.from_array(a.astype(np.float32), n) for n, a in weights.items()]
+    if hostile:  # two huge columns that cancel in FP32 and become inf - inf = NaN in FP16
+        weights["w1"][:, 0] = 1e6
+        weights["w1"][:, 1] = -1e6
+        weights["w1"][:, 2] = 0.0
+        inits = [numpy_helper.from_array(a.astype(np.float32), n) for n, a in weights.items()]
+    inits.append(numpy_helper.from_array(np.array([-1, 8], np.int64), "flat"))
+    nodes = [
+        helper.make_node("Conv", ["input", "w0", "b0"], ["conv0"], name="conv0", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["conv0"], ["relu0"], name="relu0"),
+        helper.make_node("GlobalAveragePool", ["relu0"], ["pool0"], name="pool0"),
+        helper.make_node("Reshape", ["pool0", "flat"], ["flat0"], name="flat0"),
+        helper.make_node("MatMul", ["flat0", "w1"], ["mm0"], name="fc0"),
+        helper.make_node("Add", ["mm0", "b1"], ["logits"], name="bias0"),
+        helper.make_node("Softmax", ["logits"], ["probs"], name="softmax0", axis=-1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "classifier",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, 3, size, size])],
+        [
+            helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, classes]),
+            helper.make_tensor_value_info("probs", TensorProto.FLOAT, [batch, classes]),
+        ],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path

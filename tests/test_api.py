@@ -112,7 +112,7 @@ def test_a_failed_stage_raises_run_error_with_exit_3(write_config) -> None:
         layerscope.run(path, out="o", overrides=["inputs.input.source={file: x.npy}"])
     assert err.value.exit_code == 3 and isinstance(err.value, layerscope.StageError)
     lines = err.value.lines()
-    assert lines[0].startswith("dump[fp32] failed: x.npy: samples have shape [1, 3, 8, 8]")
+    assert lines[0].startswith("dump[fp32] failed: x.npy has shape [2, 1, 3, 8, 8], which holds neither samples")
     assert any(line.startswith("compare[fp16] skipped: depends on failed dump") for line in lines)
     assert str(err.value) == "\n".join(lines)
     assert not Path("o/report.json").exists()

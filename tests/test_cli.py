@@ -137,7 +137,10 @@ def test_stage_failure_exits_3_with_one_message(write_config, capsys: pytest.Cap
     code = main(["run", str(path), "--out", "o", "-q", "--set", "inputs.input.source={file: x.npy}"])
     assert code == 3
     err = capsys.readouterr().err
-    assert "dump[fp32] failed: x.npy: samples have shape [1, 3, 8, 8], the config says [1, 3, 16, 16]" in err
+    assert (
+        "dump[fp32] failed: x.npy has shape [2, 1, 3, 8, 8], which holds neither samples of shape [1, 3, 16, 16] "
+        "along a first axis ([N, 1, 3, 16, 16]) nor a stack of them along the batch axis ([N, 3, 16, 16])" in err
+    )
     assert "compare[fp16] skipped: depends on failed dump" in err
     assert "Traceback" not in err
 

@@ -15,6 +15,8 @@ from layerscope.pipelines.experiment.spec import (
     InputSpec,
     Limits,
     RunSpec,
+    TaskLimits,
+    TaskSpec,
     Thresholds,
 )
 
@@ -26,6 +28,8 @@ __all__ = [
     "InputSpec",
     "Limits",
     "RunSpec",
+    "TaskLimits",
+    "TaskSpec",
     "Thresholds",
     "load_experiment",
     "load_experiment_data",

@@ -1,9 +1,12 @@
-"""Input samples: seeded random tensors or arrays read from .npy / .npz / HDF5, one sample at a time.
+"""Input samples, one at a time, from any source kind: seeded random tensors, array files (:mod:`.arrays`),
+image folders (:mod:`.images`), Polygraphy data-loader scripts and ``--save-inputs`` JSON (:mod:`.feeds`).
 
 Random sample ``i`` of an input comes from ``numpy.random.default_rng([seed, i])``, so it is the same
-whatever the number of samples. Files hold samples along their first axis. An input's digest (part of the
-dump key) is its generator parameters (with numpy's version, which owns the stream) or the file's bytes
-and the array name inside it.
+whatever the number of samples. An input's *material* (part of the dump and calibration keys, and recorded
+in the report) is everything its values depend on: the generator's parameters (with numpy's version, which
+owns the stream), a file's bytes and the array name in it, every image file's digest and the preprocessing,
+a loader script's bytes and the files it declares it reads. Every reader checks each sample against the
+config's shape and dtype and names the source and the sample when one does not fit.
 """
 
 from __future__ import annotations
@@ -21,10 +24,24 @@ if TYPE_CHECKING:
 
     from layerscope.pipelines.experiment import InputSpec
 
+# Every module that computes sample values: the code version of each stage that reads inputs.
+INPUT_MODULES = tuple(
+    f"layerscope.pipelines.experiment.{m}" for m in ("inputs", "arrays", "images", "feeds", "userscript")
+)
+
+
+def source_kind(source: Any) -> str:
+    """random | file | images | script."""
+    for kind in ("random", "images", "script"):
+        if kind in source:
+            return kind
+    return "file"
+
 
 def input_material(spec: InputSpec, digests: FileDigests) -> dict[str, Any]:
+    kind = source_kind(spec.source)
     src = dict(spec.source)
-    if "random" in src:
+    if kind == "random":
         from importlib.metadata import version
 
         numpy_minor = ".".join(version("numpy").split(".")[:2])
@@ -34,6 +51,14 @@ def input_material(spec: InputSpec, digests: FileDigests) -> dict[str, Any]:
             "source": src,
             "generator": f"numpy {numpy_minor} default_rng([seed, i])",
         }
+    if kind == "images":
+        from layerscope.pipelines.experiment.images import image_material
+
+        return {"shape": spec.shape, "dtype": spec.dtype, **image_material(spec, digests)}
+    if kind == "script":
+        from layerscope.pipelines.experiment.feeds import script_material
+
+        return {"shape": spec.shape, "dtype": spec.dtype, **script_material(spec, digests)}
     path = Path(src.pop("file"))
     return {"shape": spec.shape, "dtype": spec.dtype, "file_sha256": digests(path), "name": path.name, **src}
 
@@ -56,63 +81,86 @@ def _random_sample(spec: InputSpec, i: int) -> np.ndarray:
     return values.astype(dtype)
 
 
-@contextmanager
-def _open_array(spec: InputSpec) -> Iterator[Any]:
-    """The array-like (samples first) behind a file source, opened lazily (memory-mapped where possible)."""
+def conform(value: Any, spec: InputSpec, where: str) -> np.ndarray:
+    """A sample as the input takes it: the config's shape exactly, cast to its dtype where numpy can do so
+    without changing the kind of number (float64 -> float32 yes, float -> int no). ``where`` names the
+    source and the sample in messages."""
     import numpy as np
 
-    path = Path(spec.source["file"])
     try:
-        if path.suffix == ".npy":
-            yield np.load(path, mmap_mode="r", allow_pickle=False)
-        elif path.suffix == ".npz":
-            with np.load(path, allow_pickle=False) as z:
-                key = spec.source["key"]
-                if key not in z.files:
-                    raise UsageError(f"{path.name} has no array {key!r} (it has: {', '.join(z.files)})")
-                yield z[key]
-        else:
-            import h5py
+        array = np.asarray(value)
+    except Exception as exc:
+        raise UsageError(f"{where}: input {spec.name!r} is not an array ({type(value).__name__}: {exc})") from None
+    if array.dtype == object:
+        raise UsageError(f"{where}: input {spec.name!r} is a {type(value).__name__}, not an array of numbers")
+    if spec.shape is not None and tuple(array.shape) != tuple(spec.shape):
+        raise UsageError(
+            f"{where}: input {spec.name!r} has shape {list(array.shape)}, the config says {list(spec.shape)}"
+        )
+    dtype = np.dtype(spec.dtype)
+    if array.dtype != dtype:
+        if not np.can_cast(array.dtype, dtype, casting="same_kind"):
+            raise UsageError(f"{where}: {array.dtype} values cannot be used as {dtype} input {spec.name!r}")
+        array = array.astype(dtype)
+    return np.ascontiguousarray(array)
 
-            with h5py.File(path, "r") as f:
-                name = spec.source["dataset"]
-                if name not in f or not isinstance(f[name], h5py.Dataset):
-                    raise UsageError(f"{path.name} has no dataset {name!r}")
-                yield f[name]
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"cannot read input file {path}: {exc}") from None
+
+def check_source(spec: InputSpec, samples: int) -> tuple[int, ...] | None:
+    """The shape of one sample as far as it is known without running user code, after checking that the
+    source holds ``samples`` samples of the input's shape and dtype (array files and Polygraphy JSON are
+    opened; image folders were listed when the config was loaded; random sources are unbounded; scripts are
+    not run). Raises UsageError with the same message the run would give."""
+    kind = source_kind(spec.source)
+    if kind != "file":
+        return spec.shape
+    if Path(spec.source["file"]).suffix == ".json":
+        from layerscope.pipelines.experiment.feeds import probe_json
+
+        return probe_json(spec, samples)
+    from layerscope.pipelines.experiment.arrays import probe_array
+
+    return probe_array(spec, samples)
 
 
 def probe_file(spec: InputSpec) -> tuple[int, tuple[int, ...]]:
-    """(number of samples, shape of one sample) of a file source."""
-    with _open_array(spec) as arr:
-        if len(arr.shape) == 0:
-            raise UsageError(f"{Path(spec.source['file']).name}: expected samples along the first axis, got a scalar")
-        return int(arr.shape[0]), tuple(int(d) for d in arr.shape[1:])
+    """(samples, shape of one sample) of a file source, read from the file (array header, or the JSON)."""
+    if Path(spec.source["file"]).suffix == ".json":
+        from layerscope.pipelines.experiment.feeds import load_polygraphy_json
+
+        feeds = load_polygraphy_json(Path(spec.source["file"]))
+        first = feeds[0].get(spec.name) if feeds and isinstance(feeds[0], dict) else None
+        return len(feeds), tuple(getattr(first, "shape", ()))
+    from layerscope.pipelines.experiment.arrays import header, layout
+
+    shape, _ = header(spec)
+    count, _ = layout(shape, spec)
+    return count, tuple(spec.shape) if spec.shape is not None else shape[1:]
 
 
 @contextmanager
 def sample_reader(spec: InputSpec, samples: int) -> Iterator[Any]:
-    """A function i -> the i-th sample, checked against the spec's shape and dtype."""
-    import numpy as np
-
-    if "random" in spec.source:
+    """A function i -> the i-th sample (i = 0, 1, ... in order), checked against the spec's shape and dtype."""
+    kind = source_kind(spec.source)
+    if kind == "random":
         yield lambda i: _random_sample(spec, i)
         return
-    with _open_array(spec) as arr:
-        name = Path(spec.source["file"]).name
-        if arr.shape[0] < samples:
-            raise UsageError(f"{name} holds {arr.shape[0]} samples; the config asks for {samples}")
-        if spec.shape is not None and tuple(arr.shape[1:]) != tuple(spec.shape):
-            raise UsageError(f"{name}: samples have shape {list(arr.shape[1:])}, the config says {list(spec.shape)}")
-        dtype = np.dtype(spec.dtype)
+    if kind == "images":
+        from layerscope.pipelines.experiment.images import image_reader
 
-        def read(i: int) -> np.ndarray:
-            value = np.asarray(arr[i])
-            if value.dtype != dtype:
-                if not np.can_cast(value.dtype, dtype, casting="same_kind"):
-                    raise UsageError(f"{name}: {value.dtype} samples cannot be used as {dtype} input {spec.name!r}")
-                value = value.astype(dtype)
-            return np.ascontiguousarray(value)
+        yield image_reader(spec, samples)
+        return
+    if kind == "script":
+        from layerscope.pipelines.experiment.feeds import script_reader
 
+        with script_reader(spec, samples) as read:
+            yield read
+        return
+    if Path(spec.source["file"]).suffix == ".json":
+        from layerscope.pipelines.experiment.feeds import json_reader
+
+        yield json_reader(spec, samples)
+        return
+    from layerscope.pipelines.experiment.arrays import array_reader
+
+    with array_reader(spec, samples) as read:
         yield read

@@ -18,6 +18,8 @@ from pathlib import Path, PurePath
 from typing import Any
 
 from layerscope.pipelines.experiment import phases
+from layerscope.pipelines.experiment.agreement import task_spec
+from layerscope.pipelines.experiment.sources import check_calibration_sources
 from layerscope.pipelines.experiment.spec import Experiment
 from layerscope.runner.cache import Cache
 from layerscope.runner.errors import SpecError, SpecProblem, UsageError
@@ -158,14 +160,16 @@ def _experiment(
     runs, run_names = phases.runs(ld)
     reference, candidates = phases.compare(ld, runs, run_names)
     selection = phases.selection(ld)
-    inputs, input_names = phases.inputs(ld)
-    calibration = phases.calibration(ld, inputs, input_names, runs)
+    inputs, input_names = phases.inputs(ld, model)
+    calibration = phases.calibration(ld, inputs, input_names, runs, model)
     runs = phases.quantization(runs, calibration)
     thresholds = phases.thresholds(ld)
+    task = task_spec(ld, model)
     tensors: tuple[str, ...] = ()
     notes: list[str] = []
     if model is not None:
         runs = phases.check_against_model(ld, model, selection, inputs, input_names, runs)
+        check_calibration_sources(ld, calibration)
         tensors, notes = phases.tensors(selection, model)
         if not tensors and not ld.problems.problems:
             ld.problems.add("/layers", "the selection contains no layer with a floating-point output to compare")
@@ -196,6 +200,7 @@ def _experiment(
         notes=tuple(notes),
         calibration=calibration,
         attribution=bool(data.get("attribution", True)),
+        task=task,
     )
 
 

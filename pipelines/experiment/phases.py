@@ -22,13 +22,23 @@ from layerscope.pipelines.experiment.selection import (
     parse_selection,
     suggest_names,
 )
-from layerscope.pipelines.experiment.spec import CalibrationSpec, InputSpec, Limits, RunSpec, Thresholds
+from layerscope.pipelines.experiment.sources import build_input
+from layerscope.pipelines.experiment.spec import (
+    CalibrationSpec,
+    InputSpec,
+    Limits,
+    RunSpec,
+    TaskLimits,
+    Thresholds,
+)
 from layerscope.pipelines.lowering.formats import FORMATS
 from layerscope.pipelines.models.resolve import ResolvedModel, resolve_model
 from layerscope.runner.cache import Cache
 from layerscope.runner.errors import UsageError
 from layerscope.runner.spec import ProblemCollector, pointer
 from layerscope.runner.suggest import suggest
+
+TASK_LIMITS = ("min_top1_agreement", "min_topk_overlap", "min_task_score")
 
 
 @dataclass
@@ -151,52 +161,44 @@ def selection(ld: Loading) -> Selection | None:
     return parse_selection(ld.data.get("layers", "all"), "/layers", ld.problems)
 
 
-def inputs(ld: Loading) -> tuple[tuple[InputSpec, ...], list[str]]:
+def inputs(ld: Loading, model: ResolvedModel | None) -> tuple[tuple[InputSpec, ...], list[str]]:
     """(the inputs the schema accepted, the names of every input written)."""
     raw = ld.section("inputs") or {}
+    samples = _samples(ld)
     specs = [
-        input_spec(ld, name, entry, pointer("inputs", name))
+        input_spec(ld, name, entry, pointer("inputs", name), model=model, samples=samples)
         for name, entry in raw.items()
         if ld.accepted(pointer("inputs", name))
     ]
     return tuple(specs), list(raw)
 
 
-def input_spec(ld: Loading, name: str, spec: dict[str, Any], ptr: str) -> InputSpec:
-    """An input (or a calibration input) with the source's defaults filled in and a file source resolved."""
-    source = dict(spec["source"])
-    if "random" in source:
-        relevant = {"normal": ("mean", "std"), "uniform": ("low", "high")}[source["random"]]
-        defaults = {"mean": 0.0, "std": 1.0, "low": 0.0, "high": 1.0}
-        source = {"seed": 0, **{k: defaults[k] for k in relevant}, **source}
-        for k in set(defaults) - set(relevant):
-            if k in source:
-                ld.problems.add(
-                    f"{ptr}/source/{k}", f"{k} does not apply to a {source['random']} distribution", key=True
-                )
-        if "shape" not in spec:
-            ld.problems.add(ptr, "shape is required for a random source")
-        if source["random"] == "uniform" and source["high"] <= source["low"]:
-            ld.problems.add(f"{ptr}/source/high", "high must be greater than low")
-    else:
-        try:
-            file = ld.resolve(source["file"])
-        except UsageError as exc:
-            ld.problems.add(f"{ptr}/source/file", exc.message)
-            return InputSpec(name, None, spec.get("dtype", "float32"), source)
-        if not file.is_file():
-            ld.problems.add(f"{ptr}/source/file", f"input file not found: {file}")
-        if file.suffix == ".npz" and "key" not in source:
-            ld.problems.add(f"{ptr}/source", "key is required for an .npz file (the array name inside it)")
-        if file.suffix in (".h5", ".hdf5") and "dataset" not in source:
-            ld.problems.add(f"{ptr}/source", "dataset is required for an HDF5 file")
-        source["file"] = str(file)
-    shape = tuple(spec["shape"]) if "shape" in spec else None
-    return InputSpec(name, shape, spec.get("dtype", "float32"), source)
+def _samples(ld: Loading) -> int:
+    return int(ld.data.get("samples", 1)) if ld.accepted("/samples") else 1
+
+
+def input_spec(
+    ld: Loading, name: str, spec: dict[str, Any], ptr: str, *, model: ResolvedModel | None, samples: int
+) -> InputSpec:
+    """An input (or a calibration input) with the source's defaults filled in and its paths resolved; the shape
+    defaults to the model's when that is static (see :mod:`.sources`)."""
+    return build_input(ld, name, spec, ptr, model_shape=static_shape(model, name), samples=samples)
+
+
+def static_shape(model: ResolvedModel | None, name: str) -> tuple[int, ...] | None:
+    """The model's declared shape of an input when every dimension is a fixed number."""
+    for t in model.summary.inputs if model is not None else ():
+        if t.name == name and t.shape is not None and all(isinstance(d, int) and d > 0 for d in t.shape):
+            return tuple(d for d in t.shape if isinstance(d, int))
+    return None
 
 
 def calibration(
-    ld: Loading, inputs: tuple[InputSpec, ...], input_names: list[str], runs: Mapping[str, RunSpec]
+    ld: Loading,
+    inputs: tuple[InputSpec, ...],
+    input_names: list[str],
+    runs: Mapping[str, RunSpec],
+    model: ResolvedModel | None = None,
 ) -> CalibrationSpec | None:
     """The calibration of quantized runs; defaults when the config has no calibration section."""
     if not ld.accepted("/calibration"):
@@ -210,21 +212,35 @@ def calibration(
     for name in given:
         if name not in input_names:
             ld.problems.add(pointer("calibration", "inputs", name), f"no input named {name!r} in inputs", key=True)
+    samples = int(raw.get("samples", 16))
     specs: list[InputSpec] = []
     for spec in inputs:
         if spec.name in given:
             entry = {"shape": list(spec.shape) if spec.shape else None, "dtype": spec.dtype, **given[spec.name]}
             if entry["shape"] is None:
                 entry.pop("shape")
-            specs.append(input_spec(ld, spec.name, entry, pointer("calibration", "inputs", spec.name)))
+            ptr = pointer("calibration", "inputs", spec.name)
+            specs.append(input_spec(ld, spec.name, entry, ptr, model=model, samples=samples))
         elif "random" in spec.source:
             specs.append(replace(spec, source={**spec.source, "seed": int(spec.source["seed"]) + 1}))
         else:
+            if "images" in spec.source:  # the same folder, listed again for the calibration's sample count
+                entry = dict(ld.data["inputs"][spec.name])
+                ptr = pointer("inputs", spec.name)
+                # its other problems were reported with the input: only the count is said again, here
+                quiet = replace(ld, problems=ProblemCollector(ld.problems.doc), deep=False)
+                spec = build_input(quiet, spec.name, entry, ptr, model_shape=spec.shape, samples=samples)
+                if len(spec.source["files"]) < samples:
+                    ld.problems.add(
+                        "/calibration/samples",
+                        f"{samples} calibration samples asked, but input {spec.name!r} has "
+                        f"{len(spec.source['files'])} images; set calibration.samples or calibration.inputs",
+                    )
             specs.append(spec)
-            notes.append(f"input {spec.name!r} is calibrated on the same file samples it is evaluated on")
+            notes.append(f"input {spec.name!r} is calibrated on the same samples it is evaluated on")
     method = raw.get("method", "minmax")
     return CalibrationSpec(
-        samples=int(raw.get("samples", 16)),
+        samples=samples,
         inputs=tuple(specs),
         method=method,
         percentile=float(raw.get("percentile", 99.999)),
@@ -273,7 +289,8 @@ def thresholds(ld: Loading) -> Thresholds:
     layers = tuple(
         (entry["match"], {k: v for k, v in entry.items() if k != "match"}) for entry in raw.pop("layers", [])
     )
-    return Thresholds(Limits(**raw), layers)
+    task = TaskLimits(**{k: raw.pop(k) for k in TASK_LIMITS if k in raw})
+    return Thresholds(Limits(**raw), layers, task)
 
 
 # -- against the model ------------------------------------------------------------------------------------
@@ -288,7 +305,7 @@ def check_against_model(
     """The checks that need the model's summary; returns the runs with their pinned layers resolved."""
     if selection is not None:
         check_selection(selection, model.summary, ld.problems)
-    samples = int(ld.data.get("samples", 1)) if ld.accepted("/samples") else 1
+    samples = _samples(ld)
     _check_inputs(ld, inputs, input_names, model, samples=samples)
     pinned = {name: _pin(ld, run, model) for name, run in runs.items()}
     raw_layers = (ld.section("thresholds") or {}).get("layers")
@@ -327,13 +344,11 @@ def _check_input(ld: Loading, spec: InputSpec, t: Any, *, samples: int) -> None:
     if t.dtype is not None and t.dtype != spec.dtype:
         ld.problems.add(f"{ptr}/dtype", f"the model's input {spec.name!r} is {t.dtype}, not {spec.dtype}")
     shape = spec.shape
-    if ld.deep and shape is None and "file" in spec.source:
-        from layerscope.pipelines.experiment.inputs import probe_file
+    if ld.deep and "file" in spec.source:
+        from layerscope.pipelines.experiment.inputs import check_source
 
         try:
-            n, shape = probe_file(spec)
-            if n < samples:
-                ld.problems.add(f"{ptr}/source", f"the file holds {n} samples; the config asks for {samples}")
+            shape = check_source(spec, samples)
         except UsageError as exc:
             ld.problems.add(f"{ptr}/source", exc.message)
     if shape is None or t.shape is None:

@@ -54,9 +54,22 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class TaskLimits:
+    """Limits on the task-level agreement of a comparison's outputs (not per layer)."""
+
+    min_top1_agreement: float | None = None
+    min_topk_overlap: float | None = None
+    min_task_score: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
 class Thresholds:
     base: Limits = field(default_factory=Limits)
     layers: tuple[tuple[str, Mapping[str, Any]], ...] = ()
+    task: TaskLimits = field(default_factory=TaskLimits)
 
     def for_layer(self, node: str) -> Limits:
         """Each limit comes from the first per-layer entry that matches and sets it, else the default."""
@@ -66,6 +79,22 @@ class Thresholds:
                 for k, v in limits.items():
                     chosen.setdefault(k, v)
         return replace(self.base, **chosen) if chosen else self.base
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Task-level agreement of each candidate's outputs with the reference's (see metrics/task.py)."""
+
+    outputs: tuple[str, ...]  # classifier outputs: top-1 agreement and top-k overlap
+    top_k: int
+    axis: int
+    script: Path | None  # a user compare function: (reference outputs, candidate outputs) -> score(s)
+    function: str
+    depends: tuple[Path, ...] = ()
+
+    @property
+    def active(self) -> bool:
+        return bool(self.outputs) or self.script is not None
 
 
 @dataclass(frozen=True)
@@ -106,6 +135,7 @@ class Experiment:
     notes: tuple[str, ...] = ()
     calibration: CalibrationSpec | None = None
     attribution: bool = True  # run each layer alone on the reference's inputs (local vs inherited error)
+    task: TaskSpec | None = None
 
     def describe(self) -> str:
         """One line: the config is valid, and what it will run (``layerscope validate``)."""

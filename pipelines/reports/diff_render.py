@@ -10,7 +10,7 @@ import json
 import math
 from typing import Any
 
-from layerscope.pipelines.reports.diff import METRIC_LABELS, METRICS, fmt_metric, fmt_tolerance
+from layerscope.pipelines.reports.diff import METRIC_LABELS, METRICS, fmt_metric, fmt_task, fmt_tolerance
 from layerscope.runner.jsonio import finite_json
 
 DEFAULT_LIMIT = 20
@@ -80,6 +80,21 @@ def _flips(c: dict[str, Any], limit: int, quote: str = "") -> list[str]:
     return out
 
 
+def _task_lines(c: dict[str, Any], regressed_mark: str) -> list[str]:
+    """The task-level agreement of a comparison: its verdict and the measures that changed."""
+    task = c.get("task")
+    if not task:
+        return []
+    out = [f"Task agreement {_verdicts(task['verdict'])}"]
+    for ch in task["changes"]:
+        mark = regressed_mark if ch["regressed"] else ""
+        out.append(f"{ch['measure']} {fmt_task(ch['kind'], ch['old'])} → {fmt_task(ch['kind'], ch['new'])}{mark}")
+    out += [f"{what}: {', '.join(task[what])}" for what in ("added", "removed") if task[what]]
+    if len(out) == 1:
+        out[0] += ": no change"
+    return out
+
+
 def _metric_rows(c: dict[str, Any]) -> list[dict[str, Any]]:
     """Layers whose metrics or execution changed (verdict-only changes are listed as verdict changes)."""
     return [x for x in c["layers"] if x["worse_factor"] != 1.0 or x["execution"][0] != x["execution"][1]]
@@ -111,6 +126,8 @@ def text(doc: dict[str, Any], *, limit: int = DEFAULT_LIMIT) -> str:
     for c in doc["comparisons"]:
         out += ["", _comparison_head(c)]
         out += [f"  Verdicts {line}" for line in _flips(c, limit)]
+        task = _task_lines(c, " !")
+        out += [f"  {line}" for line in task[:1]] + [f"    {line}" for line in task[1:]]
         layers = _metric_rows(c)
         if layers:
             shown = layers if limit <= 0 else layers[:limit]
@@ -186,6 +203,9 @@ def markdown(doc: dict[str, Any], *, limit: int = DEFAULT_LIMIT) -> str:
         flips = _flips(c, limit, "`")
         if flips:
             out += [*(f"- Verdicts {line}" for line in flips), ""]
+        task = _task_lines(c, " ⚠")
+        if task:
+            out += [f"- {_md_cell(task[0])}", *(f"  - {_md_cell(line)}" for line in task[1:]), ""]
         layers = _metric_rows(c)
         if layers:
             shown = layers if limit <= 0 else layers[:limit]

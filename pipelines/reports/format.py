@@ -53,3 +53,8 @@ def run_line(name: str, run: dict[str, Any], record: dict[str, Any]) -> str:
         text += f", pinned to FP32: {', '.join(pinned[:8])}{' …' if len(pinned) > 8 else ''}"
     text += f" — {run.get('device', '')}"
     return text
+
+
+def fmt_share(value: Any) -> str:
+    """A share (top-1 agreement, top-k overlap) as a percentage; undefined is "—"."""
+    return "—" if value is None else f"{as_float(value):.2%}"

@@ -14,7 +14,15 @@ import html
 import json
 from typing import TYPE_CHECKING, Any
 
-from layerscope.pipelines.reports.format import fmt_cos, fmt_int, fmt_num, fmt_ratio, layer_name, threshold_label
+from layerscope.pipelines.reports.format import (
+    fmt_cos,
+    fmt_int,
+    fmt_num,
+    fmt_ratio,
+    fmt_share,
+    layer_name,
+    threshold_label,
+)
 from layerscope.runner.jsonio import as_float
 
 if TYPE_CHECKING:
@@ -148,6 +156,7 @@ def assemble(report: dict[str, Any], figures: dict[str, str]) -> str:
             "rings: failing layers; X: the first failing layer of each candidate.</figcaption></figure>",
         ]
     for c in report["comparisons"]:
+        parts.append(_task(c))
         parts.append(_table(c, report))
     if figures.get("histograms"):
         parts += [
@@ -178,6 +187,9 @@ def _summary(report: dict[str, Any]) -> str:
             )
         else:
             detail = f"all {n} layers within the thresholds"
+        task = c.get("task")
+        if task:
+            detail += f'<br>task agreement <span class="badge {task["verdict"]}">{task["verdict"].upper()}</span>'
         worst = c.get("worst_layer")
         if worst:
             detail += f"<br>worst: {_e(worst)} ({fmt_ratio(c.get('worst_deviation_ratio'))} deviate)"
@@ -189,6 +201,33 @@ def _summary(report: dict[str, Any]) -> str:
             f"{_e(run.get('execution'))}</span></div>"
         )
     return f'<div class="cards" id="summary">{"".join(cards)}</div>'
+
+
+def _task(c: dict[str, Any]) -> str:
+    """The task-level agreement of a comparison (top-1 / top-k per output, user scores) as a small table."""
+    task = c.get("task")
+    if not task:
+        return ""
+    rows = []
+    for output, a in task.get("classification", {}).items():
+        rows.append(
+            (output, "top-1 agreement", fmt_share(a["top1_agreement"]), f"{a['rows_disagreeing']} rows changed")
+        )
+        rows.append((output, f"top-{a['k']} overlap", fmt_share(a["topk_overlap"]), f"of {a.get('classes')} classes"))
+    for name, sc in task.get("scores", {}).items():
+        rows.append((task["func"], f"{name} (mean)", fmt_num(sc["mean"], 4), f"min {fmt_num(sc['min'], 4)}"))
+    if "scores_error" in task:
+        rows.append((task["func"], "score", "—", f"not computed: {task['scores_error']}"))
+    body = "".join(
+        f"<tr><td>{_e(a)}</td><td>{_e(b)}</td><td class=n>{_e(v)}</td><td>{_e(d)}</td></tr>" for a, b, v, d in rows
+    )
+    failures = "".join(f"<li>{_e(f)}</li>" for f in task["failures"])
+    return (
+        f'<h3 id="task-{_e(c["candidate"])}">{_e(c["candidate"])}: task-level agreement '
+        f'<span class="badge {task["verdict"]}">{task["verdict"].upper()}</span></h3>'
+        f"<table><thead><tr><th>Output</th><th>Measure</th><th>Value</th><th>Detail</th></tr></thead>"
+        f"<tbody>{body}</tbody></table>" + (f"<ul>{failures}</ul>" if failures else "")
+    )
 
 
 def _table(c: dict[str, Any], report: dict[str, Any]) -> str:

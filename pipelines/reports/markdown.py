@@ -15,6 +15,7 @@ from layerscope.pipelines.reports.format import (
     fmt_int,
     fmt_num,
     fmt_ratio,
+    fmt_share,
     layer_name,
     run_line,
     threshold_label,
@@ -66,6 +67,7 @@ def _comparison_md(c: dict[str, Any], report: dict[str, Any]) -> list[str]:
         "- " + run_line(c["reference"], c["reference_run"], report),
         "",
     ]
+    out += task_md(c)
     t = threshold_label(c)
     out.append(
         f"| Layer | Op | Count with rel err > {t} | Total | Per sample | Deviation ratio | Cosine | Max abs err "
@@ -100,6 +102,42 @@ def _comparison_md(c: dict[str, Any], report: dict[str, Any]) -> list[str]:
     out += _audit_md(c)
     out += _range_md(c)
     out += _attribution_md(c)
+    return out
+
+
+def task_md(c: dict[str, Any]) -> list[str]:
+    """Does the candidate change the answer: top-1 agreement / top-k overlap per classifier output and the
+    user compare function's scores, with the task verdict (shown above the layer table)."""
+    task = c.get("task")
+    if not task:
+        return []
+    lim = task["limits"]
+    score_limit = "—" if lim.get("min_task_score") is None else fmt_num(lim["min_task_score"], 4)
+    rows = []
+    for output, a in task.get("classification", {}).items():
+        detail = f"{a['rows_disagreeing']} of {a['rows']} rows changed class"
+        if a["changed_samples"]:
+            more = " …" if a["samples_changed"] > len(a["changed_samples"]) else ""
+            detail += f" (samples {', '.join(map(str, a['changed_samples']))}{more})"
+        if a.get("rows_nonfinite"):
+            detail += f"; {a['rows_nonfinite']} with NaN/Inf"
+        top1, topk = fmt_share(a["top1_agreement"]), fmt_share(a["topk_overlap"])
+        limit1 = fmt_share(lim.get("min_top1_agreement"))
+        rows.append(f"| `{output}` | top-1 agreement | {top1} | {limit1} | {detail} |")
+        rows.append(
+            f"| `{output}` | top-{a['k']} overlap | {topk} | {fmt_share(lim.get('min_topk_overlap'))} "
+            f"| of {a.get('classes')} classes |"
+        )
+    for name, sc in task.get("scores", {}).items():
+        worst = ", ".join(f"{w['sample']}: {fmt_num(w['value'], 4)}" for w in sc["worst"][:3])
+        detail = f"min {fmt_num(sc['min'], 4)}; lowest samples {worst}"
+        rows.append(f"| {task['func']} | {name} (mean) | {fmt_num(sc['mean'], 4)} | {score_limit} | {detail} |")
+    if "scores_error" in task:
+        rows.append(f"| {task['func']} | score | — | {score_limit} | not computed: {task['scores_error']} |")
+    out = [f"**Task-level agreement — {task['verdict'].upper()}**", ""]
+    out += ["| Output | Measure | Value | Limit | Detail |", "|---|---|---:|---:|---|", *rows, ""]
+    if task["failures"]:
+        out += [*(f"- {f}" for f in task["failures"]), ""]
     return out
 
 
@@ -237,7 +275,14 @@ def _provenance_md(report: dict[str, Any]) -> list[str]:
     out.append(f"- Libraries: {libs}")
     for name, material in report["inputs"].items():
         src = material.get("source") or {k: v for k, v in material.items() if k not in ("shape", "dtype")}
-        if "random" in src:
+        if "images" in material:
+            names = [i["name"] for i in material["images"]]
+            shown = ", ".join(f"`{n}`" for n in names[:8]) + (f" … ({len(names)} in all)" if len(names) > 8 else "")
+            steps = ", ".join(f"{k} {v}" for k, v in material["preprocessing"].items())
+            text = (
+                f"{len(names)} image{'s' if len(names) != 1 else ''} {shown} (SHA-256 of each in report.json); {steps}"
+            )
+        elif "random" in src:
             params = ", ".join(f"{k} {v}" for k, v in src.items() if k != "random")
             text = f"random {src['random']} ({params})"
         else:

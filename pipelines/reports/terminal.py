@@ -52,6 +52,20 @@ def print_summary(report: dict[str, Any], console: Any, *, all_rows: bool = Fals
                 "[green]pass[/green]" if ok else "[red]FAIL[/red]",
             )
         console.print(table)
+        task = c.get("task")
+        if task:
+            style = "green" if task["verdict"] == "pass" else "red"
+            parts = [
+                f"{escape(o)} top-1 {a['top1_agreement']:.2%}, top-{a['k']} {a['topk_overlap']:.2%}"
+                for o, a in task.get("classification", {}).items()
+                if a["top1_agreement"] is not None
+            ]
+            parts += [f"{escape(n)} {as_float(s['mean']):.4g}" for n, s in task.get("scores", {}).items()]
+            if "scores_error" in task:
+                parts.append(f"scores not computed: {escape(task['scores_error'])}")
+            console.print(f"task agreement: [{style}]{task['verdict'].upper()}[/{style}] — " + "; ".join(parts))
+            for failure in task["failures"]:
+                console.print(f"  [red]{escape(failure)}[/red]")
         if c["first_failing_layer"]:
             console.print(
                 f"first failing layer: [bold]{escape(c['first_failing_layer'])}[/bold] "

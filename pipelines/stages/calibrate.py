@@ -16,7 +16,7 @@ import shutil
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from layerscope.pipelines.experiment.inputs import input_material, sample_reader
+from layerscope.pipelines.experiment.inputs import INPUT_MODULES, input_material, sample_reader
 from layerscope.runner.graph import Stage, StageContext
 from layerscope.runner.hashing import source_digest
 
@@ -96,7 +96,7 @@ def make(exp: Experiment) -> Stage:
             __name__,
             "layerscope.pipelines.lowering.quantize",
             "layerscope.pipelines.lowering.calibration_cache",
-            "layerscope.pipelines.experiment.inputs",
+            *INPUT_MODULES,
             "layerscope.pipelines.models.summary",  # the node names the calibrated copy of the model gets
         ),
         description="calibrate",

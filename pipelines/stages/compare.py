@@ -67,6 +67,7 @@ def make(exp: Experiment, candidate: RunSpec, ref_dump: str, cand_dump: str) -> 
         ):
             if ref.samples != cand.samples:
                 raise StageError(f"reference has {ref.samples} samples, candidate {cand.samples}")
+            _same_inputs(ref, cand, ref_dump, cand_dump)
             ref_tensors = ref.tensors()
             cand_by_name = {t.onnx_name: t for t in cand.tensors()}
             pairs = [(t, cand_by_name[t.onnx_name]) for t in ref_tensors if t.onnx_name in cand_by_name]
@@ -111,6 +112,18 @@ def make(exp: Experiment, candidate: RunSpec, ref_dump: str, cand_dump: str) -> 
         description=f"compare {candidate.name}",
         imports=("numpy", "h5py", "layerscope.pipelines.metrics.kernel"),
     )
+
+
+def _same_inputs(ref: DumpReader, cand: DumpReader, ref_id: str, cand_id: str) -> None:
+    """Both runs were fed the same values. Inputs from a loader script can change without its key changing
+    (data it reads but does not declare in ``depends``, or randomness): comparing such runs would be a lie."""
+    a, b = ref.attrs.get("inputs_fed_sha256"), cand.attrs.get("inputs_fed_sha256")
+    if a is not None and b is not None and a != b:
+        raise StageError(
+            f"{ref_id} and {cand_id} were fed different input values although their inputs' keys are equal: "
+            "a loader script that is not deterministic, or that reads files not listed in its depends",
+            hint="list what the script reads under source.depends, seed its randomness, then run with --force dump",
+        )
 
 
 def _not_observable(ref: DumpReader, cand: DumpReader, missing: list[str]) -> dict[str, str]:

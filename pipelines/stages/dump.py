@@ -10,6 +10,7 @@ reason (attribute ``not_observable``), and carries the backend's precision audit
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from layerscope._version import __version__
 from layerscope.pipelines import backends
 from layerscope.pipelines.backends.base import code_modules
-from layerscope.pipelines.experiment.inputs import input_material, sample_reader
+from layerscope.pipelines.experiment.inputs import INPUT_MODULES, input_material, sample_reader
 from layerscope.runner.errors import StageError
 from layerscope.runner.graph import Stage, StageContext
 from layerscope.runner.hashing import source_digest
@@ -107,6 +108,8 @@ def make(exp: Experiment, run: RunSpec, build_id: str) -> Stage:
                         },
                     )
 
+                fed = hashlib.sha256()  # what the model was fed: compare refuses runs fed different values
+
                 def store(i: int, feeds: dict[str, Any], values: dict[str, Any]) -> None:
                     for t, low in observed:
                         writer.write(i, t, values[low])
@@ -114,6 +117,8 @@ def make(exp: Experiment, run: RunSpec, build_id: str) -> Stage:
                         writer.write_prequant(i, t, values[pre])
                     for name, value in feeds.items():
                         writer.write_input(i, name, value)
+                        fed.update(f"{i}:{name}:{value.dtype}:{value.shape}".encode())
+                        fed.update(value.tobytes())
                     ctx.progress.advance()
 
                 # Sample i is written while sample i+1 runs (the runtime releases the GIL): at most two
@@ -128,6 +133,7 @@ def make(exp: Experiment, run: RunSpec, build_id: str) -> Stage:
                         pending = pool.submit(store, i, feeds, values)
                         del values
                     pending.result()
+                writer.set_attr("inputs_fed_sha256", fed.hexdigest())
         finally:
             session.close()
         ctx.result.update({"execution": lowering["execution"], "tensors": len(observed), "samples": exp.samples})
@@ -143,9 +149,7 @@ def make(exp: Experiment, run: RunSpec, build_id: str) -> Stage:
             "backend_dump": backend.dump_material(run),
         },
         action=action,
-        version=source_digest(
-            __name__, "layerscope.pipelines.dumps", "layerscope.pipelines.experiment.inputs", *code_modules(backend)
-        ),
+        version=source_digest(__name__, "layerscope.pipelines.dumps", *INPUT_MODULES, *code_modules(backend)),
         deps={"build": build_id},
         description=f"dump {run.name}",
         imports=("numpy", "onnx", "onnxruntime", "h5py"),

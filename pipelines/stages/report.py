@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from layerscope._version import __version__
 from layerscope.pipelines.experiment.inputs import input_material
 from layerscope.pipelines.metrics.limits import check
+from layerscope.pipelines.metrics.task_limits import with_task
 from layerscope.runner.graph import Stage, StageContext
 from layerscope.runner.hashing import source_digest
 from layerscope.runner.jsonio import as_float, write_json
@@ -93,8 +94,13 @@ def _calibration_record(exp: Experiment) -> dict[str, Any]:
     }
 
 
-def make(exp: Experiment, compare_ids: dict[str, str], attribute_ids: dict[str, str] | None = None) -> Stage:
-    attribute_ids = attribute_ids or {}
+def make(
+    exp: Experiment,
+    compare_ids: dict[str, str],
+    attribute_ids: dict[str, str] | None = None,
+    task_ids: dict[str, str] | None = None,
+) -> Stage:
+    attribute_ids, task_ids = attribute_ids or {}, task_ids or {}
     record = experiment_record(exp)
     producer = exp.model.summary.producer_of()
     limits = {t: exp.thresholds.for_layer(producer[t].name if t in producer else t) for t in exp.tensors}
@@ -106,7 +112,11 @@ def make(exp: Experiment, compare_ids: dict[str, str], attribute_ids: dict[str, 
             attribution = None
             if f"attribute:{cand}" in ctx.inputs:
                 attribution = json.loads(ctx.inputs[f"attribute:{cand}"].file("attribution.json").read_text())
-            comparisons.append(_comparison(exp.reference, cand, data, limits, attribution))
+            comparison = _comparison(exp.reference, cand, data, limits, attribution)
+            if f"task:{cand}" in ctx.inputs:
+                found = json.loads(ctx.inputs[f"task:{cand}"].file("task.json").read_text())
+                comparison = with_task(comparison, found, exp.thresholds.task)
+            comparisons.append(comparison)
         verdict = "pass" if all(c["verdict"] == "pass" for c in comparisons) else "fail"
         report = {
             "schema": "layerscope-report",
@@ -121,17 +131,23 @@ def make(exp: Experiment, compare_ids: dict[str, str], attribute_ids: dict[str, 
     return Stage(
         id="report",
         kind="report",
-        params={"record": record, "limits": {t: lim.to_json() for t, lim in limits.items()}},
+        params={
+            "record": record,
+            "limits": {t: lim.to_json() for t, lim in limits.items()},
+            **({"task_limits": exp.thresholds.task.to_json()} if task_ids else {}),
+        },
         action=action,
         version=source_digest(
             __name__,
             "layerscope.pipelines.metrics.limits",
+            "layerscope.pipelines.metrics.task_limits",
             "layerscope.pipelines.analysis.attribution",
             "layerscope.runner.jsonio",
         ),
         deps={
             **{f"compare:{c}": cid for c, cid in compare_ids.items()},
             **{f"attribute:{c}": aid for c, aid in attribute_ids.items()},
+            **{f"task:{c}": tid for c, tid in task_ids.items()},
         },
         description="report",
     )

@@ -142,7 +142,9 @@ def test_file_inputs(write_config, tmp_path: Path) -> None:
     np.save(path.parent / "x.npy", np.zeros((1, 1, 3, 16, 16), np.float32))
     with pytest.raises(SpecError) as err:
         load_experiment(path, ["inputs.input.source={file: x.npy}", "~inputs.input.shape"], deep=True)
-    assert [p.message for p in err.value.problems] == ["the file holds 1 samples; the config asks for 2"]
+    assert [p.message for p in err.value.problems] == [
+        "x.npy holds 1 samples (shape [1, 1, 3, 16, 16]); the config asks for 2"
+    ]
     exp = load_experiment(path, ["inputs.input.source={file: x.npy}", "samples=1"], deep=True)
     assert exp.inputs[0].source["file"] == str(path.parent / "x.npy")
 
