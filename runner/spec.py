@@ -2,7 +2,11 @@
 
 YAML is composed with the safe loader only (no tags that construct objects: configs never execute code)
 and rebuilt into plain data while recording, for every JSON pointer, the line and column it came from.
-Duplicate keys, which ``yaml.safe_load`` silently collapses, are errors. Validation reports every
+Duplicate keys, which ``yaml.safe_load`` silently collapses, are errors. Rebuilding is bounded: YAML aliases
+can make a few lines expand to billions of values (an "alias bomb") or refer to themselves, so the text, the
+number of values after expansion and the nesting depth have limits, and passing one is a config error at
+the line where it happened. Non-finite numbers (``.nan``, ``.inf``) are errors wherever they appear: no
+setting of layerscope means anything with them. Validation reports every
 problem at once as ``file:line:col: /pointer: message`` with the offending line. The domain layer
 (``pipelines``) adds its semantic checks through :class:`ProblemCollector`, which uses the same positions.
 """
@@ -11,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -68,12 +73,49 @@ class Document:
         return SpecProblem(self.source, ptr, message, line, col, excerpt)
 
 
+# Far beyond any real experiment (the largest example config has ~100 values), far below what hurts.
+MAX_TEXT_BYTES = 4 << 20
+MAX_VALUES = 100_000
+MAX_DEPTH = 64
+
+
+class _TooLarge(Exception):
+    """The config passed a bound while it was rebuilt, at ``ptr`` (``node``: the value being expanded)."""
+
+    def __init__(self, message: str, node: yaml.Node, ptr: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.node = node
+        self.ptr = ptr
+
+
 class _Composer:
     def __init__(self, doc: Document) -> None:
         self.doc = doc
         self.problems: list[SpecProblem] = []
+        self.values = 0
+        self.path: set[int] = set()  # ids of the collections being rebuilt: an alias back to one is a cycle
 
-    def build(self, node: yaml.Node, ptr: str) -> Any:
+    def build(self, node: yaml.Node, ptr: str, depth: int = 0) -> Any:
+        self.values += 1
+        if self.values > MAX_VALUES:
+            raise _TooLarge(
+                f"the config expands to more than {MAX_VALUES:,} values (YAML aliases repeating each other?)", node, ptr
+            )
+        if depth > MAX_DEPTH:
+            raise _TooLarge(f"the config is nested more than {MAX_DEPTH} levels deep", node, ptr)
+        if id(node) in self.path:
+            raise _TooLarge("a YAML alias refers to a value that contains it (a cycle)", node, ptr)
+        if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
+            self.path.add(id(node))
+            try:
+                return self._collection(node, ptr, depth)
+            finally:
+                self.path.discard(id(node))
+        self.doc.positions.setdefault(ptr, (node.start_mark.line + 1, node.start_mark.column + 1))
+        return _scalar(node)
+
+    def _collection(self, node: yaml.Node, ptr: str, depth: int) -> Any:
         self.doc.positions.setdefault(ptr, (node.start_mark.line + 1, node.start_mark.column + 1))
         if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in _PLAIN_TAGS:
             # Only plain mappings and lists: a tag like !!python/object would construct code.
@@ -92,11 +134,9 @@ class _Composer:
                     self.problems.append(self.doc.problem(child, f"duplicate key {key!r}"))
                     continue
                 self.doc.key_positions[child] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
-                out[key] = self.build(value_node, child)
+                out[key] = self.build(value_node, child, depth + 1)
             return out
-        if isinstance(node, yaml.SequenceNode):
-            return [self.build(item, f"{ptr}/{i}") for i, item in enumerate(node.value)]
-        return _scalar(node)
+        return [self.build(item, f"{ptr}/{i}", depth + 1) for i, item in enumerate(node.value)]
 
 
 class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
@@ -121,6 +161,9 @@ def _scalar(node: yaml.Node) -> Any:
 
 def load_document(path: Path, *, source: str | None = None) -> Document:
     try:
+        size = path.stat().st_size if path.is_file() else 0
+        if size > MAX_TEXT_BYTES:
+            raise UsageError(f"config {path} is {size:,} bytes; a config may have at most {MAX_TEXT_BYTES:,}")
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise UsageError(f"config not found: {path}") from None
@@ -131,17 +174,7 @@ def load_document(path: Path, *, source: str | None = None) -> Document:
 
 def parse_document(text: str, *, source: str, path: Path | None = None) -> Document:
     doc = Document(source=source, path=path, text=text, data=None)
-    try:
-        node = yaml.compose(text, Loader=_Loader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        col = mark.column + 1 if mark else None
-        lines = text.splitlines()
-        excerpt = lines[line - 1] if line and 0 < line <= len(lines) else None
-        raise SpecError(
-            [SpecProblem(source, "", f"invalid YAML: {exc.problem or exc}", line, col, excerpt)], source
-        ) from None
+    node = _compose(text, source)
     if node is None:
         raise SpecError([SpecProblem(source, "", "the config is empty")], source)
     composer = _Composer(doc)
@@ -149,15 +182,67 @@ def parse_document(text: str, *, source: str, path: Path | None = None) -> Docum
         doc.data = composer.build(node, "")
     except yaml.constructor.ConstructorError as exc:
         mark = exc.problem_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
-        lines = text.splitlines()
-        excerpt = lines[line - 1] if line and 0 < line <= len(lines) else None
-        raise SpecError(
-            [SpecProblem(source, "", f"unsupported YAML: {exc.problem}", line, col, excerpt)], source
-        ) from None
+        raise SpecError([_located(source, text, f"unsupported YAML: {exc.problem}", mark)], source) from None
+    except _TooLarge as exc:
+        # Where the expansion started (the top-level key whose value blew up), not the leaf the alias reached.
+        top = "/" + exc.ptr.split("/")[1] if exc.ptr.count("/") >= 1 and exc.ptr else ""
+        pos = doc.key_positions.get(top) or doc.positions.get(top)
+        mark = pos if pos is not None else exc.node.start_mark
+        raise SpecError([_located(source, text, exc.message, mark)], source) from None
     if composer.problems:
         raise SpecError(composer.problems, source)
     return doc
+
+
+def _compose(text: str, source: str) -> yaml.Node | None:
+    """The YAML node graph of ``text`` (aliases not expanded yet), or a SpecError saying where it is invalid."""
+    if len(text) > MAX_TEXT_BYTES:
+        raise SpecError([SpecProblem(source, "", f"the config is longer than {MAX_TEXT_BYTES:,} characters")], source)
+    try:
+        return yaml.compose(text, Loader=_Loader)
+    except yaml.MarkedYAMLError as exc:
+        problem = f"invalid YAML: {exc.problem or exc}"
+        raise SpecError([_located(source, text, problem, exc.problem_mark or exc.context_mark)], source) from None
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow (NUL, other control characters)
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        what = f"character U+{exc.character:04X}" if isinstance(exc.character, int) else "character"
+        problem = f"invalid YAML: {what} is not allowed in YAML text ({exc.reason})"
+        raise SpecError([_located(source, text, problem, (line, column))], source) from None
+    except yaml.YAMLError as exc:
+        raise SpecError([SpecProblem(source, "", f"invalid YAML: {exc}")], source) from None
+    except RecursionError:
+        raise SpecError([SpecProblem(source, "", f"the config is nested too deeply (limit {MAX_DEPTH})")], source) from None
+
+
+def _located(source: str, text: str, message: str, mark: Any, ptr: str = "") -> SpecProblem:
+    """A problem at a YAML mark (0-based) or a (line, column) pair (1-based), with its line as the excerpt."""
+    if mark is None:
+        return SpecProblem(source, ptr, message)
+    line, col = mark if isinstance(mark, tuple) else (mark.line + 1, mark.column + 1)
+    lines = text.splitlines()
+    excerpt = lines[line - 1] if 0 < line <= len(lines) else None
+    if excerpt is not None:
+        excerpt = "".join(c if c.isprintable() or c == "\t" else "?" for c in excerpt)
+    return SpecProblem(source, ptr, message, line, col, excerpt)
+
+
+def parse_value(text: str, what: str) -> Any:
+    """One YAML value given on the command line (``--set``), under the same bounds as a config."""
+    doc = Document(source=what, path=None, text=text, data=None)
+    try:
+        node = _compose(text, what)
+        if node is None:
+            return None
+        composer = _Composer(doc)
+        value = composer.build(node, "")
+    except SpecError as exc:
+        raise UsageError(f"{what}: the value is not valid YAML ({exc.problems[0].message})") from None
+    except (_TooLarge, yaml.constructor.ConstructorError) as exc:
+        raise UsageError(f"{what}: {getattr(exc, 'message', None) or getattr(exc, 'problem', exc)}") from None
+    if composer.problems:
+        raise UsageError(f"{what}: {composer.problems[0].message}")
+    return value
 
 
 # -- --set key.path=value ------------------------------------------------------------------------------
@@ -216,10 +301,7 @@ def apply_overrides(doc: Document, expressions: Iterable[str]) -> None:
                 elif isinstance(node, list) and isinstance(last, int) and last < len(node):
                     node.pop(last)
             else:
-                try:
-                    value = yaml.load(value_text or "", Loader=_Loader)  # _Loader is a safe loader
-                except yaml.YAMLError as exc:
-                    raise UsageError(f"--set {expr}: the value is not valid YAML ({exc})") from None
+                value = parse_value(value_text or "", f"--set {expr}")
                 if isinstance(last, int):
                     if not isinstance(node, list) or last > len(node):
                         raise UsageError(f"--set {expr}: index [{last}] is out of range")
@@ -237,14 +319,24 @@ def apply_overrides(doc: Document, expressions: Iterable[str]) -> None:
 
 
 # -- schema validation --------------------------------------------------------------------------------
+def nonfinite_problems(doc: Document) -> list[SpecProblem]:
+    """A problem for every NaN or infinity in the config (no setting means anything with them)."""
+    return [doc.problem(ptr, f"{value} is not a finite number") for ptr, value in _nonfinite(doc.data, "")]
+
+
 def validate_schema(doc: Document, schema: dict[str, Any]) -> list[SpecProblem]:
-    """Every schema violation, ordered by position in the file."""
+    """Every schema violation and non-finite number, ordered by position in the file."""
     from jsonschema import Draft202012Validator
 
     validator = Draft202012Validator(schema)
     problems: list[tuple[tuple[int, int, str], SpecProblem]] = []
+    nonfinite = {p.pointer for p in nonfinite_problems(doc)}
+    for problem in nonfinite_problems(doc):
+        problems.append(((problem.line or 0, problem.column or 0, problem.pointer), problem))
     for err in _specific(validator.iter_errors(doc.data)):
         ptr = pointer(*err.absolute_path)
+        if ptr in nonfinite:  # said once, as what it is
+            continue
         message = _message(err)
         at_key = err.validator == "additionalProperties"
         if at_key:
@@ -261,6 +353,18 @@ def validate_schema(doc: Document, schema: dict[str, Any]) -> list[SpecProblem]:
             seen.add(p.render())
             unique.append(p)
     return unique
+
+
+def _nonfinite(value: Any, ptr: str) -> Iterator[tuple[str, str]]:
+    """(pointer, YAML spelling) of every NaN or infinity in config data."""
+    if isinstance(value, float) and not math.isfinite(value):
+        yield ptr, ".nan" if math.isnan(value) else (".inf" if value > 0 else "-.inf")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _nonfinite(v, f"{ptr}/{escape_pointer_token(k)}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _nonfinite(v, f"{ptr}/{i}")
 
 
 _SHALLOW = {"required", "type", "const", "enum", "additionalProperties"}

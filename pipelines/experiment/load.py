@@ -21,13 +21,14 @@ from layerscope.pipelines.experiment import phases
 from layerscope.pipelines.experiment.spec import Experiment
 from layerscope.runner.cache import Cache
 from layerscope.runner.errors import SpecError, SpecProblem, UsageError
-from layerscope.runner.hashing import digest, digest_bytes
+from layerscope.runner.hashing import digest, digest_bytes, source_digest
 from layerscope.runner.spec import (
     Document,
     ProblemCollector,
     apply_overrides,
     escape_pointer_token,
     load_document,
+    nonfinite_problems,
     parse_document,
     validate_schema,
 )
@@ -207,9 +208,15 @@ def _cache_value(data: dict[str, Any]) -> str | None:
 
 
 def _check_schema(doc: Document, cache: Cache) -> list[SpecProblem]:
-    """Schema problems of the config; a config that passed once is remembered (by content) and not rechecked."""
+    """Schema problems of the config; a config that passed once is remembered (by content, schema and validator
+    code) and not rechecked. Non-finite numbers are looked for every time: the canonical digest of a config
+    spells a NaN like the string "nan", so the memo cannot tell them apart."""
     text = schema_text("experiment")
-    memo_key = digest({"config": doc.data, "schema": digest_bytes(text.encode())})
+    nonfinite = nonfinite_problems(doc)
+    if nonfinite:
+        return validate_schema(doc, json.loads(text))
+    validator = source_digest("layerscope.runner.spec")
+    memo_key = digest({"config": doc.data, "schema": digest_bytes(text.encode()), "validator": validator})
     memo = cache.base / "memo" / "valid" / memo_key
     if memo.exists():
         return []
