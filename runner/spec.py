@@ -79,7 +79,7 @@ MAX_VALUES = 100_000
 MAX_DEPTH = 64
 
 
-class _TooLarge(Exception):
+class _TooLargeError(Exception):
     """The config passed a bound while it was rebuilt, at ``ptr`` (``node``: the value being expanded)."""
 
     def __init__(self, message: str, node: yaml.Node, ptr: str) -> None:
@@ -99,13 +99,13 @@ class _Composer:
     def build(self, node: yaml.Node, ptr: str, depth: int = 0) -> Any:
         self.values += 1
         if self.values > MAX_VALUES:
-            raise _TooLarge(
+            raise _TooLargeError(
                 f"the config expands to more than {MAX_VALUES:,} values (YAML aliases repeating each other?)", node, ptr
             )
         if depth > MAX_DEPTH:
-            raise _TooLarge(f"the config is nested more than {MAX_DEPTH} levels deep", node, ptr)
+            raise _TooLargeError(f"the config is nested more than {MAX_DEPTH} levels deep", node, ptr)
         if id(node) in self.path:
-            raise _TooLarge("a YAML alias refers to a value that contains it (a cycle)", node, ptr)
+            raise _TooLargeError("a YAML alias refers to a value that contains it (a cycle)", node, ptr)
         if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
             self.path.add(id(node))
             try:
@@ -183,7 +183,7 @@ def parse_document(text: str, *, source: str, path: Path | None = None) -> Docum
     except yaml.constructor.ConstructorError as exc:
         mark = exc.problem_mark
         raise SpecError([_located(source, text, f"unsupported YAML: {exc.problem}", mark)], source) from None
-    except _TooLarge as exc:
+    except _TooLargeError as exc:
         # Where the expansion started (the top-level key whose value blew up), not the leaf the alias reached.
         top = "/" + exc.ptr.split("/")[1] if exc.ptr.count("/") >= 1 and exc.ptr else ""
         pos = doc.key_positions.get(top) or doc.positions.get(top)
@@ -212,7 +212,9 @@ def _compose(text: str, source: str) -> yaml.Node | None:
     except yaml.YAMLError as exc:
         raise SpecError([SpecProblem(source, "", f"invalid YAML: {exc}")], source) from None
     except RecursionError:
-        raise SpecError([SpecProblem(source, "", f"the config is nested too deeply (limit {MAX_DEPTH})")], source) from None
+        raise SpecError(
+            [SpecProblem(source, "", f"the config is nested too deeply (limit {MAX_DEPTH})")], source
+        ) from None
 
 
 def _located(source: str, text: str, message: str, mark: Any, ptr: str = "") -> SpecProblem:
@@ -238,7 +240,7 @@ def parse_value(text: str, what: str) -> Any:
         value = composer.build(node, "")
     except SpecError as exc:
         raise UsageError(f"{what}: the value is not valid YAML ({exc.problems[0].message})") from None
-    except (_TooLarge, yaml.constructor.ConstructorError) as exc:
+    except (_TooLargeError, yaml.constructor.ConstructorError) as exc:
         raise UsageError(f"{what}: {getattr(exc, 'message', None) or getattr(exc, 'problem', exc)}") from None
     if composer.problems:
         raise UsageError(f"{what}: {composer.problems[0].message}")
