@@ -101,6 +101,8 @@ def sample_reader(spec: InputSpec, samples: int) -> Iterator[Any]:
         return
     with _open_array(spec) as arr:
         name = Path(spec.source["file"]).name
+        if len(arr.shape) == 0:
+            raise UsageError(f"{name}: expected samples along the first axis, got a scalar")
         if arr.shape[0] < samples:
             raise UsageError(f"{name} holds {arr.shape[0]} samples; the config asks for {samples}")
         if spec.shape is not None and tuple(arr.shape[1:]) != tuple(spec.shape):

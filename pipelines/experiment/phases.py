@@ -291,12 +291,23 @@ def check_against_model(
     samples = int(ld.data.get("samples", 1)) if ld.accepted("/samples") else 1
     _check_inputs(ld, inputs, input_names, model, samples=samples)
     pinned = {name: _pin(ld, run, model) for name, run in runs.items()}
+    _check_ops(ld, model, runs)
     raw_layers = (ld.section("thresholds") or {}).get("layers")
     for i, entry in enumerate(raw_layers if isinstance(raw_layers, list) else []):
         ptr = f"/thresholds/layers/{i}/match"
         if ld.accepted(ptr) and not glob_matches_any(entry["match"], model.summary):
             ld.problems.add(ptr, f"{entry['match']!r} matches no node{suggest_names(entry['match'], model.summary)}")
     return pinned
+
+
+def _check_ops(ld: Loading, model: ResolvedModel, runs: Mapping[str, RunSpec]) -> None:
+    """An operator a run's backend does not know is a config problem now, not a failed build later."""
+    from layerscope.pipelines.models.ops import unknown_ops
+
+    for backend in sorted({r.backend for r in runs.values()}):
+        for op, nodes in unknown_ops(model.summary, backend).items():
+            shown = ", ".join(nodes[:3]) + (f" and {len(nodes) - 3} more" if len(nodes) > 3 else "")
+            ld.problems.add("/model", f"{backend} does not know the operator {op} (node {shown})")
 
 
 def _check_inputs(
@@ -327,13 +338,17 @@ def _check_input(ld: Loading, spec: InputSpec, t: Any, *, samples: int) -> None:
     if t.dtype is not None and t.dtype != spec.dtype:
         ld.problems.add(f"{ptr}/dtype", f"the model's input {spec.name!r} is {t.dtype}, not {spec.dtype}")
     shape = spec.shape
-    if ld.deep and shape is None and "file" in spec.source:
+    if ld.deep and "file" in spec.source:
         from layerscope.pipelines.experiment.inputs import probe_file
 
         try:
-            n, shape = probe_file(spec)
+            n, in_file = probe_file(spec)
             if n < samples:
                 ld.problems.add(f"{ptr}/source", f"the file holds {n} samples; the config asks for {samples}")
+            if shape is not None and tuple(shape) != in_file:
+                ld.problems.add(f"{ptr}/shape", f"the file's samples have shape {list(in_file)}, not {list(shape)}")
+                return
+            shape = in_file
         except UsageError as exc:
             ld.problems.add(f"{ptr}/source", exc.message)
     if shape is None or t.shape is None:

@@ -87,6 +87,8 @@ def _materialise_builtin(options: dict[str, Any], cache: Cache) -> Path:
 
 def load_summary(path: Path, cache: Cache) -> tuple[str, ModelSummary]:
     """(model digest, summary) for an ONNX file, both served from the cache when the file is unchanged."""
+    if path.stat().st_size == 0:
+        raise UsageError(f"model file {path} is empty (0 bytes)")
     file_digest = cache.digests(path)
     key = digest({"model_file": file_digest, "summary": SUMMARY_VERSION})
     found = cache.lookup("summary", key, touch=False)
@@ -101,6 +103,9 @@ def load_summary(path: Path, cache: Cache) -> tuple[str, ModelSummary]:
             summary = summarize(path)
         except Exception as exc:
             raise UsageError(f"cannot read ONNX model {path}: {exc}") from None
+        if not summary.nodes and not summary.inputs and not summary.outputs:
+            # protobuf parses many non-ONNX files as an empty message instead of failing
+            raise UsageError(f"{path} is not an ONNX model (it has no graph)")
         with cache.lock(key), cache.staging("summary", key) as tmp:
             (tmp / "summary.json").write_text(summary.to_json())
             cache.publish("summary", key, tmp, {"stage": "model summary", "material": {"model": str(path)}})

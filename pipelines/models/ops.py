@@ -1,0 +1,56 @@
+"""Which operators of a model a backend cannot run, known before anything is built.
+
+A model with an operator ONNX Runtime does not know used to pass ``validate`` and fail at build (exit 3).
+ONNX Runtime lists its CPU kernels by (op type, domain); an operator without a kernel still runs when ONNX
+defines it as a function of other operators (ONNX Runtime expands those). Only the domains ONNX Runtime
+implements are judged: an operator of another domain may be a function defined inside the model, which the
+summary does not list, and its build says so if it is not.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from layerscope.pipelines.models.summary import ModelSummary
+
+_JUDGED_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml", "com.microsoft"})
+
+
+@lru_cache(maxsize=1)
+def _ort_cpu_kernels() -> frozenset[tuple[str, str]]:
+    from onnxruntime.capi import onnxruntime_pybind11_state as ort_c
+
+    return frozenset(
+        (k.op_name, "" if k.domain == "ai.onnx" else k.domain)
+        for k in ort_c.get_all_opkernel_def()
+        if k.provider == "CPUExecutionProvider"
+    )
+
+
+def _onnx_defines(op: str, domain: str, *, as_function: bool) -> bool:
+    import onnx.defs
+
+    if not onnx.defs.has(op, domain):
+        return False
+    if not as_function:
+        return True
+    schema = onnx.defs.get_schema(op, domain=domain)
+    return bool(schema.has_function or schema.has_context_dependent_function)
+
+
+def unknown_ops(summary: ModelSummary, backend: str) -> dict[str, list[str]]:
+    """``domain::op`` (or ``op``) -> the nodes using it, for every operator ``backend`` cannot run."""
+    out: dict[str, list[str]] = {}
+    for node in summary.nodes:
+        domain = "" if node.domain == "ai.onnx" else node.domain
+        if domain not in _JUDGED_DOMAINS:
+            continue
+        if backend == "onnxruntime":
+            known = (node.op_type, domain) in _ort_cpu_kernels() or _onnx_defines(
+                node.op_type, domain, as_function=True
+            )
+        else:  # TensorRT's parser is not importable here: at least the operator must exist in ONNX
+            known = _onnx_defines(node.op_type, domain, as_function=False)
+        if not known:
+            out.setdefault(f"{domain}::{node.op_type}" if domain else node.op_type, []).append(node.name)
+    return out
