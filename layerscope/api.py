@@ -24,10 +24,11 @@ from layerscope.runner.errors import RunError, StageError, UsageError
 if TYPE_CHECKING:
     from layerscope.pipelines.analysis.search import SearchResult
     from layerscope.pipelines.experiment import Experiment
+    from layerscope.pipelines.experiment.budget import Estimate
     from layerscope.pipelines.reports.model import Report
     from layerscope.results import Diff, FixResult, Plan
     from layerscope.runner.cache import Cache
-    from layerscope.runner.execute import Outcome, Reporter
+    from layerscope.runner.execute import Decision, Outcome, Reporter
     from layerscope.runner.graph import Plan as StagePlan
 
 Config = Union[str, "os.PathLike[str]", Mapping[str, Any]]
@@ -207,6 +208,48 @@ def load_experiment(
     return from_path(Path(config), sets, cache_dir=_str(cache_dir), deep=deep)
 
 
+def validate(
+    config: Config, *, overrides: Iterable[str] = (), cache_dir: str | os.PathLike[str] | None = None
+) -> tuple[Experiment, Estimate]:
+    """``layerscope validate``: the experiment checked against the schema, the model and its input files, and
+    its size estimate checked against this machine's memory and the cache's free disk (UsageError, exit 2,
+    when the run cannot fit)."""
+    from layerscope.pipelines.experiment.budget import estimate
+    from layerscope.pipelines.stages import plan_for
+    from layerscope.runner.execute import plan_decisions
+
+    exp = load_experiment(config, overrides=overrides, cache_dir=cache_dir, deep=True)
+    est = estimate(exp)
+    check_room(exp, plan_decisions(plan_for(exp), exp.cache, exp.scope), est)
+    return exp, est
+
+
+def check_room(exp: Experiment, decisions: Mapping[str, Decision], est: Estimate | None = None) -> Estimate | None:
+    """Refuse a run whose dumps to make cannot fit in memory or on the cache's disk (before anything runs);
+    the estimate, when dumps are to be made."""
+    from layerscope.pipelines.experiment.budget import check, estimate
+    from layerscope.pipelines.stages.dump import stage_id
+
+    dumping = sum(1 for run in {exp.reference, *exp.candidates} if decisions[stage_id(run)].status == "run")
+    if not dumping:
+        return None
+    est = est or estimate(exp)
+    check(exp, est, dumping=dumping)
+    return est
+
+
+def _say_needs(outcomes: Mapping[str, Outcome], est: Estimate | None, decisions: Mapping[str, Decision]) -> None:
+    """A stage that found the disk full: add what the run's dumps needed (the executor cannot know it)."""
+    from layerscope.runner.resources import human
+
+    if est is None:
+        return
+    dumping = sum(1 for sid, d in decisions.items() if sid.startswith("dump[") and d.status == "run")
+    for o in outcomes.values():
+        if o.fault == "disk" and o.error is not None:
+            o.error = o.error.replace("\n", f"; this run's dumps need ~{human(est.disk(dumping))}\n", 1)
+
+
 def execute(
     config: Config,
     *,
@@ -232,7 +275,9 @@ def execute(
         exp = replace(exp, cache=_private_cache(out_dir))
     stage_plan = plan_for(exp)
     decisions = plan_decisions(stage_plan, exp.cache, exp.scope, force=force, only=only)
+    est = check_room(exp, decisions)
     outcomes = run_plan(stage_plan, exp.cache, exp.scope, decisions, jobs=n, reporter=_reporter(progress))
+    _say_needs(outcomes, est, decisions)
     if any(o.status in ("failed", "skipped") for o in outcomes.values()):
         raise RunError(outcomes)
     if outcomes["report"].entry is None:  # `only` did not need the report
@@ -250,6 +295,7 @@ def report_for(exp: Experiment, *, jobs: int | None = None, progress: Progress =
 
     stage_plan = plan_for(exp)
     decisions = plan_decisions(stage_plan, exp.cache, exp.scope)
+    check_room(exp, decisions)
     outcomes = run_plan(stage_plan, exp.cache, exp.scope, decisions, jobs=_jobs(jobs), reporter=_reporter(progress))
     failed = [o for o in outcomes.values() if o.status == "failed"]
     entry = outcomes["report"].entry

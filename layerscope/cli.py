@@ -12,6 +12,7 @@ import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 from layerscope._version import __version__
@@ -150,6 +151,20 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = _force_before_config(list(sys.argv[1:] if argv is None else argv))
     verbose = "-v" in argv or "--verbose" in argv
+    hooks = sys.excepthook, sys.unraisablehook
+    if not verbose:
+        # h5py reports an error in a destructor (closing an object of a file the full disk would not take)
+        # twice: a traceback through sys.excepthook, then "Exception ignored" through sys.unraisablehook. It
+        # cannot change what a command does, which has already failed and says why: that is for -v only.
+        sys.excepthook = _quiet_h5py
+        sys.unraisablehook = _quiet_h5py_unraisable
+    try:
+        return _main(argv, verbose)
+    finally:
+        sys.excepthook, sys.unraisablehook = hooks
+
+
+def _main(argv: list[str], verbose: bool) -> int:
     try:
         args = _parser().parse_args(argv)
         if args.command is None:
@@ -171,14 +186,44 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except SystemExit as exc:  # --help / --version
         return int(exc.code or 0)
-    except Exception as exc:
-        _err(
-            f"layerscope: internal error: {type(exc).__name__}: {exc}\n"
-            "  this is a bug in layerscope; -v shows the traceback"
-        )
-        if verbose:
-            traceback.print_exc()
+    except MemoryError:
+        _err("layerscope: out of memory (`layerscope validate CONFIG` estimates what a run needs)")
         return EXIT_STAGE
+    except OSError as exc:
+        from layerscope.runner.resources import disk_full, is_disk_full
+
+        if not is_disk_full(exc):
+            return _internal(exc, verbose)
+        _err(f"layerscope: {disk_full(exc).render()}")
+        return EXIT_STAGE
+    except Exception as exc:
+        return _internal(exc, verbose)
+
+
+def _internal(exc: BaseException, verbose: bool) -> int:
+    """What is left is a bug in layerscope: say so, with the traceback under -v."""
+    _err(
+        f"layerscope: internal error: {type(exc).__name__}: {exc}\n"
+        "  this is a bug in layerscope; -v shows the traceback"
+    )
+    if verbose:
+        traceback.print_exc()
+    return EXIT_STAGE
+
+
+def _from_h5py(tb: TracebackType | None) -> bool:
+    frames = traceback.extract_tb(tb) if tb is not None else []
+    return bool(frames) and frames[-1].filename.startswith("h5py/")
+
+
+def _quiet_h5py(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
+    if not _from_h5py(tb):
+        sys.__excepthook__(kind, value, tb)
+
+
+def _quiet_h5py_unraisable(unraisable: Any) -> None:
+    if not _from_h5py(unraisable.exc_traceback):
+        sys.__unraisablehook__(unraisable)
 
 
 def _err(text: str) -> None:
@@ -198,8 +243,9 @@ def _console(quiet: bool = False, *, stderr: bool = False) -> Any:
 def cmd_validate(args: argparse.Namespace) -> int:
     from layerscope import api
 
-    exp = api.load_experiment(args.config, overrides=args.overrides, cache_dir=args.cache_dir, deep=True)
+    exp, estimate = api.validate(args.config, overrides=args.overrides, cache_dir=args.cache_dir)
     print(exp.describe())
+    print(f"  {estimate.describe()}")
     return EXIT_OK
 
 

@@ -24,6 +24,7 @@ from layerscope.runner.cache import Cache, Entry, Lookup
 from layerscope.runner.errors import LayerscopeError
 from layerscope.runner.graph import Plan, Progress, StageContext
 from layerscope.runner.hashing import canonical_json
+from layerscope.runner.resources import disk_full, is_disk_full
 
 Status = Literal["cached", "run", "not-needed"]
 OutcomeStatus = Literal["cached", "ran", "failed", "skipped", "not-needed"]
@@ -46,6 +47,7 @@ class Outcome:
     seconds: float = 0.0
     error: str | None = None
     traceback: str | None = None
+    fault: str | None = None  # "disk" or "memory": the machine ran out, the stage has no bug
 
 
 class Reporter(Protocol):
@@ -238,15 +240,42 @@ class Executor:
                 error=exc.render(),
                 traceback=traceback.format_exc(),
             )
-        except Exception as exc:  # a bug in a stage must not take the other stages down with it
+        except MemoryError as exc:  # the machine's fault, not the stage's: say what happened, not "a bug"
+            detail = f" ({exc})" if str(exc) else ""
             return Outcome(
                 sid,
                 "failed",
                 decision.reason,
                 seconds=time.perf_counter() - start,
-                error=f"internal error: {type(exc).__name__}: {exc}",
+                error=f"out of memory{detail}",
                 traceback=traceback.format_exc(),
+                fault="memory",
             )
+        except OSError as exc:
+            if not is_disk_full(exc):
+                return self._internal(sid, decision, start, exc)
+            return Outcome(
+                sid,
+                "failed",
+                decision.reason,
+                seconds=time.perf_counter() - start,
+                error=disk_full(exc, exc.filename or self.cache.base / "tmp").render(),
+                traceback=traceback.format_exc(),
+                fault="disk",
+            )
+        except Exception as exc:  # a bug in a stage must not take the other stages down with it
+            return self._internal(sid, decision, start, exc)
+
+    @staticmethod
+    def _internal(sid: str, decision: Decision, start: float, exc: Exception) -> Outcome:
+        return Outcome(
+            sid,
+            "failed",
+            decision.reason,
+            seconds=time.perf_counter() - start,
+            error=f"internal error: {type(exc).__name__}: {exc}",
+            traceback=traceback.format_exc(),
+        )
 
 
 def plan_decisions(
@@ -272,7 +301,8 @@ def run_plan(
 ) -> dict[str, Outcome]:
     """Execute decided stages and remember what each stage last ran with (to explain staleness later)."""
     outcomes = Executor(cache, jobs=jobs, reporter=reporter).execute(plan, decisions)
-    cache.write_state(scope, new_state(plan, outcomes, cache.read_state(scope)))
+    with contextlib.suppress(OSError):  # it only explains staleness later: a read-only or full cache is no failure
+        cache.write_state(scope, new_state(plan, outcomes, cache.read_state(scope)))
     return outcomes
 
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from layerscope.runner.errors import UsageError
 from layerscope.runner.files import atomic_write
+from layerscope.runner.resources import disk_full, is_disk_full
 
 if TYPE_CHECKING:
     from layerscope.pipelines.experiment import Experiment
@@ -71,6 +72,8 @@ def write_outputs(
         _link_dumps(exp, plan, outcomes, out_dir, cache)
         _copy_calibration_cache(plan, outcomes, out_dir, cache)
     except OSError as exc:
+        if is_disk_full(exc):
+            raise disk_full(exc, exc.filename or out_dir) from None
         raise UsageError(f"cannot write the report into {out_dir}: {exc.strerror or exc}") from None
     return report, files
 
@@ -94,8 +97,12 @@ def _link_dumps(exp: Experiment, plan: Plan, outcomes: Mapping[str, Outcome], ou
         tmp = links / f".{run}.h5.{os.getpid()}.tmp"
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
-        os.symlink(entry.file(DUMP_FILE), tmp)
-        os.replace(tmp, link)  # atomic: a concurrent run never sees a missing or half-made link
+        try:
+            os.symlink(entry.file(DUMP_FILE), tmp)
+            os.replace(tmp, link)  # atomic: a concurrent run never sees a missing or half-made link
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)  # only left when replacing failed: never leave a temporary behind
 
 
 def _copy_calibration_cache(plan: Plan, outcomes: Mapping[str, Outcome], out_dir: Path, cache: Cache) -> None:
