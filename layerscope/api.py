@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
@@ -274,15 +275,17 @@ def execute(
     if no_cache:
         exp = replace(exp, cache=_private_cache(out_dir))
     stage_plan = plan_for(exp)
-    decisions = plan_decisions(stage_plan, exp.cache, exp.scope, force=force, only=only)
-    est = check_room(exp, decisions)
-    outcomes = run_plan(stage_plan, exp.cache, exp.scope, decisions, jobs=n, reporter=_reporter(progress))
-    _say_needs(outcomes, est, decisions)
-    if any(o.status in ("failed", "skipped") for o in outcomes.values()):
-        raise RunError(outcomes)
-    if outcomes["report"].entry is None:  # `only` did not need the report
-        return Execution(exp, outcomes, out_dir)
-    document, files = write_outputs(exp, stage_plan, outcomes, out_dir, exp.cache, started)
+    # A lease from before deciding until the outputs link to the entries: a concurrent `cache gc` keeps them.
+    with _holding(exp, stage_plan):
+        decisions = plan_decisions(stage_plan, exp.cache, exp.scope, force=force, only=only)
+        est = check_room(exp, decisions)
+        outcomes = run_plan(stage_plan, exp.cache, exp.scope, decisions, jobs=n, reporter=_reporter(progress))
+        _say_needs(outcomes, est, decisions)
+        if any(o.status in ("failed", "skipped") for o in outcomes.values()):
+            raise RunError(outcomes)
+        if outcomes["report"].entry is None:  # `only` did not need the report
+            return Execution(exp, outcomes, out_dir)
+        document, files = write_outputs(exp, stage_plan, outcomes, out_dir, exp.cache, started)
     return Execution(exp, outcomes, out_dir, document, files)
 
 
@@ -294,18 +297,37 @@ def report_for(exp: Experiment, *, jobs: int | None = None, progress: Progress =
     from layerscope.runner.execute import plan_decisions, run_plan
 
     stage_plan = plan_for(exp)
-    decisions = plan_decisions(stage_plan, exp.cache, exp.scope)
-    check_room(exp, decisions)
-    outcomes = run_plan(stage_plan, exp.cache, exp.scope, decisions, jobs=_jobs(jobs), reporter=_reporter(progress))
-    failed = [o for o in outcomes.values() if o.status == "failed"]
-    entry = outcomes["report"].entry
-    if failed or entry is None:
-        why = "; ".join(f"{o.sid} failed: {o.error}" for o in failed) or "the report stage did not run"
-        raise StageError(f"{exp.source}: {why}")
-    return report_document(exp, entry)
+    with _holding(exp, stage_plan):
+        decisions = plan_decisions(stage_plan, exp.cache, exp.scope)
+        check_room(exp, decisions)
+        outcomes = run_plan(stage_plan, exp.cache, exp.scope, decisions, jobs=_jobs(jobs), reporter=_reporter(progress))
+        failed = [o for o in outcomes.values() if o.status == "failed"]
+        entry = outcomes["report"].entry
+        if failed or entry is None:
+            why = "; ".join(f"{o.sid} failed: {o.error}" for o in failed) or "the report stage did not run"
+            raise StageError(f"{exp.source}: {why}")
+        return report_document(exp, entry)
 
 
 # -- helpers ----------------------------------------------------------------------------------------------
+@contextmanager
+def _holding(exp: Experiment, stage_plan: StagePlan) -> Iterator[None]:
+    """A lease on every key of the plan and on the entries holding the experiment's files (runner/leases.py).
+
+    The files were found before the lease existed: a `cache gc` in between may have removed one (a builtin
+    model). That is said plainly; the next run materialises it again."""
+    from layerscope.runner.leases import holding
+
+    with holding(exp.cache.base, [ps.key for ps in stage_plan] + exp.held_keys()):
+        gone = [f for f in exp.files() if exp.cache.key_of(f) is not None and not f.exists()]
+        if gone:
+            raise StageError(
+                f"{gone[0]} was removed from the cache by a concurrent `layerscope cache gc` or `clear` while "
+                "this run started; run again"
+            )
+        yield
+
+
 def _str(path: str | os.PathLike[str] | None) -> str | None:
     return None if path is None else os.fspath(path)
 
@@ -365,11 +387,12 @@ def _local_errors(exp: Experiment, run: str, jobs: int, reporter: Reporter) -> d
         return None
     stage_plan: StagePlan = plan_for(exp)
     sid = stage_id(run)
-    decisions = plan_decisions(stage_plan, exp.cache, exp.scope, only=[sid])
-    outcome = run_plan(stage_plan, exp.cache, exp.scope, decisions, jobs=jobs, reporter=reporter)[sid]
-    if outcome.entry is None:
-        return None
-    doc = read_json(outcome.entry.file("attribution.json"))
+    with _holding(exp, stage_plan):
+        decisions = plan_decisions(stage_plan, exp.cache, exp.scope, only=[sid])
+        outcome = run_plan(stage_plan, exp.cache, exp.scope, decisions, jobs=jobs, reporter=reporter)[sid]
+        if outcome.entry is None:
+            return None
+        doc = read_json(outcome.entry.file("attribution.json"))
     producer = exp.model.summary.producer_of()
     errors: dict[str, float] = {}
     for tensor, result in doc["tensors"].items():

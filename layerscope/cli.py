@@ -7,6 +7,7 @@ exception is reported as a bug with exit code 3. Heavy modules are imported by t
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 import traceback
@@ -140,6 +141,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--max-size", help="gc: shrink the cache to this size (e.g. 20G, 500M), least recently used first")
     c.add_argument("--older-than", help="gc: remove entries unused for this long (e.g. 30d, 12h)")
     c.add_argument("--dry-run", action="store_true", help="gc: say what would be removed")
+    c.add_argument("-y", "--yes", action="store_true", help="clear: do not ask for confirmation")
     sub.add_parser("backends", help="list backends and whether they can run here")
     m = sub.add_parser("models", help="list or fetch the real trained models of the zoo")
     m.add_argument("action", choices=["list", "fetch"])
@@ -283,9 +285,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _jobs(args: argparse.Namespace) -> int | None:
-    if args.jobs is not None and args.jobs < 1:
-        raise UsageError("-j/--jobs must be at least 1")
-    return int(args.jobs) if args.jobs is not None else None
+    return _positive(args.jobs, "-j/--jobs")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -366,6 +366,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     from layerscope import api
     from layerscope.runner.progress import RichReporter
 
+    _positive(args.limit, "--limit", 0)
     # Progress of config sides goes to stderr: stdout carries the diff (md/json are meant to be piped).
     with RichReporter(_console(args.quiet, stderr=True), verbose=getattr(args, "verbose", False)) as reporter:
         result = api.diff(args.old, args.new, tolerance=args.tolerance, cache_dir=args.cache_dir, progress=reporter)
@@ -378,23 +379,42 @@ def _size(text: str) -> int:
     t = text.strip().upper().removesuffix("B").removesuffix("I")
     num, unit = (t[:-1], t[-1]) if t and t[-1] in units else (t, "")
     try:
-        return int(float(num) * units[unit])
+        value = float(num) * units[unit]
     except ValueError:
-        raise UsageError(f"cannot read size {text!r} (e.g. 20G, 500M)") from None
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise UsageError(f"--max-size: cannot read {text!r} as a size of at least 0 (e.g. 20G, 500M)")
+    return int(value)
 
 
 def _duration(text: str) -> float:
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
     t = text.strip().lower()
     try:
-        return float(t[:-1]) * units[t[-1]] if t and t[-1] in units else float(t)
+        value = float(t[:-1]) * units[t[-1]] if t and t[-1] in units else float(t)
     except (ValueError, KeyError):
-        raise UsageError(f"cannot read duration {text!r} (e.g. 30d, 12h)") from None
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise UsageError(f"--older-than: cannot read {text!r} as a duration of at least 0 (e.g. 30d, 12h)")
+    return value
+
+
+def _positive(value: int | None, flag: str, minimum: int = 1) -> int | None:
+    if value is not None and value < minimum:
+        raise UsageError(f"{flag} must be at least {minimum}, not {value}")
+    return value
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
     from layerscope.runner.cache import Cache
 
+    gc_only = [f for f, v in (("--max-size", args.max_size), ("--older-than", args.older_than)) if v is not None]
+    if args.action != "gc" and (gc_only or args.dry_run):
+        raise UsageError(f"{(gc_only or ['--dry-run'])[0]} applies to `cache gc` only")
+    if args.yes and args.action != "clear":
+        raise UsageError("--yes applies to `cache clear` only")
+    max_bytes = _size(args.max_size) if args.max_size is not None else None
+    older = _duration(args.older_than) if args.older_than is not None else None
     cache = Cache(Path(args.cache_dir).expanduser() if args.cache_dir else _default_cache_dir())
     if args.action == "ls":
         from rich.markup import escape
@@ -407,7 +427,10 @@ def cmd_cache(args: argparse.Namespace) -> int:
         for path, manifest in cache.entries():
             size = sum(int(f["size"]) for f in (manifest or {}).get("files", {}).values())
             total += size
-            used = time.strftime("%Y-%m-%d %H:%M", time.localtime(path.stat().st_mtime))
+            try:
+                used = time.strftime("%Y-%m-%d %H:%M", time.localtime(path.stat().st_mtime))
+            except FileNotFoundError:
+                continue  # removed by a concurrent gc while listed
             stage = (manifest or {}).get("stage", "(corrupt)")
             table.add_row(path.parent.parent.name, escape(stage), path.name[:12], _human(size), used)
         console = _console()
@@ -415,19 +438,50 @@ def cmd_cache(args: argparse.Namespace) -> int:
         console.print(f"total {_human(total)}")
         return EXIT_OK
     if args.action == "gc":
-        removed = cache.gc(
-            max_bytes=_size(args.max_size) if args.max_size else None,
-            older_than_s=_duration(args.older_than) if args.older_than else None,
-            dry_run=args.dry_run,
-        )
+        removal = cache.gc(max_bytes=max_bytes, older_than_s=older, dry_run=args.dry_run)
         verb = "would remove" if args.dry_run else "removed"
-        for path, size, why in removed:
+        for path, size, why in removal.removed:
             print(f"{verb} {path} ({_human(size)}, {why})")
-        print(f"{verb} {len(removed)} entries, {_human(sum(s for _, s, _ in removed))}")
-        return EXIT_OK
-    size = cache.clear()
-    print(f"cleared {cache.root} ({_human(size)})")
+        print(f"{verb} {len(removal.removed)} entries, {_human(removal.removed_bytes)}")
+        return _removal_tail(removal, "would break" if args.dry_run else "broke")
+    if not args.yes:
+        _confirm_clear(cache)
+    removal = cache.clear()
+    print(f"cleared {cache.root} ({_human(removal.removed_bytes)})")
+    return _removal_tail(removal, "broke")
+
+
+def _removal_tail(removal: Any, verb: str) -> int:
+    """What gc or clear kept, broke and could not remove; exit 3 when something could not be removed."""
+    if removal.kept:
+        holders = "; ".join(info.describe() for info in removal.leases)
+        print(f"kept {len(removal.kept)} entries in use by a running layerscope ({holders})")
+    if removal.broken_links:
+        print(f"{verb} the links into the cache of: {', '.join(str(d) for d in removal.broken_links)}")
+    if removal.failed:
+        for path, _size, why in removal.failed:
+            _err(f"layerscope: could not remove {path}: {why}")
+        failed_bytes = sum(size for _, size, _ in removal.failed)
+        _err(
+            f"layerscope: could not remove {len(removal.failed)} entries ({_human(failed_bytes)}); the rest was removed"
+        )
+        return EXIT_STAGE
     return EXIT_OK
+
+
+def _confirm_clear(cache: Any) -> None:
+    """`cache clear` deletes everything: ask, saying what it breaks (or refuse without a terminal to ask on)."""
+    plan = cache.planned_removal()
+    what = f"{len(plan.removed)} entries ({_human(plan.removed_bytes)}) in {cache.root}"
+    if plan.broken_links:
+        what += f"; this breaks the dumps/ links of {', '.join(str(d) for d in plan.broken_links)}"
+    if plan.kept:
+        what += f"; {len(plan.kept)} entries in use by a running layerscope are kept"
+    if not sys.stdin.isatty():
+        raise UsageError(f"cache clear would delete {what}", hint="pass --yes to confirm")
+    answer = input(f"delete {what}? [y/N] ").strip().lower()
+    if answer not in ("y", "yes"):
+        raise UsageError("cache clear: nothing deleted")
 
 
 def _default_cache_dir() -> Path:
@@ -437,11 +491,9 @@ def _default_cache_dir() -> Path:
 
 
 def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024:
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
+    from layerscope.runner.resources import human
+
+    return human(n)
 
 
 def cmd_backends(args: argparse.Namespace) -> int:
@@ -477,6 +529,7 @@ def cmd_fix(args: argparse.Namespace) -> int:
     from layerscope import api
 
     jobs = _jobs(args)
+    _positive(args.candidates, "--candidates")
     console = _console(args.quiet)
     log = (lambda m: None) if args.quiet else (lambda m: console.print(f"[dim]{_escape(m)}[/dim]"))
     result = api.fix(

@@ -118,7 +118,10 @@ def decide(
     for ps in reversed(list(plan)):
         sid = ps.stage.id
         lk = lookups[sid]
-        is_needed = sid in target_ids or sid in needed
+        # A corrupt entry is replaced by the next run that plans its stage, even when nothing downstream needs it
+        # now (a cached report): a damaged artifact must not linger (a run folder links to its dump).
+        corrupt = lk.entry is None and lk.reason != "missing" and targets is None
+        is_needed = sid in target_ids or sid in needed or corrupt
         if is_needed and sid in forced:
             decisions[sid] = Decision(sid, "run", "forced", lk)
         elif lk.entry is not None:

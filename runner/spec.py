@@ -187,8 +187,8 @@ def parse_document(text: str, *, source: str, path: Path | None = None) -> Docum
         # Where the expansion started (the top-level key whose value blew up), not the leaf the alias reached.
         top = "/" + exc.ptr.split("/")[1] if exc.ptr.count("/") >= 1 and exc.ptr else ""
         pos = doc.key_positions.get(top) or doc.positions.get(top)
-        mark = pos if pos is not None else exc.node.start_mark
-        raise SpecError([_located(source, text, exc.message, mark)], source) from None
+        where: Any = pos if pos is not None else exc.node.start_mark
+        raise SpecError([_located(source, text, exc.message, where, top)], source) from None
     if composer.problems:
         raise SpecError(composer.problems, source)
     return doc

@@ -35,7 +35,8 @@ def _onnx_defines(op: str, domain: str, *, as_function: bool) -> bool:
     if not as_function:
         return True
     schema = onnx.defs.get_schema(op, domain=domain)
-    return bool(schema.has_function or schema.has_context_dependent_function)
+    # (attributes of the C++ schema object that onnx's type stubs do not declare)
+    return bool(getattr(schema, "has_function", False) or getattr(schema, "has_context_dependent_function", False))
 
 
 def unknown_ops(summary: ModelSummary, backend: str) -> dict[str, list[str]]:

@@ -70,6 +70,7 @@ def write_outputs(
                 files[fmt] = out_dir / f"report.{fmt}"
                 atomic_write(files[fmt], RENDERERS[fmt](report, cache, content_key))
         _link_dumps(exp, plan, outcomes, out_dir, cache)
+        cache.record_links(out_dir)  # so that `cache gc` and `clear` can name the run folders they break
         _copy_calibration_cache(plan, outcomes, out_dir, cache)
     except OSError as exc:
         if is_disk_full(exc):
