@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
-from functools import cached_property
+from functools import cached_property, wraps
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, TypeVar, Union
 
 from layerscope.runner.errors import RunError, StageError, UsageError
 
@@ -33,6 +32,23 @@ if TYPE_CHECKING:
     from layerscope.runner.graph import Plan as StagePlan
 
 Config = Union[str, "os.PathLike[str]", Mapping[str, Any]]
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _leased(function: F) -> F:
+    """The entries a command reads or writes are claimed for its duration: a concurrent `layerscope cache gc`
+    or `clear` keeps them (runner/leases.py). Every function that runs stages is wrapped."""
+
+    @wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from layerscope.runner.leases import session
+
+        with session():
+            return function(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
 Progress = Union[bool, "Reporter"]
 
 # The results' types are in layerscope.results and the report's in layerscope.pipelines.reports; this module
@@ -41,6 +57,7 @@ __all__ = ["diff", "fix", "load_report", "plan", "run"]
 
 
 # -- the API ----------------------------------------------------------------------------------------------
+@_leased
 def run(
     config: Config,
     *,
@@ -93,6 +110,7 @@ def plan(
     return Plan(exp.name, exp.cache.root, stages)
 
 
+@_leased
 def diff(
     a: str | os.PathLike[str],
     b: str | os.PathLike[str],
@@ -117,6 +135,7 @@ def diff(
     return Diff.from_dict(diff_reports(old.report, new.report, labels=(old.label, new.label), tolerance=tol))
 
 
+@_leased
 def fix(
     config: Config,
     run: str,
@@ -228,12 +247,13 @@ def validate(
 def check_room(exp: Experiment, decisions: Mapping[str, Decision], est: Estimate | None = None) -> Estimate | None:
     """Refuse a run whose dumps to make cannot fit in memory or on the cache's disk (before anything runs);
     the estimate, when dumps are to be made."""
-    from layerscope.pipelines.experiment.budget import check, estimate
     from layerscope.pipelines.stages.dump import stage_id
 
     dumping = sum(1 for run in {exp.reference, *exp.candidates} if decisions[stage_id(run)].status == "run")
     if not dumping:
         return None
+    from layerscope.pipelines.experiment.budget import check, estimate
+
     est = est or estimate(exp)
     check(exp, est, dumping=dumping)
     return est
@@ -251,6 +271,7 @@ def _say_needs(outcomes: Mapping[str, Outcome], est: Estimate | None, decisions:
             o.error = o.error.replace("\n", f"; this run's dumps need ~{human(est.disk(dumping))}\n", 1)
 
 
+@_leased
 def execute(
     config: Config,
     *,
@@ -275,20 +296,19 @@ def execute(
     if no_cache:
         exp = replace(exp, cache=_private_cache(out_dir))
     stage_plan = plan_for(exp)
-    # A lease from before deciding until the outputs link to the entries: a concurrent `cache gc` keeps them.
-    with _holding(exp, stage_plan):
-        decisions = plan_decisions(stage_plan, exp.cache, exp.scope, force=force, only=only)
-        est = check_room(exp, decisions)
-        outcomes = run_plan(stage_plan, exp.cache, exp.scope, decisions, jobs=n, reporter=_reporter(progress))
-        _say_needs(outcomes, est, decisions)
-        if any(o.status in ("failed", "skipped") for o in outcomes.values()):
-            raise RunError(outcomes)
-        if outcomes["report"].entry is None:  # `only` did not need the report
-            return Execution(exp, outcomes, out_dir)
-        document, files = write_outputs(exp, stage_plan, outcomes, out_dir, exp.cache, started)
+    decisions = plan_decisions(stage_plan, exp.cache, exp.scope, force=force, only=only)
+    est = check_room(exp, decisions)
+    outcomes = run_plan(stage_plan, exp.cache, exp.scope, decisions, jobs=n, reporter=_reporter(progress))
+    _say_needs(outcomes, est, decisions)
+    if any(o.status in ("failed", "skipped") for o in outcomes.values()):
+        raise RunError(outcomes)
+    if outcomes["report"].entry is None:  # `only` did not need the report
+        return Execution(exp, outcomes, out_dir)
+    document, files = write_outputs(exp, stage_plan, outcomes, out_dir, exp.cache, started)
     return Execution(exp, outcomes, out_dir, document, files)
 
 
+@_leased
 def report_for(exp: Experiment, *, jobs: int | None = None, progress: Progress = False) -> dict[str, Any]:
     """The experiment's report document from the cache, running the stages that are missing first; no output
     directory is written (``diff`` of a config)."""
@@ -297,37 +317,18 @@ def report_for(exp: Experiment, *, jobs: int | None = None, progress: Progress =
     from layerscope.runner.execute import plan_decisions, run_plan
 
     stage_plan = plan_for(exp)
-    with _holding(exp, stage_plan):
-        decisions = plan_decisions(stage_plan, exp.cache, exp.scope)
-        check_room(exp, decisions)
-        outcomes = run_plan(stage_plan, exp.cache, exp.scope, decisions, jobs=_jobs(jobs), reporter=_reporter(progress))
-        failed = [o for o in outcomes.values() if o.status == "failed"]
-        entry = outcomes["report"].entry
-        if failed or entry is None:
-            why = "; ".join(f"{o.sid} failed: {o.error}" for o in failed) or "the report stage did not run"
-            raise StageError(f"{exp.source}: {why}")
-        return report_document(exp, entry)
+    decisions = plan_decisions(stage_plan, exp.cache, exp.scope)
+    check_room(exp, decisions)
+    outcomes = run_plan(stage_plan, exp.cache, exp.scope, decisions, jobs=_jobs(jobs), reporter=_reporter(progress))
+    failed = [o for o in outcomes.values() if o.status == "failed"]
+    entry = outcomes["report"].entry
+    if failed or entry is None:
+        why = "; ".join(f"{o.sid} failed: {o.error}" for o in failed) or "the report stage did not run"
+        raise StageError(f"{exp.source}: {why}")
+    return report_document(exp, entry)
 
 
 # -- helpers ----------------------------------------------------------------------------------------------
-@contextmanager
-def _holding(exp: Experiment, stage_plan: StagePlan) -> Iterator[None]:
-    """A lease on every key of the plan and on the entries holding the experiment's files (runner/leases.py).
-
-    The files were found before the lease existed: a `cache gc` in between may have removed one (a builtin
-    model). That is said plainly; the next run materialises it again."""
-    from layerscope.runner.leases import holding
-
-    with holding(exp.cache.base, [ps.key for ps in stage_plan] + exp.held_keys()):
-        gone = [f for f in exp.files() if exp.cache.key_of(f) is not None and not f.exists()]
-        if gone:
-            raise StageError(
-                f"{gone[0]} was removed from the cache by a concurrent `layerscope cache gc` or `clear` while "
-                "this run started; run again"
-            )
-        yield
-
-
 def _str(path: str | os.PathLike[str] | None) -> str | None:
     return None if path is None else os.fspath(path)
 
@@ -387,12 +388,11 @@ def _local_errors(exp: Experiment, run: str, jobs: int, reporter: Reporter) -> d
         return None
     stage_plan: StagePlan = plan_for(exp)
     sid = stage_id(run)
-    with _holding(exp, stage_plan):
-        decisions = plan_decisions(stage_plan, exp.cache, exp.scope, only=[sid])
-        outcome = run_plan(stage_plan, exp.cache, exp.scope, decisions, jobs=jobs, reporter=reporter)[sid]
-        if outcome.entry is None:
-            return None
-        doc = read_json(outcome.entry.file("attribution.json"))
+    decisions = plan_decisions(stage_plan, exp.cache, exp.scope, only=[sid])
+    outcome = run_plan(stage_plan, exp.cache, exp.scope, decisions, jobs=jobs, reporter=reporter)[sid]
+    if outcome.entry is None:
+        return None
+    doc = read_json(outcome.entry.file("attribution.json"))
     producer = exp.model.summary.producer_of()
     errors: dict[str, float] = {}
     for tensor, result in doc["tensors"].items():

@@ -23,11 +23,12 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from layerscope.runner import leases
 from layerscope.runner.errors import CacheError
 from layerscope.runner.files import atomic_write
 from layerscope.runner.hashing import FileDigests
@@ -86,16 +87,13 @@ class Cache:
     def entry_dir(self, kind: str, key: str) -> Path:
         return self.base / "objects" / kind / key[:2] / key
 
-    def key_of(self, path: Path) -> str | None:
-        """The key of the entry holding ``path``, or None when ``path`` is not inside an entry."""
-        try:
-            parts = Path(path).absolute().relative_to(self.base / "objects").parts
-        except ValueError:
-            return None
-        return parts[2] if len(parts) >= 4 else None
+    def claim(self, keys: Iterable[str]) -> None:
+        """Claim keys for this process's lease session at once (runner/leases.py): one lock for a whole plan."""
+        leases.claim(self.base, keys)
 
     # -- reading --------------------------------------------------------------------------------------
     def lookup(self, kind: str, key: str, *, touch: bool = True) -> Lookup:
+        leases.claim(self.base, [key])  # before checking: gc either removed it already, or keeps it now
         path = self.entry_dir(kind, key)
         manifest_path = path / MANIFEST
         if not manifest_path.is_file():
@@ -158,6 +156,7 @@ class Cache:
         manifest = {"key": key, "kind": kind, "created": time.time(), **meta, "files": files}
         atomic_write(staged / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
         final = self.entry_dir(kind, key)
+        leases.claim(self.base, [key])  # before it is visible: a gc cannot take it from under its reader
         final.parent.mkdir(parents=True, exist_ok=True)
         trash: Path | None = None
         if final.exists():
@@ -198,8 +197,6 @@ class Cache:
         """Remove unfinished temporaries, corrupt entries, entries unused for ``older_than_s``, then the
         least recently used entries until the cache fits ``max_bytes``. Entries a live run holds a lease on
         are kept (and count towards the size). What could not be removed is said, never counted as removed."""
-        from layerscope.runner import leases
-
         with leases.gc_lock(self.base) if self.base.is_dir() and not dry_run else contextlib.nullcontext():
             held = leases.live(self.base, prune=not dry_run)
             leased = {k for info in held for k in info.keys}
@@ -243,8 +240,6 @@ class Cache:
     def clear(self) -> Removal:
         """Remove every entry, temporary, memo and state, except entries a live run holds a lease on; the lock
         and lease files stay (a process may hold them now)."""
-        from layerscope.runner import leases
-
         if not self.base.is_dir():
             return Removal()
         with leases.gc_lock(self.base):
@@ -271,8 +266,6 @@ class Cache:
 
     def planned_removal(self) -> Removal:
         """What :meth:`clear` would remove now (to ask before doing it)."""
-        from layerscope.runner import leases
-
         held = leases.live(self.base) if self.base.is_dir() else []
         leased = {k for info in held for k in info.keys}
         removal = Removal(leases=held)

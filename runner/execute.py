@@ -109,6 +109,7 @@ def decide(
     targets: Iterable[str] | None = None,
 ) -> dict[str, Decision]:
     forced = plan.downstream(force)
+    cache.claim(ps.key for ps in plan)  # a live lease on the whole plan before anything is decided
     lookups = {ps.stage.id: cache.lookup(ps.stage.kind, ps.key, touch=False) for ps in plan}
     dependents = plan.dependents()
     # By default the targets are the final products: stages nothing else reads.

@@ -1,20 +1,23 @@
-"""Leases: the cache entries a live run uses are safe from ``cache gc`` and ``cache clear``.
+"""Leases: the cache entries a live command uses are safe from ``cache gc`` and ``cache clear``.
 
-A run (``run``, ``diff`` of a config, each step of ``fix``) writes a lease file before it decides what is
-cached, and removes it when it is done:
+A command that runs stages (``run``, ``diff`` of a config, ``fix``) opens a lease :func:`session`. Inside it,
+every key the process looks up or publishes in a cache is *claimed* before the entry is checked or made
+visible, and written to the process's lease file of that cache:
 
     v1/leases/<host>-<pid>-<random>.json   {"pid", "host", "started", "command", "keys": [...]}
 
-``keys`` are the keys of every stage of its plan (what it may read or write, upstream included) and of the
-entries holding its files (a builtin model, files of a config at a git revision). ``gc`` and ``clear`` keep
-every entry a live lease names. A lease is live while its process runs: on this host that is checked by pid
-(the lease of a run killed by ``kill -9`` is stale and removed by the next ``gc``); a lease from another host
-sharing the cache cannot be checked and counts as live for a day after it was last written.
+So the lease names every entry the command reads (a builtin model, a config's files at a git revision, each
+stage's upstream entries) or writes. ``gc`` and ``clear`` keep every entry a live lease names. A lease is live
+while its process runs: on this host that is checked by pid (the lease of a process killed by ``kill -9`` is
+stale, ignored, and removed by the next ``gc``); a lease from another host sharing the cache cannot be checked
+and counts as live for a day after it was last written. The session ends with the command and removes the file.
 
-Writing a lease and deciding which entries to remove exclude each other through one lock
-(``v1/locks/gc.lock``), held only for that moment: gc moves what it removes out of ``objects/`` under the
-lock and deletes it after. So an entry is either gone before a run decides (the run sees a miss and makes it
-again) or kept until the run has ended; a run never decides "cached" and then finds the entry removed.
+Claiming and choosing what to remove exclude each other through one lock (``v1/locks/gc.lock``), held only
+for that moment: gc moves what it removes out of ``objects/`` under the lock and deletes it afterwards. So an
+entry is either gone before a command looks it up (a miss: the command makes it again) or kept until the
+command has ended: a command never finds "cached" and then the entry removed. Claims are batched where the
+keys are known up front (the executor claims a whole plan before deciding), so a cached rerun takes the lock
+once or twice. A cache that cannot be written (read-only) takes no lease: nothing can remove its entries either.
 """
 
 from __future__ import annotations
@@ -22,8 +25,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -34,6 +37,10 @@ from layerscope.runner.errors import CacheError
 from layerscope.runner.files import atomic_write
 
 REMOTE_LEASE_SECONDS = 24 * 3600
+
+
+def _host() -> str:
+    return os.uname().nodename
 
 
 @dataclass(frozen=True)
@@ -47,7 +54,7 @@ class LeaseInfo:
 
     def describe(self) -> str:
         since = time.strftime("%H:%M", time.localtime(self.started))
-        where = "" if self.host == socket.gethostname() else f" on {self.host}"
+        where = "" if self.host == _host() else f" on {self.host}"
         return f"pid {self.pid}{where} since {since} ({self.command})"
 
 
@@ -57,14 +64,14 @@ class Lease:
     def __init__(self, base: Path, keys: Iterable[str]) -> None:
         self.base = base
         self.keys: set[str] = set(keys)
-        host = socket.gethostname()
+        host = _host()
         self.path = base / "leases" / f"{host}-{os.getpid()}-{uuid.uuid4().hex[:8]}.json"
         self.started = time.time()
 
     def _write(self) -> None:
         doc = {
             "pid": os.getpid(),
-            "host": socket.gethostname(),
+            "host": _host(),
             "started": self.started,
             "command": " ".join(["layerscope", *sys.argv[1:]])[:200],
             "keys": sorted(self.keys),
@@ -72,7 +79,7 @@ class Lease:
         atomic_write(self.path, json.dumps(doc))
 
     def add(self, keys: Iterable[str]) -> None:
-        """Claim more keys (call under the gc lock, before deciding anything about them)."""
+        """Claim more keys (under the gc lock, before anything is decided about them)."""
         new = set(keys) - self.keys
         if new:
             self.keys |= new
@@ -85,43 +92,63 @@ class Lease:
 
 @contextlib.contextmanager
 def gc_lock(base: Path) -> Iterator[None]:
-    """The lock between writing a lease and choosing what to remove."""
-    from filelock import FileLock
+    """The lock between claiming keys and choosing what to remove (an exclusive ``flock``: cheap enough to take
+    on every claim of a cached rerun, and released by the kernel when a holder dies)."""
+    import fcntl
 
     try:
         (base / "locks").mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(base / "locks" / "gc.lock"))
-        lock.acquire()
+        fd = os.open(base / "locks" / "gc.lock", os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
         raise CacheError(f"cannot change the cache {base.parent}: {exc.strerror or exc}") from None
     try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
-        lock.release()
+        os.close(fd)  # closing the descriptor releases the lock
 
 
-def take(base: Path, keys: Iterable[str]) -> Lease | None:
-    """Write a lease on ``keys``; None when the cache cannot be written (read-only: nothing can remove
-    entries then either, and the run only reads)."""
-    lease = Lease(base, keys)
-    try:
-        with gc_lock(base):
-            lease.path.parent.mkdir(parents=True, exist_ok=True)
-            lease._write()
-    except (OSError, CacheError):
-        return None
-    return lease
+_SESSIONS = 0  # nesting depth of session() in this process
+_LEASES: dict[Path, Lease] = {}
+_STATE = threading.Lock()
 
 
 @contextlib.contextmanager
-def holding(base: Path, keys: Iterable[str]) -> Iterator[Lease | None]:
-    """A lease on ``keys`` for the block: decide, run and read the entries inside it."""
-    lease = take(base, keys)
+def session() -> Iterator[None]:
+    """Claims made by this process until the block ends are leases (nested sessions share them)."""
+    global _SESSIONS
+    with _STATE:
+        _SESSIONS += 1
     try:
-        yield lease
+        yield
     finally:
-        if lease is not None:
+        with _STATE:
+            _SESSIONS -= 1
+            done = list(_LEASES.values()) if _SESSIONS == 0 else []
+            if _SESSIONS == 0:
+                _LEASES.clear()
+        for lease in done:
             lease.release()
+
+
+def claim(base: Path, keys: Iterable[str]) -> None:
+    """Claim ``keys`` of the cache at ``base`` for this process's session (nothing outside a session). Call
+    before looking an entry up or publishing it."""
+    with _STATE:
+        if _SESSIONS == 0:
+            return
+        lease = _LEASES.get(base)
+        new = set(keys) - (lease.keys if lease is not None else set())
+        if not new:
+            return
+        if lease is None:
+            lease = _LEASES[base] = Lease(base, ())
+        try:
+            with gc_lock(base):
+                lease.path.parent.mkdir(parents=True, exist_ok=True)
+                lease.add(new)
+        except (OSError, CacheError):
+            lease.keys |= new  # a cache we cannot write: no one can remove its entries either; do not retry
 
 
 def live(base: Path, *, prune: bool = False) -> list[LeaseInfo]:
@@ -153,7 +180,7 @@ def live(base: Path, *, prune: bool = False) -> list[LeaseInfo]:
 
 
 def _alive(info: LeaseInfo, path: Path) -> bool:
-    if info.host != socket.gethostname():
+    if info.host != _host():
         return time.time() - path.stat().st_mtime < REMOTE_LEASE_SECONDS
     if info.pid == os.getpid():
         return True

@@ -104,11 +104,11 @@ class Search:
 
     def _execute(self, variants: list[Experiment]) -> list[dict[str, Any]]:
         """Run the variants' stages (shared ones once) and return each variant's compare.json."""
+        import json
 
         from layerscope.pipelines.stages import stages_for
         from layerscope.runner.execute import plan_decisions, run_plan
         from layerscope.runner.graph import Plan
-        from layerscope.runner.leases import holding
 
         stages: dict[str, Any] = {}
         for v in variants:
@@ -116,17 +116,10 @@ class Search:
                 if s.kind != "report":
                     stages.setdefault(s.id, s)
         plan = Plan(stages.values())
-        # The lease keeps a concurrent `cache gc` off these entries until their results are read (runner/leases).
-        with holding(self.exp.cache.base, [ps.key for ps in plan] + self.exp.held_keys()):
-            decisions = plan_decisions(plan, self.exp.cache, self.exp.scope + "-fix")
-            outcomes = run_plan(
-                plan, self.exp.cache, self.exp.scope + "-fix", decisions, jobs=self.jobs, reporter=self.reporter
-            )
-            return self._results(variants, outcomes)
-
-    def _results(self, variants: list[Experiment], outcomes: dict[str, Any]) -> list[dict[str, Any]]:
-        import json
-
+        decisions = plan_decisions(plan, self.exp.cache, self.exp.scope + "-fix")
+        outcomes = run_plan(
+            plan, self.exp.cache, self.exp.scope + "-fix", decisions, jobs=self.jobs, reporter=self.reporter
+        )
         failed = [o for o in outcomes.values() if o.status in ("failed", "skipped")]
         if failed:
             raise StageError(f"{failed[0].sid} {failed[0].status}: {failed[0].error or failed[0].reason}")

@@ -305,7 +305,8 @@ def _check_ops(ld: Loading, model: ResolvedModel, runs: Mapping[str, RunSpec]) -
     from layerscope.pipelines.models.ops import unknown_ops
 
     for backend in sorted({r.backend for r in runs.values()}):
-        for op, nodes in unknown_ops(model.summary, backend).items():
+        memo = ld.cache.base / "memo" / "ops"
+        for op, nodes in unknown_ops(model.summary, backend, memo_dir=memo, model_digest=model.digest).items():
             shown = ", ".join(nodes[:3]) + (f" and {len(nodes) - 3} more" if len(nodes) > 3 else "")
             ld.problems.add("/model", f"{backend} does not know the operator {op} (node {shown})")
 

@@ -119,20 +119,6 @@ class Experiment:
             f"runs: {runs}; compare {', '.join(self.candidates)} against {self.reference}"
         )
 
-    def files(self) -> list[Path]:
-        """The files a run reads besides its stages' entries: the model, file inputs, a calibration cache."""
-        out = [self.model.path, *(self.model.path.parent / loc for loc in self.model.summary.external_data)]
-        specs = [*self.inputs, *(self.calibration.inputs if self.calibration else ())]
-        out += [Path(s.source["file"]) for s in specs if "file" in s.source]
-        if self.calibration is not None and self.calibration.cache is not None:
-            out.append(self.calibration.cache)
-        return out
-
-    def held_keys(self) -> list[str]:
-        """Keys of the cache entries holding :meth:`files` (a builtin model, files of a git revision): a run
-        holds a lease on them with its stages' keys (runner/leases.py)."""
-        return [k for k in (self.cache.key_of(f) for f in self.files()) if k is not None]
-
     @property
     def scope(self) -> str:
         """Identity of this experiment for remembering stage state (config location + name)."""

@@ -4,14 +4,20 @@ A model with an operator ONNX Runtime does not know used to pass ``validate`` an
 ONNX Runtime lists its CPU kernels by (op type, domain); an operator without a kernel still runs when ONNX
 defines it as a function of other operators (ONNX Runtime expands those). Only the domains ONNX Runtime
 implements are judged: an operator of another domain may be a function defined inside the model, which the
-summary does not list, and its build says so if it is not.
+summary does not list, and its build says so if it is not. Asking ONNX Runtime means importing it (half a
+second), so the answer is memoised in the cache by model digest, backend and library versions: a cached rerun
+does not pay for it.
 """
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
+from pathlib import Path
 
 from layerscope.pipelines.models.summary import ModelSummary
+from layerscope.runner.files import atomic_write
+from layerscope.runner.hashing import digest, source_digest
 
 _JUDGED_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml", "com.microsoft"})
 
@@ -39,8 +45,35 @@ def _onnx_defines(op: str, domain: str, *, as_function: bool) -> bool:
     return bool(getattr(schema, "has_function", False) or getattr(schema, "has_context_dependent_function", False))
 
 
-def unknown_ops(summary: ModelSummary, backend: str) -> dict[str, list[str]]:
-    """``domain::op`` (or ``op``) -> the nodes using it, for every operator ``backend`` cannot run."""
+def unknown_ops(
+    summary: ModelSummary, backend: str, *, memo_dir: Path | None = None, model_digest: str = ""
+) -> dict[str, list[str]]:
+    """``domain::op`` (or ``op``) -> the nodes using it, for every operator ``backend`` cannot run; memoised
+    in ``memo_dir`` under ``model_digest`` when both are given."""
+    if memo_dir is None or not model_digest:
+        return _unknown_ops(summary, backend)
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        versions = {name: version(name) for name in ("onnx", "onnxruntime")}
+    except PackageNotFoundError:
+        return _unknown_ops(summary, backend)
+    key = digest({"model": model_digest, "backend": backend, "versions": versions, "code": source_digest(__name__)})
+    memo = memo_dir / f"{key}.json"
+    try:
+        return {str(k): list(v) for k, v in json.loads(memo.read_text()).items()}
+    except (OSError, ValueError, AttributeError):
+        pass
+    found = _unknown_ops(summary, backend)
+    try:
+        memo_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write(memo, json.dumps(found))
+    except OSError:
+        pass  # a memo: a read-only cache asks again next time
+    return found
+
+
+def _unknown_ops(summary: ModelSummary, backend: str) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for node in summary.nodes:
         domain = "" if node.domain == "ai.onnx" else node.domain
