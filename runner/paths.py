@@ -41,8 +41,7 @@ def confined(folder: Path, written: str, what: str) -> Path:
     full = (folder / written).resolve()
     if not inside(full, folder):
         raise UsageError(
-            f"{what} {written!r} resolves to {full}, outside {folder.resolve()}",
-            hint="a relative path must stay inside that folder (links are followed); write an absolute path "
-            "to use a file elsewhere",
+            f"{what} {written!r} resolves to {full}, outside {folder.resolve()}: a relative path must stay inside "
+            "that folder (links are followed); write an absolute path to use a file elsewhere"
         )
     return full
