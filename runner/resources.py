@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import threading
 from pathlib import Path
 
 from layerscope.runner.errors import StageError
@@ -64,8 +65,20 @@ def available_memory() -> int | None:
         return None
 
 
+_FILLED_UP = threading.Event()
+
+
 def is_disk_full(exc: BaseException) -> bool:
-    return isinstance(exc, OSError) and exc.errno in DISK_FULL
+    """Whether ``exc`` says the disk (or quota, or file size limit) is full; remembered for the process."""
+    full = isinstance(exc, OSError) and exc.errno in DISK_FULL
+    if full:
+        _FILLED_UP.set()
+    return full
+
+
+def disk_filled_up() -> bool:
+    """Whether this process met a full disk (the command line leaves without exit handlers then)."""
+    return _FILLED_UP.is_set()
 
 
 def disk_full(exc: OSError, where: Path | str | None = None, needed: int | None = None) -> DiskFullError:

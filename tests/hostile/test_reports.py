@@ -58,7 +58,11 @@ CASES: list[tuple[str, Callable[[dict], object] | str, str]] = [
     ("no comparisons", _drop("comparisons"), "/: 'comparisons' is a required property"),
     ("comparisons not a list", _set(("comparisons",), "x"), "/comparisons: 'x' is not of type 'array'"),
     ("layers of the wrong type", _set(("comparisons", 0, "layers"), {"a": 1}), "/comparisons/0/layers"),
-    ("a newer schema", _set(("schema_version",), 999), "has report schema version 999; this layerscope reads version 1"),
+    (
+        "a newer schema",
+        _set(("schema_version",), 999),
+        "has report schema version 999; this layerscope reads version 1",
+    ),
     ("no version", _drop("schema_version"), "has report schema version None"),
     ("not a report", lambda d: [d], "is not a layerscope report"),
     ("another schema", _set(("schema",), "other"), "is not a layerscope report"),
