@@ -148,15 +148,25 @@ _Loader.add_implicit_resolver(
     re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
     list("-+0123456789"),
 )
+# A config is JSON-like data. YAML 1.1 would read 2001-01-01 as a date (which no setting takes and no digest
+# can spell): as in YAML 1.2, it is a string.
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in _Loader.yaml_implicit_resolvers.items()
+}
 _CONSTRUCTOR = yaml.SafeLoader("")
 _PLAIN_TAGS = {"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"}
+_PLAIN_TYPES = (type(None), bool, int, float, str)
 
 
 def _scalar(node: yaml.Node) -> Any:
     if not isinstance(node, yaml.ScalarNode):
         raise UsageError("mapping keys must be scalars")
     # SafeConstructor knows only plain YAML types; an unknown tag is a ConstructorError, reported as such.
-    return _CONSTRUCTOR.construct_object(node, deep=True)
+    value = _CONSTRUCTOR.construct_object(node, deep=True)
+    if not isinstance(value, _PLAIN_TYPES):  # an explicit !!timestamp, !!binary: plain data only
+        raise yaml.constructor.ConstructorError(None, None, f"tag {node.tag!r} is not allowed", node.start_mark)
+    return value
 
 
 def load_document(path: Path, *, source: str | None = None) -> Document:

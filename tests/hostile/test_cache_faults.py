@@ -153,3 +153,23 @@ def test_gc_during_active_runs_never_breaks_them(write_config, isolated_cache) -
     # The runs are over: their leases are gone, and gc removes everything it was asked to.
     removal = cache.gc(max_bytes=0)
     assert not removal.kept and not list((isolated_cache / "v1" / "leases").glob("*.json"))
+
+
+# -- an interrupted run ----------------------------------------------------------------------------------------
+def test_ctrl_c_exits_130_and_the_rerun_is_whole(write_config, isolated_cache) -> None:
+    import signal
+
+    config = write_config()
+    work = Path.cwd()
+    cmd = [sys.executable, "-m", "layerscope", "run", str(config), "-q", "--out", "o", "--set", "samples=400"]
+    proc = subprocess.Popen(cmd, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not (isolated_cache / "v1" / "tmp").is_dir() or not list((isolated_cache / "v1" / "tmp").iterdir()):
+        assert proc.poll() is None and time.time() < deadline, "the run ended before it could be interrupted"
+        time.sleep(0.05)  # a stage is writing now
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "layerscope: interrupted" in err, err
+    assert "Traceback" not in err
+    assert list((isolated_cache / "v1" / "tmp").iterdir()) == []  # what was being written is gone
+    layerscope_process("run", str(config), "-q", "--out", "o", "--set", "samples=3", cwd=work).expect(0)

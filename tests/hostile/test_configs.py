@@ -183,3 +183,11 @@ def test_an_absolute_path_is_the_users_explicit_choice(cli, write_config, tmp_pa
         runs: {fp32: {precision: fp32}, fp16: {precision: fp16}}
     """.replace("MODEL", str(model))
     cli("validate", str(write_config(text))).expect(0, "valid")
+
+
+def test_yaml_dates_are_strings_and_other_types_are_refused(cli, write_config) -> None:
+    """Found by the fuzz test: YAML 1.1 reads 2001-01-01 as a date, which reached the config digest (exit 3)."""
+    cli("validate", str(write_config()), "--set", "name=2001-01-01").expect(0, "valid")
+    cli("validate", str(write_config()), "--set", "description=!!binary aGk=").expect(2, "is not allowed")
+    path = write_config(SMALL_UNET + "description: !!timestamp 2001-01-01\n")
+    cli("validate", str(path)).expect(2, "exp.yaml:19:14: /: unsupported YAML: tag", "is not allowed")

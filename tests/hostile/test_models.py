@@ -128,7 +128,8 @@ def test_names_cannot_inject_markdown(cli, chain) -> None:
     config = chain(CHAIN.replace("shape: [1, 4, 8, 8]", "shape: [1, 4]"))
     hostile = ["a|b <script>alert(1)</script>", "`tick` *bold* [link](http://x)"]
     named_model(config.parent / "model.onnx", hostile)
-    cli("run", str(config), "-q", "--out", "o").expect(0, "PASS")
+    cli("run", str(config), "-q", "--out", "o", "--set", "report.formats=[md, html]").expect(0, "PASS")
+    assert "<script>alert" not in Path("o/report.html").read_text()
     md = Path("o/report.md").read_text()
     assert "<script>" not in md and "[link](http" not in md
     lines = md.splitlines()
