@@ -1,8 +1,9 @@
 """Which operators of a model a backend cannot run, known before anything is built.
 
 A model with an operator ONNX Runtime does not know used to pass ``validate`` and fail at build (exit 3).
-ONNX Runtime lists its CPU kernels by (op type, domain); an operator without a kernel still runs when ONNX
-defines it as a function of other operators (ONNX Runtime expands those). Only the domains ONNX Runtime
+An operator is known when ONNX defines it (ONNX Runtime implements the standard set; some operators have no
+kernel and are handled when a session is made: ``Constant`` is folded, functions are expanded) or when ONNX
+Runtime lists a CPU kernel for it (its contrib operators, ``com.microsoft``). Only the domains ONNX Runtime
 implements are judged: an operator of another domain may be a function defined inside the model, which the
 summary does not list, and its build says so if it is not. Asking ONNX Runtime means importing it (half a
 second), so the answer is memoised in the cache by model digest, backend and library versions: a cached rerun
@@ -33,16 +34,10 @@ def _ort_cpu_kernels() -> frozenset[tuple[str, str]]:
     )
 
 
-def _onnx_defines(op: str, domain: str, *, as_function: bool) -> bool:
+def _onnx_defines(op: str, domain: str) -> bool:
     import onnx.defs
 
-    if not onnx.defs.has(op, domain):
-        return False
-    if not as_function:
-        return True
-    schema = onnx.defs.get_schema(op, domain=domain)
-    # (attributes of the C++ schema object that onnx's type stubs do not declare)
-    return bool(getattr(schema, "has_function", False) or getattr(schema, "has_context_dependent_function", False))
+    return bool(onnx.defs.has(op, domain))
 
 
 def unknown_ops(
@@ -79,12 +74,12 @@ def _unknown_ops(summary: ModelSummary, backend: str) -> dict[str, list[str]]:
         domain = "" if node.domain == "ai.onnx" else node.domain
         if domain not in _JUDGED_DOMAINS:
             continue
+        if _onnx_defines(node.op_type, domain):
+            continue
         if backend == "onnxruntime":
-            known = (node.op_type, domain) in _ort_cpu_kernels() or _onnx_defines(
-                node.op_type, domain, as_function=True
-            )
-        else:  # TensorRT's parser is not importable here: at least the operator must exist in ONNX
-            known = _onnx_defines(node.op_type, domain, as_function=False)
+            known = (node.op_type, domain) in _ort_cpu_kernels()
+        else:  # TensorRT's parser is not importable here: the operator must at least exist in ONNX
+            known = False
         if not known:
             out.setdefault(f"{domain}::{node.op_type}" if domain else node.op_type, []).append(node.name)
     return out
