@@ -236,49 +236,28 @@ class Executor:
                     )
             return Outcome(sid, "ran", decision.reason, entry=entry, seconds=time.perf_counter() - start)
         except LayerscopeError as exc:
-            return Outcome(
-                sid,
-                "failed",
-                decision.reason,
-                seconds=time.perf_counter() - start,
-                error=exc.render(),
-                traceback=traceback.format_exc(),
-            )
+            return self._failed(sid, decision, start, exc.render())
         except MemoryError as exc:  # the machine's fault, not the stage's: say what happened, not "a bug"
-            detail = f" ({exc})" if str(exc) else ""
-            return Outcome(
-                sid,
-                "failed",
-                decision.reason,
-                seconds=time.perf_counter() - start,
-                error=f"out of memory{detail}",
-                traceback=traceback.format_exc(),
-                fault="memory",
-            )
+            return self._failed(sid, decision, start, f"out of memory{f' ({exc})' if str(exc) else ''}", "memory")
         except OSError as exc:
             if not is_disk_full(exc):
-                return self._internal(sid, decision, start, exc)
-            return Outcome(
-                sid,
-                "failed",
-                decision.reason,
-                seconds=time.perf_counter() - start,
-                error=disk_full(exc, exc.filename or self.cache.base / "tmp").render(),
-                traceback=traceback.format_exc(),
-                fault="disk",
-            )
+                return self._failed(sid, decision, start, f"internal error: {type(exc).__name__}: {exc}")
+            where = exc.filename or self.cache.base / "tmp"
+            return self._failed(sid, decision, start, disk_full(exc, where).render(), "disk")
         except Exception as exc:  # a bug in a stage must not take the other stages down with it
-            return self._internal(sid, decision, start, exc)
+            return self._failed(sid, decision, start, f"internal error: {type(exc).__name__}: {exc}")
 
     @staticmethod
-    def _internal(sid: str, decision: Decision, start: float, exc: Exception) -> Outcome:
+    def _failed(sid: str, decision: Decision, start: float, error: str, fault: str | None = None) -> Outcome:
+        """The outcome of a stage that raised (call inside the except block: it keeps the traceback for -v)."""
         return Outcome(
             sid,
             "failed",
             decision.reason,
             seconds=time.perf_counter() - start,
-            error=f"internal error: {type(exc).__name__}: {exc}",
+            error=error,
             traceback=traceback.format_exc(),
+            fault=fault,
         )
 
 

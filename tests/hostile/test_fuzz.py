@@ -116,26 +116,25 @@ def _check(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert "Traceback" not in said and "internal error" not in said, said
 
 
-@settings(
-    max_examples=EXAMPLES or 30,
-    deadline=None,
-    derandomize=not EXAMPLES,
-    database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+def bounded(examples: int) -> settings:
+    """Few examples, the same on every run (CI cannot turn red by luck), unless LAYERSCOPE_FUZZ_EXAMPLES is set."""
+    return settings(
+        max_examples=EXAMPLES or examples,
+        deadline=None,
+        derandomize=not EXAMPLES,
+        database=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+
+
+@bounded(30)
 @given(overrides=st.lists(override(), min_size=1, max_size=3))
 def test_set_values_never_fail_as_a_stage(model_dir: Path, capsys: pytest.CaptureFixture[str], overrides) -> None:
     args = ["run", str(model_dir / "exp.yaml"), "-q", "-j", "1", "--out", "fuzz-out"]
     _check([*args, *(a for o in overrides for a in ("--set", o))], capsys)
 
 
-@settings(
-    max_examples=EXAMPLES or 20,
-    deadline=None,
-    derandomize=not EXAMPLES,
-    database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@bounded(20)
 @given(data=st.dictionaries(st.sampled_from(["name", "model", "samples", "inputs", "runs", "compare", "thresholds",
                                              "layers", "dump", "report", "extra"]), VALUES, max_size=6))  # fmt: skip
 def test_config_files_never_fail_as_a_stage(model_dir: Path, capsys, data: dict) -> None:
