@@ -119,3 +119,11 @@ def test_the_unmodified_report_is_read(cli, good, tmp_path: Path) -> None:
 def test_a_folder_without_a_report(cli, tmp_path: Path) -> None:
     cli("report", str(tmp_path)).expect(2, "no report at")
     cli("diff", str(tmp_path), str(tmp_path)).expect(2, "no report at")
+
+
+def test_the_version_read_is_the_version_written() -> None:
+    from layerscope.pipelines.reports.read import SCHEMA_VERSION as READ
+    from layerscope.pipelines.stages.report import SCHEMA_VERSION as WRITTEN
+    from layerscope.schemas import load_schema
+
+    assert READ == WRITTEN == load_schema("report")["properties"]["schema_version"]["const"]
