@@ -191,3 +191,14 @@ def test_yaml_dates_are_strings_and_other_types_are_refused(cli, write_config) -
     cli("validate", str(write_config()), "--set", "description=!!binary aGk=").expect(2, "is not allowed")
     path = write_config(SMALL_UNET + "description: !!timestamp 2001-01-01\n")
     cli("validate", str(path)).expect(2, "exp.yaml:19:14: /: unsupported YAML: tag", "is not allowed")
+
+
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+def test_inputs_far_beyond_the_formats_range(cli, chain, precision: str) -> None:
+    """Found by the fuzz test: values beyond FP16's range made the attribution's cast warn, which failed the stage
+    where warnings are errors. Overflow to inf is what the candidate computes, and what the report measures."""
+    config = chain()
+    sets = ["--set", "inputs.input.source.mean=2147483648", "--set", f"runs.fp16.precision={precision}"]
+    r = cli("run", str(config), "-q", "--out", "o", *sets)
+    assert r.code in (0, 1), r.err
+    r.assert_clean()
