@@ -235,7 +235,7 @@ def _check_schema(doc: Document, cache: Cache) -> list[SpecProblem]:
     nonfinite = nonfinite_problems(doc)
     if nonfinite:
         return validate_schema(doc, json.loads(text))
-    validator = source_digest("layerscope.runner.spec")
+    validator = source_digest("layerscope.runner.spec", "layerscope.runner.yamldoc")
     memo_key = digest({"config": doc.data, "schema": digest_bytes(text.encode()), "validator": validator})
     memo = cache.base / "memo" / "valid" / memo_key
     if memo.exists():
