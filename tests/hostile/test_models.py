@@ -138,3 +138,18 @@ def test_names_cannot_inject_markdown(cli, chain) -> None:
     rows = lines[header + 2 : header + 4]  # the two layers
     assert [row.replace("\\|", "").count("|") for row in rows] == [columns, columns], rows
     cli("report", "o", "--format", "md").expect(0, "a\\|b \\<script\\>")
+
+
+def test_external_data_in_a_constant_or_a_subgraph_is_checked_too(cli, chain) -> None:
+    """onnx.load reads external data of every tensor (node attributes, If/Loop bodies), not only initializers."""
+    config = chain()
+    path = config.parent / "model.onnx"
+    model = onnx.load(str(path))
+    value = numpy_helper.from_array(np.ones((1,), np.float32), "s_value")
+    value.ClearField("raw_data")
+    value.data_location = TensorProto.EXTERNAL
+    entry = value.external_data.add()
+    entry.key, entry.value = "location", "../../../../../etc/passwd"
+    model.graph.node.insert(0, helper.make_node("Constant", [], ["unused_constant"], name="k", value=value))
+    onnx.save(model, str(path))
+    cli("validate", str(config)).expect(2, "external data location '../../../../../etc/passwd' resolves to /etc/passwd")
