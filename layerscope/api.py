@@ -15,22 +15,40 @@ import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
-from functools import cached_property
+from functools import cached_property, wraps
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, TypeVar, Union
 
 from layerscope.runner.errors import RunError, StageError, UsageError
 
 if TYPE_CHECKING:
     from layerscope.pipelines.analysis.search import SearchResult
     from layerscope.pipelines.experiment import Experiment
+    from layerscope.pipelines.experiment.budget import Estimate
     from layerscope.pipelines.reports.model import Report
     from layerscope.results import Diff, FixResult, Plan
     from layerscope.runner.cache import Cache
-    from layerscope.runner.execute import Outcome, Reporter
+    from layerscope.runner.execute import Decision, Outcome, Reporter
     from layerscope.runner.graph import Plan as StagePlan
 
 Config = Union[str, "os.PathLike[str]", Mapping[str, Any]]
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _leased(function: F) -> F:
+    """The entries a command reads or writes are claimed for its duration: a concurrent `layerscope cache gc`
+    or `clear` keeps them (runner/leases.py). Every function that runs stages is wrapped."""
+
+    @wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from layerscope.runner.leases import session
+
+        with session():
+            return function(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
 Progress = Union[bool, "Reporter"]
 
 # The results' types are in layerscope.results and the report's in layerscope.pipelines.reports; this module
@@ -39,6 +57,7 @@ __all__ = ["diff", "fix", "load_report", "plan", "run"]
 
 
 # -- the API ----------------------------------------------------------------------------------------------
+@_leased
 def run(
     config: Config,
     *,
@@ -91,6 +110,7 @@ def plan(
     return Plan(exp.name, exp.cache.root, stages)
 
 
+@_leased
 def diff(
     a: str | os.PathLike[str],
     b: str | os.PathLike[str],
@@ -115,6 +135,7 @@ def diff(
     return Diff.from_dict(diff_reports(old.report, new.report, labels=(old.label, new.label), tolerance=tol))
 
 
+@_leased
 def fix(
     config: Config,
     run: str,
@@ -207,6 +228,50 @@ def load_experiment(
     return from_path(Path(config), sets, cache_dir=_str(cache_dir), deep=deep)
 
 
+def validate(
+    config: Config, *, overrides: Iterable[str] = (), cache_dir: str | os.PathLike[str] | None = None
+) -> tuple[Experiment, Estimate]:
+    """``layerscope validate``: the experiment checked against the schema, the model and its input files, and
+    its size estimate checked against this machine's memory and the cache's free disk (UsageError, exit 2,
+    when the run cannot fit)."""
+    from layerscope.pipelines.experiment.budget import estimate
+    from layerscope.pipelines.stages import plan_for
+    from layerscope.runner.execute import plan_decisions
+
+    exp = load_experiment(config, overrides=overrides, cache_dir=cache_dir, deep=True)
+    est = estimate(exp)
+    check_room(exp, plan_decisions(plan_for(exp), exp.cache, exp.scope), est)
+    return exp, est
+
+
+def check_room(exp: Experiment, decisions: Mapping[str, Decision], est: Estimate | None = None) -> Estimate | None:
+    """Refuse a run whose dumps to make cannot fit in memory or on the cache's disk (before anything runs);
+    the estimate, when dumps are to be made."""
+    from layerscope.pipelines.stages.dump import stage_id
+
+    dumping = sum(1 for run in {exp.reference, *exp.candidates} if decisions[stage_id(run)].status == "run")
+    if not dumping:
+        return None
+    from layerscope.pipelines.experiment.budget import check, estimate
+
+    est = est or estimate(exp)
+    check(exp, est, dumping=dumping)
+    return est
+
+
+def _say_needs(outcomes: Mapping[str, Outcome], est: Estimate | None, decisions: Mapping[str, Decision]) -> None:
+    """A stage that found the disk full: add what the run's dumps needed (the executor cannot know it)."""
+    from layerscope.runner.resources import human
+
+    if est is None:
+        return
+    dumping = sum(1 for sid, d in decisions.items() if sid.startswith("dump[") and d.status == "run")
+    for o in outcomes.values():
+        if o.fault == "disk" and o.error is not None:
+            o.error = o.error.replace("\n", f"; this run's dumps need ~{human(est.disk(dumping))}\n", 1)
+
+
+@_leased
 def execute(
     config: Config,
     *,
@@ -232,7 +297,9 @@ def execute(
         exp = replace(exp, cache=_private_cache(out_dir))
     stage_plan = plan_for(exp)
     decisions = plan_decisions(stage_plan, exp.cache, exp.scope, force=force, only=only)
+    est = check_room(exp, decisions)
     outcomes = run_plan(stage_plan, exp.cache, exp.scope, decisions, jobs=n, reporter=_reporter(progress))
+    _say_needs(outcomes, est, decisions)
     if any(o.status in ("failed", "skipped") for o in outcomes.values()):
         raise RunError(outcomes)
     if outcomes["report"].entry is None:  # `only` did not need the report
@@ -241,6 +308,7 @@ def execute(
     return Execution(exp, outcomes, out_dir, document, files)
 
 
+@_leased
 def report_for(exp: Experiment, *, jobs: int | None = None, progress: Progress = False) -> dict[str, Any]:
     """The experiment's report document from the cache, running the stages that are missing first; no output
     directory is written (``diff`` of a config)."""
@@ -250,6 +318,7 @@ def report_for(exp: Experiment, *, jobs: int | None = None, progress: Progress =
 
     stage_plan = plan_for(exp)
     decisions = plan_decisions(stage_plan, exp.cache, exp.scope)
+    check_room(exp, decisions)
     outcomes = run_plan(stage_plan, exp.cache, exp.scope, decisions, jobs=_jobs(jobs), reporter=_reporter(progress))
     failed = [o for o in outcomes.values() if o.status == "failed"]
     entry = outcomes["report"].entry

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 from layerscope._version import __version__
+from layerscope.cli_cache import cmd_cache, default_cache_dir
 from layerscope.runner.errors import (
     EXIT_OK,
     EXIT_STAGE,
@@ -139,6 +140,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--max-size", help="gc: shrink the cache to this size (e.g. 20G, 500M), least recently used first")
     c.add_argument("--older-than", help="gc: remove entries unused for this long (e.g. 30d, 12h)")
     c.add_argument("--dry-run", action="store_true", help="gc: say what would be removed")
+    c.add_argument("-y", "--yes", action="store_true", help="clear: do not ask for confirmation")
     sub.add_parser("backends", help="list backends and whether they can run here")
     m = sub.add_parser("models", help="list or fetch the real trained models of the zoo")
     m.add_argument("action", choices=["list", "fetch"])
@@ -154,6 +156,20 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = _force_before_config(list(sys.argv[1:] if argv is None else argv))
     verbose = "-v" in argv or "--verbose" in argv
+    hooks = sys.excepthook, sys.unraisablehook
+    if not verbose:
+        # h5py reports an error in a destructor (closing an object of a file the full disk would not take)
+        # twice: a traceback through sys.excepthook, then "Exception ignored" through sys.unraisablehook. It
+        # cannot change what a command does, which has already failed and says why: that is for -v only.
+        sys.excepthook = _quiet_h5py
+        sys.unraisablehook = _quiet_h5py_unraisable
+    try:
+        return _main(argv, verbose)
+    finally:
+        sys.excepthook, sys.unraisablehook = hooks
+
+
+def _main(argv: list[str], verbose: bool) -> int:
     try:
         args = _parser().parse_args(argv)
         if args.command is None:
@@ -175,14 +191,44 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except SystemExit as exc:  # --help / --version
         return int(exc.code or 0)
-    except Exception as exc:
-        _err(
-            f"layerscope: internal error: {type(exc).__name__}: {exc}\n"
-            "  this is a bug in layerscope; -v shows the traceback"
-        )
-        if verbose:
-            traceback.print_exc()
+    except MemoryError:
+        _err("layerscope: out of memory (`layerscope validate CONFIG` estimates what a run needs)")
         return EXIT_STAGE
+    except OSError as exc:
+        from layerscope.runner.resources import disk_full, is_disk_full
+
+        if not is_disk_full(exc):
+            return _internal(exc, verbose)
+        _err(f"layerscope: {disk_full(exc).render()}")
+        return EXIT_STAGE
+    except Exception as exc:
+        return _internal(exc, verbose)
+
+
+def _internal(exc: BaseException, verbose: bool) -> int:
+    """What is left is a bug in layerscope: say so, with the traceback under -v."""
+    _err(
+        f"layerscope: internal error: {type(exc).__name__}: {exc}\n"
+        "  this is a bug in layerscope; -v shows the traceback"
+    )
+    if verbose:
+        traceback.print_exc()
+    return EXIT_STAGE
+
+
+def _from_h5py(tb: TracebackType | None) -> bool:
+    frames = traceback.extract_tb(tb) if tb is not None else []
+    return bool(frames) and frames[-1].filename.startswith("h5py/")
+
+
+def _quiet_h5py(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
+    if not _from_h5py(tb):
+        sys.__excepthook__(kind, value, tb)
+
+
+def _quiet_h5py_unraisable(unraisable: Any) -> None:
+    if not _from_h5py(unraisable.exc_traceback):
+        sys.__unraisablehook__(unraisable)
 
 
 def _err(text: str) -> None:
@@ -202,8 +248,9 @@ def _console(quiet: bool = False, *, stderr: bool = False) -> Any:
 def cmd_validate(args: argparse.Namespace) -> int:
     from layerscope import api
 
-    exp = api.load_experiment(args.config, overrides=args.overrides, cache_dir=args.cache_dir, deep=True)
+    exp, estimate = api.validate(args.config, overrides=args.overrides, cache_dir=args.cache_dir)
     print(exp.describe())
+    print(f"  {estimate.describe()}")
     return EXIT_OK
 
 
@@ -241,9 +288,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _jobs(args: argparse.Namespace) -> int | None:
-    if args.jobs is not None and args.jobs < 1:
-        raise UsageError("-j/--jobs must be at least 1")
-    return int(args.jobs) if args.jobs is not None else None
+    return _positive(args.jobs, "-j/--jobs")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -324,6 +369,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     from layerscope import api
     from layerscope.runner.progress import RichReporter
 
+    _positive(args.limit, "--limit", 0)
     # Progress of config sides goes to stderr: stdout carries the diff (md/json are meant to be piped).
     with RichReporter(_console(args.quiet, stderr=True), verbose=getattr(args, "verbose", False)) as reporter:
         result = api.diff(args.old, args.new, tolerance=args.tolerance, cache_dir=args.cache_dir, progress=reporter)
@@ -331,75 +377,10 @@ def cmd_diff(args: argparse.Namespace) -> int:
     return EXIT_THRESHOLD if args.fail_on_regression and result.regressed else EXIT_OK
 
 
-def _size(text: str) -> int:
-    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-    t = text.strip().upper().removesuffix("B").removesuffix("I")
-    num, unit = (t[:-1], t[-1]) if t and t[-1] in units else (t, "")
-    try:
-        return int(float(num) * units[unit])
-    except ValueError:
-        raise UsageError(f"cannot read size {text!r} (e.g. 20G, 500M)") from None
-
-
-def _duration(text: str) -> float:
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-    t = text.strip().lower()
-    try:
-        return float(t[:-1]) * units[t[-1]] if t and t[-1] in units else float(t)
-    except (ValueError, KeyError):
-        raise UsageError(f"cannot read duration {text!r} (e.g. 30d, 12h)") from None
-
-
-def cmd_cache(args: argparse.Namespace) -> int:
-    from layerscope.runner.cache import Cache
-
-    cache = Cache(Path(args.cache_dir).expanduser() if args.cache_dir else _default_cache_dir())
-    if args.action == "ls":
-        from rich.markup import escape
-        from rich.table import Table
-
-        table = Table(title=f"cache {cache.root}", title_justify="left")
-        for col in ("kind", "stage", "key", "size", "last used"):
-            table.add_column(col)
-        total = 0
-        for path, manifest in cache.entries():
-            size = sum(int(f["size"]) for f in (manifest or {}).get("files", {}).values())
-            total += size
-            used = time.strftime("%Y-%m-%d %H:%M", time.localtime(path.stat().st_mtime))
-            stage = (manifest or {}).get("stage", "(corrupt)")
-            table.add_row(path.parent.parent.name, escape(stage), path.name[:12], _human(size), used)
-        console = _console()
-        console.print(table)
-        console.print(f"total {_human(total)}")
-        return EXIT_OK
-    if args.action == "gc":
-        removed = cache.gc(
-            max_bytes=_size(args.max_size) if args.max_size else None,
-            older_than_s=_duration(args.older_than) if args.older_than else None,
-            dry_run=args.dry_run,
-        )
-        verb = "would remove" if args.dry_run else "removed"
-        for path, size, why in removed:
-            print(f"{verb} {path} ({_human(size)}, {why})")
-        print(f"{verb} {len(removed)} entries, {_human(sum(s for _, s, _ in removed))}")
-        return EXIT_OK
-    size = cache.clear()
-    print(f"cleared {cache.root} ({_human(size)})")
-    return EXIT_OK
-
-
-def _default_cache_dir() -> Path:
-    from layerscope.pipelines.experiment import resolve_cache_dir
-
-    return resolve_cache_dir(None, None, Path.cwd())
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024:
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
+def _positive(value: int | None, flag: str, minimum: int = 1) -> int | None:
+    if value is not None and value < minimum:
+        raise UsageError(f"{flag} must be at least {minimum}, not {value}")
+    return value
 
 
 def cmd_backends(args: argparse.Namespace) -> int:
@@ -425,7 +406,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         return EXIT_OK
     if not args.name:
         raise UsageError("models fetch needs a NAME (see `layerscope models list`)")
-    root = Path(args.cache_dir).expanduser() if args.cache_dir else _default_cache_dir()
+    root = Path(args.cache_dir).expanduser() if args.cache_dir else default_cache_dir()
     path = zoo.fetch(root, args.name, log=lambda m: print(m, file=sys.stderr))
     print(path)
     return EXIT_OK
@@ -442,7 +423,7 @@ def cmd_data(args: argparse.Namespace) -> int:
         return EXIT_OK
     if not args.name:
         raise UsageError("data fetch needs a NAME (see `layerscope data list`)")
-    root = Path(args.cache_dir).expanduser() if args.cache_dir else _default_cache_dir()
+    root = Path(args.cache_dir).expanduser() if args.cache_dir else default_cache_dir()
     print(datasets.fetch(root, args.name, log=lambda m: print(m, file=sys.stderr)))
     return EXIT_OK
 
@@ -451,6 +432,7 @@ def cmd_fix(args: argparse.Namespace) -> int:
     from layerscope import api
 
     jobs = _jobs(args)
+    _positive(args.candidates, "--candidates")
     console = _console(args.quiet)
     log = (lambda m: None) if args.quiet else (lambda m: console.print(f"[dim]{_escape(m)}[/dim]"))
     result = api.fix(

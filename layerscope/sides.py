@@ -14,13 +14,13 @@ with a note in the report saying so.
 
 from __future__ import annotations
 
-import os
 import posixpath
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from layerscope.runner.errors import UsageError
+from layerscope.runner.paths import confined, is_explicit
 
 if TYPE_CHECKING:
     from layerscope.pipelines.experiment import Experiment
@@ -75,15 +75,17 @@ def experiment_at_revision(rev: str, path: str, *, cache_dir: str | None) -> Exp
     notes: list[str] = []
 
     def resolve(rel: str, cache: Cache) -> Path:
-        if os.path.isabs(os.path.expanduser(rel)):
+        if is_explicit(rel):
             return Path(rel).expanduser().resolve()  # outside the repository: the same file at any revision
+        # The path rule of every config (runner/paths.py): a relative path stays inside the config's folder.
+        if posixpath.normpath(rel).split("/")[0] == "..":
+            confined(config_dir, rel, "the path")  # raises, with the usual message
         in_repo = posixpath.normpath(posixpath.join(repo_dir, rel))
-        if not in_repo.startswith("../"):
-            found = git.materialise(in_repo, cache)
-            if found is not None:
-                return found
+        found = git.materialise(in_repo, cache)
+        if found is not None:
+            return found
         notes.append(f"{rel} is not tracked at {rev}: read from the working tree")
-        return (config_dir / rel).resolve()
+        return confined(config_dir, rel, "the path")
 
     exp = load_experiment_text(text, f"{rev}:{path}", config_dir, cache_dir=cache_dir, resolve_file=resolve)
     return replace(exp, notes=(*exp.notes, *dict.fromkeys(notes))) if notes else exp

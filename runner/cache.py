@@ -23,11 +23,12 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from layerscope.runner import leases
 from layerscope.runner.errors import CacheError
 from layerscope.runner.files import atomic_write
 from layerscope.runner.hashing import FileDigests
@@ -86,8 +87,13 @@ class Cache:
     def entry_dir(self, kind: str, key: str) -> Path:
         return self.base / "objects" / kind / key[:2] / key
 
+    def claim(self, keys: Iterable[str]) -> None:
+        """Claim keys for this process's lease session at once (runner/leases.py): one lock for a whole plan."""
+        leases.claim(self.base, keys)
+
     # -- reading --------------------------------------------------------------------------------------
     def lookup(self, kind: str, key: str, *, touch: bool = True) -> Lookup:
+        leases.claim(self.base, [key])  # before checking: gc either removed it already, or keeps it now
         path = self.entry_dir(kind, key)
         manifest_path = path / MANIFEST
         if not manifest_path.is_file():
@@ -150,6 +156,7 @@ class Cache:
         manifest = {"key": key, "kind": kind, "created": time.time(), **meta, "files": files}
         atomic_write(staged / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
         final = self.entry_dir(kind, key)
+        leases.claim(self.base, [key])  # before it is visible: a gc cannot take it from under its reader
         final.parent.mkdir(parents=True, exist_ok=True)
         trash: Path | None = None
         if final.exists():
@@ -186,46 +193,173 @@ class Cache:
                     except (OSError, ValueError):
                         yield entry, None
 
-    def gc(
-        self, *, max_bytes: int | None = None, older_than_s: float | None = None, dry_run: bool = False
-    ) -> list[tuple[Path, int, str]]:
+    def gc(self, *, max_bytes: int | None = None, older_than_s: float | None = None, dry_run: bool = False) -> Removal:
         """Remove unfinished temporaries, corrupt entries, entries unused for ``older_than_s``, then the
-        least recently used entries until the cache fits ``max_bytes``. Returns (path, bytes, why)."""
-        removed: list[tuple[Path, int, str]] = []
-        now = time.time()
-        tmp_dir = self.base / "tmp"
-        for tmp in sorted(tmp_dir.iterdir()) if tmp_dir.is_dir() else []:
-            old = now - tmp.stat().st_mtime > _STALE_TMP_SECONDS
-            if old or tmp.name.startswith("trash-") or not _writer_alive(tmp.name):
-                removed.append((tmp, _du(tmp), "unfinished temporary"))
-        live: list[tuple[float, Path, int]] = []
-        for path, manifest in self.entries():
-            size = _du(path)
-            if manifest is None or manifest.get("key") != path.name:
-                removed.append((path, size, "corrupt or incomplete"))
-                continue
-            used = path.stat().st_mtime
-            if older_than_s is not None and now - used > older_than_s:
-                removed.append((path, size, "unused"))
-                continue
-            live.append((used, path, size))
-        if max_bytes is not None:
-            total = sum(s for _, _, s in live)
-            for _used, path, size in sorted(live):
-                if total <= max_bytes:
-                    break
-                removed.append((path, size, "least recently used"))
-                total -= size
-        if not dry_run:
-            for path, _, _ in removed:
-                shutil.rmtree(path, ignore_errors=True)
-        return removed
+        least recently used entries until the cache fits ``max_bytes``. Entries a live run holds a lease on
+        are kept (and count towards the size). What could not be removed is said, never counted as removed."""
+        with leases.gc_lock(self.base) if self.base.is_dir() and not dry_run else contextlib.nullcontext():
+            held = leases.live(self.base, prune=not dry_run)
+            leased = {k for info in held for k in info.keys}
+            removal = Removal(leases=held)
+            now = time.time()
+            tmp_dir = self.base / "tmp"
+            for tmp in sorted(tmp_dir.iterdir()) if tmp_dir.is_dir() else []:
+                with contextlib.suppress(FileNotFoundError):
+                    old = now - tmp.stat().st_mtime > _STALE_TMP_SECONDS
+                    if old or tmp.name.startswith("trash-") or not _writer_alive(tmp.name):
+                        removal.removed.append((tmp, _du(tmp), "unfinished temporary"))
+            live: list[tuple[float, Path, int]] = []
+            for path, manifest in self.entries():
+                size = _du(path)
+                if path.name in leased:
+                    removal.kept.append((path, size, "in use by a running layerscope"))
+                    continue
+                if manifest is None or manifest.get("key") != path.name:
+                    removal.removed.append((path, size, "corrupt or incomplete"))
+                    continue
+                used = path.stat().st_mtime
+                if older_than_s is not None and now - used > older_than_s:
+                    removal.removed.append((path, size, "unused"))
+                    continue
+                live.append((used, path, size))
+            if max_bytes is not None:
+                total = sum(s for _, _, s in live) + sum(s for _, s, _ in removal.kept)
+                for _used, path, size in sorted(live):
+                    if total <= max_bytes:
+                        break
+                    removal.removed.append((path, size, "least recently used"))
+                    total -= size
+            removal.broken_links = linked_dirs(self.base, {p.name for p, _, _ in removal.removed})
+            if dry_run:
+                return removal
+            # Under the lock only move what goes out of objects/ (fast); delete after, without the lock.
+            doomed = self._move_out(removal)
+        self._delete(doomed, removal)
+        return removal
 
-    def clear(self) -> int:
-        size = _du(self.base) if self.base.exists() else 0
-        shutil.rmtree(self.base, ignore_errors=True)
+    def clear(self) -> Removal:
+        """Remove every entry, temporary, memo and state, except entries a live run holds a lease on; the lock
+        and lease files stay (a process may hold them now)."""
+        if not self.base.is_dir():
+            return Removal()
+        with leases.gc_lock(self.base):
+            held = leases.live(self.base, prune=True)
+            leased = {k for info in held for k in info.keys}
+            removal = Removal(leases=held)
+            for path, _manifest in self.entries():
+                size = _du(path)
+                if path.name in leased:
+                    removal.kept.append((path, size, "in use by a running layerscope"))
+                else:
+                    removal.removed.append((path, size, "cleared"))
+            for sub in ("tmp", "memo", "state", "shared", "links"):
+                folder = self.base / sub
+                for child in sorted(folder.iterdir()) if folder.is_dir() else []:
+                    if sub == "tmp" and _writer_alive(child.name) and not child.name.startswith("trash-"):
+                        continue  # a live run is writing it
+                    removal.removed.append((child, _du(child), "cleared"))
+            removal.broken_links = linked_dirs(self.base, {p.name for p, _, _ in removal.removed})
+            doomed = self._move_out(removal)
+        self._delete(doomed, removal)
         self._ensured = False
-        return size
+        return removal
+
+    def planned_removal(self) -> Removal:
+        """What :meth:`clear` would remove now (to ask before doing it)."""
+        held = leases.live(self.base) if self.base.is_dir() else []
+        leased = {k for info in held for k in info.keys}
+        removal = Removal(leases=held)
+        for path, _manifest in self.entries():
+            target = removal.kept if path.name in leased else removal.removed
+            target.append((path, _du(path), "in use by a running layerscope" if path.name in leased else "cleared"))
+        removal.broken_links = linked_dirs(self.base, {p.name for p, _, _ in removal.removed})
+        return removal
+
+    def _move_out(self, removal: Removal) -> list[tuple[Path, Path, int, str]]:
+        """Rename what is to be removed into tmp/ (atomic: no reader sees half an entry); what cannot be moved
+        is recorded as failed and leaves the removed list."""
+        doomed: list[tuple[Path, Path, int, str]] = []
+        tmp = self.base / "tmp"
+        for path, size, why in removal.removed:
+            if path.parent == tmp and path.name.startswith("trash-"):
+                doomed.append((path, path, size, why))
+                continue
+            trash = tmp / f"trash-{uuid.uuid4().hex[:12]}"
+            try:
+                tmp.mkdir(parents=True, exist_ok=True)
+                os.replace(path, trash)
+            except FileNotFoundError:
+                continue  # gone meanwhile (another gc)
+            except OSError as exc:
+                removal.failed.append((path, size, exc.strerror or str(exc)))
+                continue
+            doomed.append((path, trash, size, why))
+        moved = {d[0] for d in doomed}
+        removal.removed = [r for r in removal.removed if r[0] in moved]
+        return doomed
+
+    @staticmethod
+    def _delete(doomed: list[tuple[Path, Path, int, str]], removal: Removal) -> None:
+        failed: set[Path] = set()
+        for original, trash, size, _why in doomed:
+            try:
+                if trash.is_dir() and not trash.is_symlink():
+                    shutil.rmtree(trash)
+                else:
+                    trash.unlink()
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                removal.failed.append((original, size, exc.strerror or str(exc)))
+                failed.add(original)
+        removal.removed = [r for r in removal.removed if r[0] not in failed]
+
+    # -- folders outside the cache that link to entries (a run directory's dumps/) ----------------------
+    def record_links(self, folder: Path) -> None:
+        """Remember that ``folder`` holds links into this cache, so that gc and clear can say what they break."""
+        import hashlib
+
+        folder = Path(folder).absolute()
+        name = hashlib.sha256(str(folder).encode("utf-8", "surrogateescape")).hexdigest()[:24]
+        with contextlib.suppress(OSError):  # a note for later messages, not part of any result
+            (self.base / "links").mkdir(parents=True, exist_ok=True)
+            atomic_write(self.base / "links" / f"{name}.json", json.dumps({"dir": str(folder)}))
+
+
+@dataclass
+class Removal:
+    """What gc or clear removed, kept (a live run uses it) and could not remove, and the run folders whose
+    links into the cache the removal breaks."""
+
+    removed: list[tuple[Path, int, str]] = field(default_factory=list)
+    kept: list[tuple[Path, int, str]] = field(default_factory=list)
+    failed: list[tuple[Path, int, str]] = field(default_factory=list)
+    broken_links: list[Path] = field(default_factory=list)
+    leases: list[Any] = field(default_factory=list)
+
+    @property
+    def removed_bytes(self) -> int:
+        return sum(size for _, size, _ in self.removed)
+
+
+def linked_dirs(base: Path, keys: set[str]) -> list[Path]:
+    """Recorded folders with a link (``*/<name>`` pointing into an entry) to one of ``keys``."""
+    out: list[Path] = []
+    links = base / "links"
+    for note in sorted(links.glob("*.json")) if links.is_dir() and keys else []:
+        try:
+            folder = Path(json.loads(note.read_text())["dir"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        for link in sorted(folder.glob("*/*")) if folder.is_dir() else []:
+            try:
+                target = Path(os.readlink(link))
+            except OSError:
+                continue
+            if target.parent.name in keys and base in target.parents:
+                out.append(folder)
+                break
+    return out
 
 
 def _writer_alive(name: str) -> bool:

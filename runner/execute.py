@@ -24,6 +24,7 @@ from layerscope.runner.cache import Cache, Entry, Lookup
 from layerscope.runner.errors import LayerscopeError
 from layerscope.runner.graph import Plan, Progress, StageContext
 from layerscope.runner.hashing import canonical_json
+from layerscope.runner.resources import disk_full, is_disk_full
 
 Status = Literal["cached", "run", "not-needed"]
 OutcomeStatus = Literal["cached", "ran", "failed", "skipped", "not-needed"]
@@ -46,6 +47,7 @@ class Outcome:
     seconds: float = 0.0
     error: str | None = None
     traceback: str | None = None
+    fault: str | None = None  # "disk" or "memory": the machine ran out, the stage has no bug
 
 
 class Reporter(Protocol):
@@ -107,6 +109,7 @@ def decide(
     targets: Iterable[str] | None = None,
 ) -> dict[str, Decision]:
     forced = plan.downstream(force)
+    cache.claim(ps.key for ps in plan)  # a live lease on the whole plan before anything is decided
     lookups = {ps.stage.id: cache.lookup(ps.stage.kind, ps.key, touch=False) for ps in plan}
     dependents = plan.dependents()
     # By default the targets are the final products: stages nothing else reads.
@@ -116,7 +119,10 @@ def decide(
     for ps in reversed(list(plan)):
         sid = ps.stage.id
         lk = lookups[sid]
-        is_needed = sid in target_ids or sid in needed
+        # A corrupt entry is replaced by the next run that plans its stage, even when nothing downstream needs it
+        # now (a cached report): a damaged artifact must not linger (a run folder links to its dump).
+        corrupt = lk.entry is None and lk.reason != "missing" and targets is None
+        is_needed = sid in target_ids or sid in needed or corrupt
         if is_needed and sid in forced:
             decisions[sid] = Decision(sid, "run", "forced", lk)
         elif lk.entry is not None:
@@ -230,23 +236,29 @@ class Executor:
                     )
             return Outcome(sid, "ran", decision.reason, entry=entry, seconds=time.perf_counter() - start)
         except LayerscopeError as exc:
-            return Outcome(
-                sid,
-                "failed",
-                decision.reason,
-                seconds=time.perf_counter() - start,
-                error=exc.render(),
-                traceback=traceback.format_exc(),
-            )
+            return self._failed(sid, decision, start, exc.render())
+        except MemoryError as exc:  # the machine's fault, not the stage's: say what happened, not "a bug"
+            return self._failed(sid, decision, start, f"out of memory{f' ({exc})' if str(exc) else ''}", "memory")
+        except OSError as exc:
+            if not is_disk_full(exc):
+                return self._failed(sid, decision, start, f"internal error: {type(exc).__name__}: {exc}")
+            where = exc.filename or self.cache.base / "tmp"
+            return self._failed(sid, decision, start, disk_full(exc, where).render(), "disk")
         except Exception as exc:  # a bug in a stage must not take the other stages down with it
-            return Outcome(
-                sid,
-                "failed",
-                decision.reason,
-                seconds=time.perf_counter() - start,
-                error=f"internal error: {type(exc).__name__}: {exc}",
-                traceback=traceback.format_exc(),
-            )
+            return self._failed(sid, decision, start, f"internal error: {type(exc).__name__}: {exc}")
+
+    @staticmethod
+    def _failed(sid: str, decision: Decision, start: float, error: str, fault: str | None = None) -> Outcome:
+        """The outcome of a stage that raised (call inside the except block: it keeps the traceback for -v)."""
+        return Outcome(
+            sid,
+            "failed",
+            decision.reason,
+            seconds=time.perf_counter() - start,
+            error=error,
+            traceback=traceback.format_exc(),
+            fault=fault,
+        )
 
 
 def plan_decisions(
@@ -272,7 +284,8 @@ def run_plan(
 ) -> dict[str, Outcome]:
     """Execute decided stages and remember what each stage last ran with (to explain staleness later)."""
     outcomes = Executor(cache, jobs=jobs, reporter=reporter).execute(plan, decisions)
-    cache.write_state(scope, new_state(plan, outcomes, cache.read_state(scope)))
+    with contextlib.suppress(OSError):  # it only explains staleness later: a read-only or full cache is no failure
+        cache.write_state(scope, new_state(plan, outcomes, cache.read_state(scope)))
     return outcomes
 
 

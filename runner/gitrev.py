@@ -48,7 +48,10 @@ class GitRevision:
         self.rev = rev
         self.cwd = (cwd or Path.cwd()).resolve()
         self.toplevel = Path(self._git("rev-parse", "--show-toplevel", what="find the repository").strip())
-        self.commit = self._git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}", what=f"resolve {rev!r}")
+        # --end-of-options: a revision that looks like an option (--output=x) is read as a revision, never obeyed.
+        self.commit = self._git(
+            "rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}", what=f"resolve {rev!r}"
+        )
         self.commit = self.commit.strip()
 
     def repo_path(self, path: str) -> str:
@@ -63,18 +66,20 @@ class GitRevision:
 
     def blob_id(self, repo_path: str) -> str | None:
         """The blob at ``repo_path`` in this commit, or None when the commit has no such file."""
-        out = self._git("rev-parse", "--verify", "--quiet", f"{self.commit}:{repo_path}", check=False)
+        out = self._git(
+            "rev-parse", "--verify", "--quiet", "--end-of-options", f"{self.commit}:{repo_path}", check=False
+        )
         blob = out.strip()
         if not blob:
             return None
-        kind = self._git("cat-file", "-t", blob, what=f"inspect {repo_path}").strip()
+        kind = self._git("cat-file", "-t", "--end-of-options", blob, what=f"inspect {repo_path}").strip()
         return blob if kind == "blob" else None
 
     def read_bytes(self, repo_path: str) -> bytes:
         blob = self.blob_id(repo_path)
         if blob is None:
             raise UsageError(f"{self.rev}:{repo_path}: no such file at {self.rev} (commit {self.commit[:12]})")
-        data = self._run(["cat-file", "blob", blob], what=f"read {repo_path}")
+        data = self._run(["cat-file", "blob", "--end-of-options", blob], what=f"read {repo_path}")
         if data.startswith(_LFS_POINTER):
             raise UsageError(
                 f"{self.rev}:{repo_path} is a Git LFS pointer; layerscope does not read LFS objects from a revision",
@@ -125,7 +130,7 @@ class GitRevision:
                 return b""
             detail = proc.stderr.decode("utf-8", "replace").strip().splitlines()
             reason = detail[-1] if detail else f"git exited with status {proc.returncode}"
-            if args[:2] == ["rev-parse", "--verify"]:
+            if args[:2] == ["rev-parse", "--verify"]:  # its message would only repeat the argument
                 reason = "no such revision"
             raise UsageError(f"{self.rev}: cannot {what} in {self.cwd}: {reason}")
         return proc.stdout

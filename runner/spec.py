@@ -1,163 +1,50 @@
-"""Load a YAML config with source positions, apply ``--set`` overrides, validate against a JSON Schema.
+"""Apply ``--set`` overrides to a config and validate it against a JSON Schema, every problem at once.
 
-YAML is composed with the safe loader only (no tags that construct objects: configs never execute code)
-and rebuilt into plain data while recording, for every JSON pointer, the line and column it came from.
-Duplicate keys, which ``yaml.safe_load`` silently collapses, are errors. Validation reports every
-problem at once as ``file:line:col: /pointer: message`` with the offending line. The domain layer
-(``pipelines``) adds its semantic checks through :class:`ProblemCollector`, which uses the same positions.
+The config comes from :mod:`runner.yamldoc` (plain data with positions; its names are re-exported here).
+Non-finite numbers (``.nan``, ``.inf``) are errors wherever they appear: no setting of layerscope means
+anything with them. Validation reports every problem at once as ``file:line:col: /pointer: message`` with the
+offending line. The domain layer (``pipelines``) adds its semantic checks through :class:`ProblemCollector`,
+which uses the same positions.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import math
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-
-import yaml
 
 from layerscope.runner.errors import SpecError, SpecProblem, UsageError
 from layerscope.runner.suggest import suggest
-
-
-def escape_pointer_token(token: str | int) -> str:
-    return str(token).replace("~", "~0").replace("/", "~1")
-
-
-def pointer(*tokens: str | int) -> str:
-    return "".join(f"/{escape_pointer_token(t)}" for t in tokens)
-
-
-@dataclass
-class Document:
-    """Parsed config: plain data plus where each value came from."""
-
-    source: str  # as shown to the user (the path as given)
-    path: Path | None
-    text: str
-    data: Any
-    positions: dict[str, tuple[int, int]] = field(default_factory=dict)  # pointer -> (line, col), 1-based
-    key_positions: dict[str, tuple[int, int]] = field(default_factory=dict)  # pointer -> position of its key
-    overrides: list[str] = field(default_factory=list)  # the --set expressions applied, in order
-    overridden: dict[str, str] = field(default_factory=dict)  # pointer -> the --set expression that set it
-
-    def locate(self, ptr: str, *, key: bool = False) -> tuple[int, int] | None:
-        """Position of ``ptr``, or of its nearest ancestor that has one."""
-        table = self.key_positions if key and ptr in self.key_positions else self.positions
-        probe = ptr
-        while True:
-            if probe in table:
-                return table[probe]
-            if not probe:
-                return None
-            probe = probe.rsplit("/", 1)[0]
-
-    def problem(self, ptr: str, message: str, *, key: bool = False) -> SpecProblem:
-        for over_ptr, expr in self.overridden.items():
-            if ptr == over_ptr or ptr.startswith(over_ptr + "/"):
-                return SpecProblem(f"--set {expr}", ptr, message)
-        pos = self.locate(ptr, key=key)
-        if pos is None:
-            return SpecProblem(self.source, ptr, message)
-        line, col = pos
-        lines = self.text.splitlines()
-        excerpt = lines[line - 1] if 0 < line <= len(lines) else None
-        return SpecProblem(self.source, ptr, message, line, col, excerpt)
-
-
-class _Composer:
-    def __init__(self, doc: Document) -> None:
-        self.doc = doc
-        self.problems: list[SpecProblem] = []
-
-    def build(self, node: yaml.Node, ptr: str) -> Any:
-        self.doc.positions.setdefault(ptr, (node.start_mark.line + 1, node.start_mark.column + 1))
-        if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in _PLAIN_TAGS:
-            # Only plain mappings and lists: a tag like !!python/object would construct code.
-            raise yaml.constructor.ConstructorError(None, None, f"tag {node.tag!r} is not allowed", node.start_mark)
-        if isinstance(node, yaml.MappingNode):
-            out: dict[str, Any] = {}
-            for key_node, value_node in node.value:
-                if key_node.tag == "tag:yaml.org,2002:merge":
-                    raise UsageError(f"{self.doc.source}: YAML merge keys (<<) are not supported; write the keys out")
-                key = _scalar(key_node)
-                if not isinstance(key, str):
-                    key = str(key)
-                child = f"{ptr}/{escape_pointer_token(key)}"
-                if key in out:
-                    self.doc.positions[child] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
-                    self.problems.append(self.doc.problem(child, f"duplicate key {key!r}"))
-                    continue
-                self.doc.key_positions[child] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
-                out[key] = self.build(value_node, child)
-            return out
-        if isinstance(node, yaml.SequenceNode):
-            return [self.build(item, f"{ptr}/{i}") for i, item in enumerate(node.value)]
-        return _scalar(node)
-
-
-class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
-    """The safe loader, reading 1e-6 as a number as YAML 1.2 does (PyYAML's YAML 1.1 rules need 1.0e-6)."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
+from layerscope.runner.yamldoc import (
+    MAX_DEPTH,
+    MAX_TEXT_BYTES,
+    MAX_VALUES,
+    Document,
+    escape_pointer_token,
+    load_document,
+    parse_document,
+    parse_value,
+    pointer,
 )
-_CONSTRUCTOR = yaml.SafeLoader("")
-_PLAIN_TAGS = {"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"}
 
-
-def _scalar(node: yaml.Node) -> Any:
-    if not isinstance(node, yaml.ScalarNode):
-        raise UsageError("mapping keys must be scalars")
-    # SafeConstructor knows only plain YAML types; an unknown tag is a ConstructorError, reported as such.
-    return _CONSTRUCTOR.construct_object(node, deep=True)
-
-
-def load_document(path: Path, *, source: str | None = None) -> Document:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UsageError(f"config not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read config {path}: {exc}") from None
-    return parse_document(text, source=source or str(path), path=path)
-
-
-def parse_document(text: str, *, source: str, path: Path | None = None) -> Document:
-    doc = Document(source=source, path=path, text=text, data=None)
-    try:
-        node = yaml.compose(text, Loader=_Loader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        col = mark.column + 1 if mark else None
-        lines = text.splitlines()
-        excerpt = lines[line - 1] if line and 0 < line <= len(lines) else None
-        raise SpecError(
-            [SpecProblem(source, "", f"invalid YAML: {exc.problem or exc}", line, col, excerpt)], source
-        ) from None
-    if node is None:
-        raise SpecError([SpecProblem(source, "", "the config is empty")], source)
-    composer = _Composer(doc)
-    try:
-        doc.data = composer.build(node, "")
-    except yaml.constructor.ConstructorError as exc:
-        mark = exc.problem_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
-        lines = text.splitlines()
-        excerpt = lines[line - 1] if line and 0 < line <= len(lines) else None
-        raise SpecError(
-            [SpecProblem(source, "", f"unsupported YAML: {exc.problem}", line, col, excerpt)], source
-        ) from None
-    if composer.problems:
-        raise SpecError(composer.problems, source)
-    return doc
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_TEXT_BYTES",
+    "MAX_VALUES",
+    "Document",
+    "ProblemCollector",
+    "apply_overrides",
+    "escape_pointer_token",
+    "load_document",
+    "nonfinite_problems",
+    "parse_document",
+    "parse_value",
+    "pointer",
+    "validate_schema",
+]
 
 
 # -- --set key.path=value ------------------------------------------------------------------------------
@@ -216,10 +103,7 @@ def apply_overrides(doc: Document, expressions: Iterable[str]) -> None:
                 elif isinstance(node, list) and isinstance(last, int) and last < len(node):
                     node.pop(last)
             else:
-                try:
-                    value = yaml.load(value_text or "", Loader=_Loader)  # _Loader is a safe loader
-                except yaml.YAMLError as exc:
-                    raise UsageError(f"--set {expr}: the value is not valid YAML ({exc})") from None
+                value = parse_value(value_text or "", f"--set {expr}")
                 if isinstance(last, int):
                     if not isinstance(node, list) or last > len(node):
                         raise UsageError(f"--set {expr}: index [{last}] is out of range")
@@ -237,14 +121,24 @@ def apply_overrides(doc: Document, expressions: Iterable[str]) -> None:
 
 
 # -- schema validation --------------------------------------------------------------------------------
+def nonfinite_problems(doc: Document) -> list[SpecProblem]:
+    """A problem for every NaN or infinity in the config (no setting means anything with them)."""
+    return [doc.problem(ptr, f"{value} is not a finite number") for ptr, value in _nonfinite(doc.data, "")]
+
+
 def validate_schema(doc: Document, schema: dict[str, Any]) -> list[SpecProblem]:
-    """Every schema violation, ordered by position in the file."""
+    """Every schema violation and non-finite number, ordered by position in the file."""
     from jsonschema import Draft202012Validator
 
     validator = Draft202012Validator(schema)
     problems: list[tuple[tuple[int, int, str], SpecProblem]] = []
+    nonfinite = {p.pointer for p in nonfinite_problems(doc)}
+    for problem in nonfinite_problems(doc):
+        problems.append(((problem.line or 0, problem.column or 0, problem.pointer), problem))
     for err in _specific(validator.iter_errors(doc.data)):
         ptr = pointer(*err.absolute_path)
+        if ptr in nonfinite:  # said once, as what it is
+            continue
         message = _message(err)
         at_key = err.validator == "additionalProperties"
         if at_key:
@@ -261,6 +155,18 @@ def validate_schema(doc: Document, schema: dict[str, Any]) -> list[SpecProblem]:
             seen.add(p.render())
             unique.append(p)
     return unique
+
+
+def _nonfinite(value: Any, ptr: str) -> Iterator[tuple[str, str]]:
+    """(pointer, YAML spelling) of every NaN or infinity in config data."""
+    if isinstance(value, float) and not math.isfinite(value):
+        yield ptr, ".nan" if math.isnan(value) else (".inf" if value > 0 else "-.inf")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _nonfinite(v, f"{ptr}/{escape_pointer_token(k)}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _nonfinite(v, f"{ptr}/{i}")
 
 
 _SHALLOW = {"required", "type", "const", "enum", "additionalProperties"}

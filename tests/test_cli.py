@@ -177,8 +177,15 @@ def test_cache_commands(write_config, capsys: pytest.CaptureFixture[str]) -> Non
     run_ok(["cache", "gc", "--max-size", "1K", "--dry-run"])
     assert "would remove" in capsys.readouterr().out
     run_ok(["cache", "gc", "--older-than", "1x"], 2)
-    run_ok(["cache", "clear"])
-    assert "cleared" in capsys.readouterr().out
+    capsys.readouterr()
+    run_ok(["cache", "clear"], 2)  # no terminal to ask on: it says what it would delete and break, and asks for --yes
+    err = capsys.readouterr().err
+    assert "cache clear would delete 9 entries" in err and "dumps/ links of" in err and "--yes" in err
+    assert Path("o/dumps/fp16.h5").exists()
+    run_ok(["cache", "clear", "--yes"])
+    out = capsys.readouterr().out
+    assert "cleared" in out and f"broke the links into the cache of: {Path('o').absolute()}" in out
+    assert not Path("o/dumps/fp16.h5").exists()  # the dangling link, as announced
 
 
 def test_backends_lists_availability(capsys: pytest.CaptureFixture[str], no_tensorrt: None) -> None:

@@ -150,6 +150,7 @@ def attribute(
     threads: int = 1,
 ) -> dict[str, dict[str, Any]]:
     """Local metrics per tensor, or why a tensor is not attributable. ``reference`` is a DumpReader."""
+    import numpy as np
     import onnx
     import onnxruntime as ort
 
@@ -200,7 +201,9 @@ def attribute(
             feed = {}
             for cut_input, (original, dtype) in feeds.items():
                 group = "tensors" if original in dumped else "inputs"
-                feed[cut_input] = reference.read(original, i, group=group).astype(numpy_dtype(ELEM_TYPES[dtype]))
+                value = reference.read(original, i, group=group)
+                with np.errstate(over="ignore"):  # beyond the format's range is inf, as the candidate gets it
+                    feed[cut_input] = value.astype(numpy_dtype(ELEM_TYPES[dtype]))
             for t, value in zip(outs, session.run(names, feed), strict=True):
                 stats[t].update(reference.read(t, i), value)
         for t in outs:

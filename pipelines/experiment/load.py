@@ -23,13 +23,15 @@ from layerscope.pipelines.experiment.sources import check_calibration_sources
 from layerscope.pipelines.experiment.spec import Experiment
 from layerscope.runner.cache import Cache
 from layerscope.runner.errors import SpecError, SpecProblem, UsageError
-from layerscope.runner.hashing import digest, digest_bytes
+from layerscope.runner.hashing import digest, digest_bytes, source_digest
+from layerscope.runner.paths import confined, is_explicit
 from layerscope.runner.spec import (
     Document,
     ProblemCollector,
     apply_overrides,
     escape_pointer_token,
     load_document,
+    nonfinite_problems,
     parse_document,
     validate_schema,
 )
@@ -48,7 +50,7 @@ def resolve_cache_dir(flag: str | None, config_value: str | None, config_dir: Pa
     if os.environ.get(ENV_CACHE):
         return Path(os.environ[ENV_CACHE]).expanduser()
     if config_value:
-        return (config_dir / Path(config_value).expanduser()).resolve()
+        return confined(config_dir, config_value, "cache.dir")
     from platformdirs import user_cache_dir
 
     return Path(user_cache_dir("layerscope", appauthor=False))
@@ -140,10 +142,15 @@ def _experiment(
     data = doc.data
     if not isinstance(data, dict):
         raise SpecError([doc.problem("", "the config must be a mapping of keys to values")], doc.source)
-    cache = Cache(resolve_cache_dir(cache_dir, _cache_value(data), config_dir))
+    try:
+        cache = Cache(resolve_cache_dir(cache_dir, _cache_value(data), config_dir))
+    except UsageError as exc:
+        raise SpecError([doc.problem("/cache/dir", exc.message)], doc.source) from None
 
     def resolve(rel: str) -> Path:
-        return resolve_file(rel, cache) if resolve_file is not None else (config_dir / rel).resolve()
+        # Relative paths stay inside the config's folder (runner/paths.py); a resolver of its own (a config at
+        # a git revision) applies the same rule.
+        return resolve_file(rel, cache) if resolve_file is not None else confined(config_dir, rel, "the path")
 
     # Semantic checks run even when the schema found problems, so that every error is reported at once;
     # each phase reads only what the schema accepted (see phases.py).
@@ -173,6 +180,7 @@ def _experiment(
         tensors, notes = phases.tensors(selection, model)
         if not tensors and not ld.problems.problems:
             ld.problems.add("/layers", "the selection contains no layer with a floating-point output to compare")
+    report_dir = _report_dir(ld)
     ld.problems.problems = schema_problems + ld.problems.problems
     ld.problems.raise_if_any()
     assert model is not None and selection is not None  # else a problem was reported
@@ -195,13 +203,26 @@ def _experiment(
         thresholds=thresholds,
         dump={"compression": "none", "gzip_level": 4, **data.get("dump", {})},
         report_formats=tuple(dict.fromkeys(["json", *report.get("formats", ["json", "md"])])),
-        report_dir=report.get("dir", "reports/{name}").replace("{name}", data["name"]),
+        report_dir=report_dir,
         cache=cache,
         notes=tuple(notes),
         calibration=calibration,
         attribution=bool(data.get("attribution", True)),
         task=task,
     )
+
+
+def _report_dir(ld: phases.Loading) -> str:
+    """report.dir with {name} replaced; a relative one must stay inside the working directory."""
+    report = ld.section("report") or {}
+    name = ld.data.get("name") if isinstance(ld.data.get("name"), str) else "experiment"
+    written = str(report.get("dir", "reports/{name}")).replace("{name}", str(name))
+    if ld.accepted("/report/dir") and not is_explicit(written):
+        try:
+            confined(Path.cwd(), written, "report.dir")
+        except UsageError as exc:
+            ld.problems.add("/report/dir", f"{exc.message} (relative to the working directory)")
+    return written
 
 
 def _cache_value(data: dict[str, Any]) -> str | None:
@@ -212,9 +233,15 @@ def _cache_value(data: dict[str, Any]) -> str | None:
 
 
 def _check_schema(doc: Document, cache: Cache) -> list[SpecProblem]:
-    """Schema problems of the config; a config that passed once is remembered (by content) and not rechecked."""
+    """Schema problems of the config; a config that passed once is remembered (by content, schema and validator
+    code) and not rechecked. Non-finite numbers are looked for every time: the canonical digest of a config
+    spells a NaN like the string "nan", so the memo cannot tell them apart."""
     text = schema_text("experiment")
-    memo_key = digest({"config": doc.data, "schema": digest_bytes(text.encode())})
+    nonfinite = nonfinite_problems(doc)
+    if nonfinite:
+        return validate_schema(doc, json.loads(text))
+    validator = source_digest("layerscope.runner.spec", "layerscope.runner.yamldoc")
+    memo_key = digest({"config": doc.data, "schema": digest_bytes(text.encode()), "validator": validator})
     memo = cache.base / "memo" / "valid" / memo_key
     if memo.exists():
         return []

@@ -308,12 +308,24 @@ def check_against_model(
     samples = _samples(ld)
     _check_inputs(ld, inputs, input_names, model, samples=samples)
     pinned = {name: _pin(ld, run, model) for name, run in runs.items()}
+    _check_ops(ld, model, runs)
     raw_layers = (ld.section("thresholds") or {}).get("layers")
     for i, entry in enumerate(raw_layers if isinstance(raw_layers, list) else []):
         ptr = f"/thresholds/layers/{i}/match"
         if ld.accepted(ptr) and not glob_matches_any(entry["match"], model.summary):
             ld.problems.add(ptr, f"{entry['match']!r} matches no node{suggest_names(entry['match'], model.summary)}")
     return pinned
+
+
+def _check_ops(ld: Loading, model: ResolvedModel, runs: Mapping[str, RunSpec]) -> None:
+    """An operator a run's backend does not know is a config problem now, not a failed build later."""
+    from layerscope.pipelines.models.ops import unknown_ops
+
+    for backend in sorted({r.backend for r in runs.values()}):
+        memo = ld.cache.base / "memo" / "ops"
+        for op, nodes in unknown_ops(model.summary, backend, memo_dir=memo, model_digest=model.digest).items():
+            shown = ", ".join(nodes[:3]) + (f" and {len(nodes) - 3} more" if len(nodes) > 3 else "")
+            ld.problems.add("/model", f"{backend} does not know the operator {op} (node {shown})")
 
 
 def _check_inputs(

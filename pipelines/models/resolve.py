@@ -17,6 +17,7 @@ from layerscope.pipelines.models.summary import SUMMARY_VERSION, ModelSummary, s
 from layerscope.runner.cache import Cache
 from layerscope.runner.errors import UsageError
 from layerscope.runner.hashing import digest, source_digest
+from layerscope.runner.paths import inside, is_explicit
 
 UNET_DEFAULTS = {"base_channels": 40, "depth": 2, "in_channels": 3, "out_channels": 2, "seed": 0}
 
@@ -86,6 +87,8 @@ def _materialise_builtin(options: dict[str, Any], cache: Cache) -> Path:
 
 def load_summary(path: Path, cache: Cache) -> tuple[str, ModelSummary]:
     """(model digest, summary) for an ONNX file, both served from the cache when the file is unchanged."""
+    if path.stat().st_size == 0:
+        raise UsageError(f"model file {path} is empty (0 bytes)")
     file_digest = cache.digests(path)
     key = digest({"model_file": file_digest, "summary": SUMMARY_VERSION})
     found = cache.lookup("summary", key, touch=False)
@@ -100,16 +103,38 @@ def load_summary(path: Path, cache: Cache) -> tuple[str, ModelSummary]:
             summary = summarize(path)
         except Exception as exc:
             raise UsageError(f"cannot read ONNX model {path}: {exc}") from None
+        if not summary.nodes and not summary.inputs and not summary.outputs:
+            # protobuf parses many non-ONNX files as an empty message instead of failing
+            raise UsageError(f"{path} is not an ONNX model (it has no graph)")
         with cache.lock(key), cache.staging("summary", key) as tmp:
             (tmp / "summary.json").write_text(summary.to_json())
             cache.publish("summary", key, tmp, {"stage": "model summary", "material": {"model": str(path)}})
     external: dict[str, str] = {}
     for location in summary.external_data:
-        ext = path.parent / location
+        ext = external_data_file(path, location)
         if not ext.is_file():
             raise UsageError(f"external data file {location!r} of model {path} is missing")
         external[location] = cache.digests(ext)
     return digest({"onnx": file_digest, "external_data": external}), summary
+
+
+def external_data_file(model: Path, location: str) -> Path:
+    """The file an external-data ``location`` of ``model`` names, checked before anything opens it: ONNX
+    locations are relative to the model's folder, and one that is absolute or leads outside that folder
+    (``..``, a symbolic link) is refused, so that a model cannot make layerscope read (and hash, and record)
+    a file elsewhere on the machine."""
+    if not location or "\x00" in location or is_explicit(location) or location.startswith(("/", "\\")):
+        raise UsageError(
+            f"model {model.name}: external data location {location!r} is not a path relative to the model's folder"
+        )
+    folder = model.parent.resolve()
+    full = (folder / location).resolve()
+    if not inside(full, folder):
+        raise UsageError(
+            f"model {model.name}: external data location {location!r} resolves to {full}, outside the model's "
+            f"folder {folder}; layerscope reads external data only from the model's folder"
+        )
+    return full
 
 
 def resolve_model(spec: Any, resolve: Callable[[str], Path], cache: Cache) -> ResolvedModel:

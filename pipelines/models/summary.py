@@ -13,11 +13,12 @@ named after their first output tensor (unique by ONNX rules), and duplicates get
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-SUMMARY_VERSION = "2"
+SUMMARY_VERSION = "3"  # 3: external data of every tensor, not only top-level initializers
 
 # ONNX TensorProto.DataType -> the dtype name used throughout layerscope (numpy / ml_dtypes spelling).
 ELEM_TYPES: dict[int, str] = {
@@ -156,6 +157,24 @@ def _tensor_info(vi: Any) -> TensorInfo:
     return TensorInfo(vi.name, dtype, tuple(dims))
 
 
+def _all_tensors(graph: Any) -> Iterator[Any]:
+    """Every tensor a graph holds, where ``onnx.load`` looks for external data: initializers (sparse ones too),
+    tensor attributes of nodes (a Constant's value), and the same in subgraphs (If, Loop, Scan bodies)."""
+    yield from graph.initializer
+    for sparse in graph.sparse_initializer:
+        yield sparse.values
+        yield sparse.indices
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                yield attr.t
+            yield from attr.tensors
+            if attr.HasField("g"):
+                yield from _all_tensors(attr.g)
+            for sub in attr.graphs:
+                yield from _all_tensors(sub)
+
+
 def summarize(path: Path) -> ModelSummary:
     """Parse the model's structure (weights are not loaded) and infer tensor types and shapes."""
     import onnx
@@ -163,9 +182,9 @@ def summarize(path: Path) -> ModelSummary:
     model = onnx.load(str(path), load_external_data=False)
     normalize_names(model)
     external: list[str] = []
-    for init in model.graph.initializer:
-        if init.data_location == onnx.TensorProto.EXTERNAL:
-            for kv in init.external_data:
+    for tensor in _all_tensors(model.graph):
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            for kv in tensor.external_data:
                 if kv.key == "location" and kv.value not in external:
                     external.append(kv.value)
     try:

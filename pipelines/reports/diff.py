@@ -57,8 +57,8 @@ class Tolerance:
                 number = float(value)
             except ValueError:
                 raise UsageError(f"--tolerance {item}: expected a number like 0.1 or METRIC=NUMBER") from None
-            if not number >= 0:
-                raise UsageError(f"--tolerance {item}: must be 0 or more")
+            if not (math.isfinite(number) and number >= 0):
+                raise UsageError(f"--tolerance {item}: must be a finite number, 0 or more")
             if not name:
                 default = number
             elif name in METRICS:

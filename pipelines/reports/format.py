@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from layerscope.runner.jsonio import as_float
@@ -45,14 +46,16 @@ def layer_name(layer: dict[str, Any]) -> str:
     return str(layer["tensor"])
 
 
-def run_line(name: str, run: dict[str, Any], record: dict[str, Any]) -> str:
+def run_line(name: str, run: dict[str, Any], record: dict[str, Any], *, text: Callable[[Any], str] = str) -> str:
+    """A run in one line; ``text`` escapes what comes from the model or the machine (Markdown: escaped)."""
     spec = record["runs"].get(name, {})
     pinned = spec.get("pinned") or []
-    text = f"**{name}**: {run.get('backend')} {run.get('precision')}, executed {run.get('execution')}"
+    line = f"**{text(name)}**: {text(run.get('backend'))} {text(run.get('precision'))}, executed "
+    line += text(run.get("execution"))
     if pinned:
-        text += f", pinned to FP32: {', '.join(pinned[:8])}{' …' if len(pinned) > 8 else ''}"
-    text += f" — {run.get('device', '')}"
-    return text
+        line += f", pinned to FP32: {text(', '.join(pinned[:8]))}{' …' if len(pinned) > 8 else ''}"
+    line += f" — {text(run.get('device', ''))}"
+    return line
 
 
 def fmt_share(value: Any) -> str:

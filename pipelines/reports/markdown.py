@@ -4,10 +4,15 @@ The per-layer table has the seed's shape -- Layer | Op | count with rel err > t 
 ratio -- plus cosine, max abs error and the verdict; a second table shows the reference's range risk
 against the candidate format's limits. It reads only report.json, so ``layerscope report`` can
 re-render a run directory without running anything.
+
+Names come from the model and the config, which may come from anyone: every name is escaped for Markdown
+(:func:`md`: a ``|`` cannot shift a table's columns, ``<script>`` is text, not HTML) or put in a code span
+that no backtick inside it can close (:func:`code`).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from layerscope.pipelines.reports.format import (
@@ -21,19 +26,45 @@ from layerscope.pipelines.reports.format import (
     threshold_label,
 )
 
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~&#!])")
+
+
+def md(value: Any) -> str:
+    """Text as Markdown shows it literally, on one line (safe inside a table cell)."""
+    return _MD_SPECIAL.sub(r"\\\1", " ".join(str(value).splitlines()))
+
+
+def code(value: Any) -> str:
+    """A code span holding ``value`` literally, whatever backticks it contains (CommonMark's rule: a fence
+    longer than any run of backticks inside; a space pads content that starts or ends with one)."""
+    text = " ".join(str(value).splitlines()).replace("|", "\\|")  # a table cell ends at | even in a code span
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def _html_text(value: str) -> str:
+    """Free text (a description): Markdown formatting kept, raw HTML shown as text."""
+    return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _name(layer: dict[str, Any]) -> str:
+    return md(layer_name(layer))
+
 
 def markdown(report: dict[str, Any]) -> str:
     exp = report["experiment"]
-    out: list[str] = [f"# layerscope report: {exp['name']} — {report['verdict'].upper()}", ""]
+    out: list[str] = [f"# layerscope report: {md(exp['name'])} — {report['verdict'].upper()}", ""]
     if exp.get("description"):
-        out += [exp["description"].strip(), ""]
+        out += [_html_text(exp["description"].strip()), ""]
     samples = report["samples"]
     out.append(
-        f"Config `{exp.get('config', '?')}` (digest `{exp['config_digest'][:12]}`), model {_model(report)} "
+        f"Config {code(exp.get('config', '?'))} (digest `{exp['config_digest'][:12]}`), model {_model(report)} "
         f"(digest `{report['model']['digest'][:12]}`), {samples} sample{'s' if samples != 1 else ''}."
     )
     if exp.get("overrides"):
-        out.append(f"Overrides: {', '.join(f'`--set {o}`' for o in exp['overrides'])}.")
+        out.append(f"Overrides: {', '.join(code(f'--set {o}') for o in exp['overrides'])}.")
     out.append("")
     for c in report["comparisons"]:
         out += _comparison_md(c, report)
@@ -45,26 +76,26 @@ def _model(report: dict[str, Any]) -> str:
     origin = report["model"]["origin"]
     if "builtin" in origin:
         opts = ", ".join(f"{k}={v}" for k, v in origin["options"].items())
-        return f"builtin {origin['builtin']} ({opts})"
+        return md(f"builtin {origin['builtin']} ({opts})")
     if "zoo" in origin:
-        return f"zoo {origin['zoo']}"
-    return f"`{origin.get('path')}`"
+        return md(f"zoo {origin['zoo']}")
+    return code(origin.get("path"))
 
 
 def _comparison_md(c: dict[str, Any], report: dict[str, Any]) -> list[str]:
     n_layers = len(c["layers"])
-    head = f"## {c['candidate']} vs {c['reference']} — {c['verdict'].upper()}"
+    head = f"## {md(c['candidate'])} vs {md(c['reference'])} — {c['verdict'].upper()}"
     out = [head, ""]
     if c["verdict"] == "fail":
         out.append(
-            f"{c['failing_layers']} of {n_layers} layers fail; **first failing layer: {c['first_failing_layer']}**."
+            f"{c['failing_layers']} of {n_layers} layers fail; **first failing layer: {md(c['first_failing_layer'])}**."
         )
     else:
         out.append(f"All {n_layers} layers within the thresholds.")
     out += [
         "",
-        "- " + run_line(c["candidate"], c["candidate_run"], report),
-        "- " + run_line(c["reference"], c["reference_run"], report),
+        "- " + run_line(c["candidate"], c["candidate_run"], report, text=md),
+        "- " + run_line(c["reference"], c["reference_run"], report, text=md),
         "",
     ]
     out += task_md(c)
@@ -80,7 +111,7 @@ def _comparison_md(c: dict[str, Any], report: dict[str, Any]) -> list[str]:
         verdict = "pass" if layer["verdict"] == "pass" else "**FAIL**"
         exe = "" if layer["execution"] in ("native", "n/a") else f" ({layer['execution']})"
         out.append(
-            f"| {layer_name(layer)}{exe} | {layer['op_type']} | {fmt_int(m['deviating'])} | {fmt_int(m['elements'])} | "
+            f"| {_name(layer)}{exe} | {md(layer['op_type'])} | {fmt_int(m['deviating'])} | {fmt_int(m['elements'])} | "
             f"{fmt_int(per_sample)} | {fmt_ratio(m['deviation_ratio'])} | {fmt_cos(m['cosine'])} | "
             f"{fmt_num(m['max_abs_error'], 3)} | {fmt_num(m['sqnr_db'], 4)} | {verdict} |"
         )
@@ -91,10 +122,10 @@ def _comparison_md(c: dict[str, Any], report: dict[str, Any]) -> list[str]:
         # the first ones in network order, and every one whose weights the format cannot hold (actionable)
         shown = failing[:50] + [x for x in failing[50:] if x.get("weight_note")]
         for layer in shown:
-            why = "; ".join(layer["failures"])
+            why = md("; ".join(layer["failures"]))
             if layer.get("weight_note"):
-                why += f" — **{layer['weight_note']}**"
-            out.append(f"- **{layer_name(layer)}**: {why}")
+                why += f" — **{md(layer['weight_note'])}**"
+            out.append(f"- **{_name(layer)}**: {why}")
         if len(shown) < len(failing):
             out.append(f"- … and {len(failing) - len(shown)} more failing layers (see the table and report.json)")
         out.append("")
@@ -153,7 +184,7 @@ def _attribution_md(c: dict[str, Any]) -> list[str]:
         "",
     ]
     if c.get("attribution_note"):
-        out += [f"Note: {c['attribution_note']}.", ""]
+        out += [f"Note: {md(c['attribution_note'])}.", ""]
     out += [
         "| Layer | Deviation ratio | Local deviation ratio | Local SQNR dB | SQNR dB | Inherited | Local verdict |",
         "|---|---:|---:|---:|---:|---:|---|",
@@ -164,13 +195,13 @@ def _attribution_md(c: dict[str, Any]) -> list[str]:
         if a["status"] != "ok":
             note = a.get("why", a["status"])
             ratio, sqnr = fmt_ratio(m["deviation_ratio"]), fmt_num(m["sqnr_db"], 4)
-            out.append(f"| {layer_name(layer)} | {ratio} | — | — | {sqnr} | — | {note} |")
+            out.append(f"| {_name(layer)} | {ratio} | — | — | {sqnr} | — | {md(note)} |")
             continue
         local = a["local"]
         share = a.get("inherited_share")
         verdict = "pass" if a["local_verdict"] == "pass" else "**FAIL**"
         out.append(
-            f"| {layer_name(layer)} | {fmt_ratio(m['deviation_ratio'])} | {fmt_ratio(local['deviation_ratio'])} | "
+            f"| {_name(layer)} | {fmt_ratio(m['deviation_ratio'])} | {fmt_ratio(local['deviation_ratio'])} | "
             f"{fmt_num(local['sqnr_db'], 4)} | {fmt_num(m['sqnr_db'], 4)} | "
             f"{'—' if share is None else f'{share:.0%}'} | {verdict} |"
         )
@@ -198,7 +229,7 @@ def _quant_md(c: dict[str, Any]) -> list[str]:
         zeroed = f"{fmt_int(q['zeroed'])} ({fmt_ratio(q['zeroed_ratio'])})"
         sqnr_before, sqnr_after = fmt_num(pre.get("sqnr_db", "nan"), 4), fmt_num(layer["metrics"]["sqnr_db"], 4)
         scale = fmt_num(q["scale"], 4)
-        out.append(f"| {layer_name(layer)} | {scale} | {saturated} | {zeroed} | {sqnr_before} | {sqnr_after} |")
+        out.append(f"| {_name(layer)} | {scale} | {saturated} | {zeroed} | {sqnr_before} | {sqnr_after} |")
     return [*out, ""]
 
 
@@ -207,14 +238,14 @@ def _not_observable_md(c: dict[str, Any]) -> list[str]:
         return []
     reasons = c.get("not_observable_reasons") or {}
     if not reasons:
-        return [f"Not observable in {c['candidate']}: {', '.join(c['not_observable'])}", ""]
+        return [f"Not observable in {md(c['candidate'])}: {md(', '.join(c['not_observable']))}", ""]
     by_reason: dict[str, list[str]] = {}
     for tensor in c["not_observable"]:
         by_reason.setdefault(reasons.get(tensor, "no value"), []).append(tensor)
     out = [f"Not observable ({len(c['not_observable'])} tensors, not compared):", ""]
     for why, tensors in by_reason.items():
         shown = ", ".join(tensors[:20]) + (f" … and {len(tensors) - 20} more" if len(tensors) > 20 else "")
-        out.append(f"- {why}: {shown}")
+        out.append(f"- {md(why)}: {md(shown)}")
     return [*out, ""]
 
 
@@ -223,7 +254,8 @@ def _audit_md(c: dict[str, Any]) -> list[str]:
     audit = c["candidate_run"].get("audit")
     if not audit:
         return []
-    out = [f"### Precision audit of {c['candidate']}", "", f"{audit['summary']} (source: {audit['source']}).", ""]
+    summary = f"{md(audit['summary'])} (source: {md(audit['source'])})."
+    out = [f"### Precision audit of {md(c['candidate'])}", "", summary, ""]
     flagged = [x for x in audit["layers"] if x.get("flag")]
     if flagged:
         out += [
@@ -232,8 +264,8 @@ def _audit_md(c: dict[str, Any]) -> list[str]:
         ]
         for x in flagged[:50]:
             out.append(
-                f"| {x['node']} | {x['op_type']} | {x['asked']} | {x.get('ran') or '—'} | "
-                f"{(x.get('engine_layer') or '—')[:80]} | {x.get('io') or '—'} | {x['flag']} |"
+                f"| {md(x['node'])} | {md(x['op_type'])} | {md(x['asked'])} | {md(x.get('ran') or '—')} | "
+                f"{md((x.get('engine_layer') or '—')[:80])} | {md(x.get('io') or '—')} | {md(x['flag'])} |"
             )
         if len(flagged) > 50:
             out.append(f"| … {len(flagged) - 50} more in report.json | | | | | | |")
@@ -262,7 +294,7 @@ def _range_md(c: dict[str, Any]) -> list[str]:
     for layer in c["layers"]:
         r = layer["metrics"]["range"]
         out.append(
-            f"| {layer_name(layer)} | {fmt_int(r['below_smallest_subnormal'])} | {fmt_int(r['subnormal'])} | "
+            f"| {_name(layer)} | {fmt_int(r['below_smallest_subnormal'])} | {fmt_int(r['subnormal'])} | "
             f"{fmt_int(r['overflow'])} | {fmt_int(r['zeros'])} | {fmt_num(r['min_abs_nonzero'], 3)} | "
             f"{fmt_num(r['max_abs'], 4)} |"
         )
@@ -271,7 +303,7 @@ def _range_md(c: dict[str, Any]) -> list[str]:
 
 def _provenance_md(report: dict[str, Any]) -> list[str]:
     out = ["## Provenance", ""]
-    libs = ", ".join(f"{k} {v}" for k, v in report["libraries"].items())
+    libs = md(", ".join(f"{k} {v}" for k, v in report["libraries"].items()))
     out.append(f"- Libraries: {libs}")
     for name, material in report["inputs"].items():
         src = material.get("source") or {k: v for k, v in material.items() if k not in ("shape", "dtype")}
@@ -284,18 +316,18 @@ def _provenance_md(report: dict[str, Any]) -> list[str]:
             )
         elif "random" in src:
             params = ", ".join(f"{k} {v}" for k, v in src.items() if k != "random")
-            text = f"random {src['random']} ({params})"
+            text = md(f"random {src['random']} ({params})")
         else:
-            text = ", ".join(f"{k} `{v}`" for k, v in src.items())
-        out.append(f"- Input `{name}` {material.get('dtype')} {material.get('shape')}: {text}")
+            text = ", ".join(f"{md(k)} {code(v)}" for k, v in src.items())
+        out.append(f"- Input {code(name)} {md(material.get('dtype'))} {md(material.get('shape'))}: {text}")
     notes = list(report["experiment"].get("notes", []))
     for c in report["comparisons"]:
         notes += [f"{c['candidate']}: {n}" for n in c["candidate_run"].get("notes", [])]
-    out += [f"- Note: {n}" for n in notes]
+    out += [f"- Note: {md(n)}" for n in notes]
     execution = report.get("execution")
     if execution:
         cached = [s for s, v in execution["stages"].items() if v["status"] == "cached"]
         ran = [s for s, v in execution["stages"].items() if v["status"] == "ran"]
-        out.append(f"- Stages run: {', '.join(ran) or 'none'}; from the cache: {', '.join(cached) or 'none'}")
-        out.append(f"- Cache: `{execution.get('cache')}`; written {execution.get('finished')}")
+        out.append(f"- Stages run: {md(', '.join(ran) or 'none')}; from the cache: {md(', '.join(cached) or 'none')}")
+        out.append(f"- Cache: {code(execution.get('cache'))}; written {execution.get('finished')}")
     return [*out, ""]

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from layerscope.runner.errors import UsageError
 from layerscope.runner.files import atomic_write
+from layerscope.runner.resources import disk_full, is_disk_full
 
 if TYPE_CHECKING:
     from layerscope.pipelines.experiment import Experiment
@@ -69,8 +70,11 @@ def write_outputs(
                 files[fmt] = out_dir / f"report.{fmt}"
                 atomic_write(files[fmt], RENDERERS[fmt](report, cache, content_key))
         _link_dumps(exp, plan, outcomes, out_dir, cache)
+        cache.record_links(out_dir)  # so that `cache gc` and `clear` can name the run folders they break
         _copy_calibration_cache(plan, outcomes, out_dir, cache)
     except OSError as exc:
+        if is_disk_full(exc):
+            raise disk_full(exc, exc.filename or out_dir) from None
         raise UsageError(f"cannot write the report into {out_dir}: {exc.strerror or exc}") from None
     return report, files
 
@@ -94,8 +98,12 @@ def _link_dumps(exp: Experiment, plan: Plan, outcomes: Mapping[str, Outcome], ou
         tmp = links / f".{run}.h5.{os.getpid()}.tmp"
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
-        os.symlink(entry.file(DUMP_FILE), tmp)
-        os.replace(tmp, link)  # atomic: a concurrent run never sees a missing or half-made link
+        try:
+            os.symlink(entry.file(DUMP_FILE), tmp)
+            os.replace(tmp, link)  # atomic: a concurrent run never sees a missing or half-made link
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)  # only left when replacing failed: never leave a temporary behind
 
 
 def _copy_calibration_cache(plan: Plan, outcomes: Mapping[str, Outcome], out_dir: Path, cache: Cache) -> None:

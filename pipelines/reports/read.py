@@ -14,6 +14,7 @@ from layerscope.runner.errors import UsageError
 from layerscope.runner.spec import pointer
 
 SHOWN_PROBLEMS = 3
+SCHEMA_VERSION = 1  # the report.json layout this layerscope writes and reads (schemas/report.schema.json)
 
 
 class ReportError(UsageError):
@@ -30,13 +31,22 @@ def read_report(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The report.json document at ``path`` (a run directory or the file), validated."""
     p = report_path(path)
     try:
-        data = json.loads(p.read_text(encoding="utf-8"))
+        data = json.loads(p.read_text(encoding="utf-8"), parse_constant=_no_constant)
     except FileNotFoundError:
         raise ReportError(f"no report at {p}") from None
+    except IsADirectoryError:
+        raise ReportError(f"no report.json in {p}") from None
     except (OSError, ValueError) as exc:
         raise ReportError(f"cannot read report {p}: {exc}") from None
+    except RecursionError:
+        raise ReportError(f"{p} is not a layerscope report: its JSON is nested too deeply") from None
     validate_report(data, str(p))
     return data
+
+
+def _no_constant(name: str) -> Any:
+    """NaN and Infinity are not JSON; layerscope writes them as the strings "nan", "inf" and "-inf"."""
+    raise ValueError(f"{name} is not a JSON number (layerscope writes non-finite values as strings)")
 
 
 def load_report(path: str | os.PathLike[str]) -> Report:
@@ -53,7 +63,17 @@ def validate_report(data: Any, source: str) -> None:
 
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise ReportError(f"{source} is not a layerscope report")
-    errors = sorted(Draft202012Validator(load_schema("report")).iter_errors(data), key=lambda e: list(e.path))
+    version = data.get("schema_version")
+    if version != SCHEMA_VERSION:
+        newer = isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA_VERSION
+        raise ReportError(
+            f"{source} has report schema version {version!r}; this layerscope reads version {SCHEMA_VERSION}",
+            hint="it was written by a newer layerscope: upgrade to read it" if newer else None,
+        )
+    try:
+        errors = sorted(Draft202012Validator(load_schema("report")).iter_errors(data), key=lambda e: list(e.path))
+    except RecursionError:
+        raise ReportError(f"{source} is not a valid layerscope report: it is nested too deeply") from None
     if not errors:
         return
     lines = [f"{pointer(*e.absolute_path) or '/'}: {e.message[:200]}" for e in errors[:SHOWN_PROBLEMS]]

@@ -82,7 +82,7 @@ def test_a_stage_killed_mid_write_leaves_no_usable_entry(tmp_path: Path) -> None
     assert not cache.entry_dir("dump", "e" * 64).exists()
     leftovers = list((tmp_path / "v1" / "tmp").iterdir())
     assert len(leftovers) == 1  # the dead writer's temporary ...
-    removed = cache.gc()
+    removed = cache.gc().removed
     assert [why for _, _, why in removed] == ["unfinished temporary"]  # ... which gc removes
     assert list((tmp_path / "v1" / "tmp").iterdir()) == []
     # and the lock died with its holder: the key can be produced now
@@ -128,7 +128,7 @@ def test_gc_by_size_removes_least_recently_used(tmp_path: Path) -> None:
     publish(cache, "2" * 64, {"dump.h5": b"n" * 1000})
     past = time.time() - 3600
     os.utime(old, (past, past))
-    removed = cache.gc(max_bytes=1500)
+    removed = cache.gc(max_bytes=1500).removed
     assert [(p.name, why) for p, _, why in removed] == [("1" * 64, "least recently used")]
     assert cache.lookup("dump", "2" * 64).entry is not None
 
@@ -138,7 +138,7 @@ def test_gc_dry_run_and_age(tmp_path: Path) -> None:
     old = publish(cache, "3" * 64, {"dump.h5": b"x"})
     past = time.time() - 10 * 86400
     os.utime(old, (past, past))
-    assert [why for _, _, why in cache.gc(older_than_s=86400, dry_run=True)] == ["unused"]
+    assert [why for _, _, why in cache.gc(older_than_s=86400, dry_run=True).removed] == ["unused"]
     assert old.exists()
     cache.gc(older_than_s=86400)
     assert not old.exists()
@@ -147,7 +147,7 @@ def test_gc_dry_run_and_age(tmp_path: Path) -> None:
 def test_clear(tmp_path: Path) -> None:
     cache = Cache(tmp_path)
     publish(cache, "4" * 64, {"dump.h5": b"x" * 10})
-    assert cache.clear() > 0
+    assert cache.clear().removed_bytes > 0
     assert cache.lookup("dump", "4" * 64).reason == "missing"
 
 

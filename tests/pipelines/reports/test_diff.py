@@ -155,7 +155,7 @@ def test_metric_change_uses_error_quantities_and_floors() -> None:
 def test_tolerance_parsing() -> None:
     tol = Tolerance.parse(["0.05", "cosine=0.5"])
     assert tol.of("deviation_ratio") == 0.05 and tol.of("cosine") == 0.5
-    with pytest.raises(Exception, match="must be 0 or more"):
+    with pytest.raises(Exception, match="must be a finite number, 0 or more"):
         Tolerance.parse(["-1"])
 
 

@@ -1,0 +1,41 @@
+"""Paths a config or model names: relative ones stay inside their folder, links followed; absolute ones as written."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from layerscope.runner.errors import UsageError
+from layerscope.runner.paths import confined, inside, is_explicit
+
+
+def test_relative_inside_is_resolved(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    assert confined(tmp_path, "sub/../x.npy", "input file") == (tmp_path / "x.npy").resolve()
+
+
+@pytest.mark.parametrize("written", ["../x", "sub/../../x", "./../../etc/passwd"])
+def test_relative_outside_is_refused(tmp_path: Path, written: str) -> None:
+    (tmp_path / "sub").mkdir()
+    with pytest.raises(UsageError, match=r"outside .*write an absolute path"):
+        confined(tmp_path / "sub", written, "input file")
+
+
+def test_a_link_leading_out_is_outside(tmp_path: Path) -> None:
+    (tmp_path / "inner").mkdir()
+    os.symlink(tmp_path, tmp_path / "inner" / "up")
+    assert not inside(tmp_path / "inner" / "up" / "x", tmp_path / "inner")
+    with pytest.raises(UsageError, match="outside"):
+        confined(tmp_path / "inner", "up/x", "model")
+
+
+def test_absolute_and_home_paths_are_explicit(tmp_path: Path) -> None:
+    assert is_explicit("/etc/hosts") and is_explicit("~/data.npy") and not is_explicit("data.npy")
+    assert confined(tmp_path, "/etc/hosts", "model") == Path("/etc/hosts").resolve()
+
+
+def test_nul_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="NUL"):
+        confined(tmp_path, "a\x00b", "model")
