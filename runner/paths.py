@@ -9,6 +9,7 @@ reaches a file elsewhere.
 
 from __future__ import annotations
 
+import glob
 import os
 from pathlib import Path
 
@@ -45,3 +46,29 @@ def confined(folder: Path, written: str, what: str) -> Path:
             "that folder (links are followed); write an absolute path to use a file elsewhere"
         )
     return full
+
+
+def leaving(written: str, root: Path, found: list[str]) -> tuple[list[str], list[str]]:
+    """(kept, problems): ``found`` are files listed under ``root`` (a folder or a glob's fixed prefix) for the
+    entry ``written``; for a relative entry, a file that a link takes outside ``root`` is refused like a
+    relative path that leaves its folder. An absolute entry is the writer's choice: everything is kept."""
+    if is_explicit(written):
+        return found, []
+    kept = [f for f in found if inside(Path(f), root)]
+    problems = [
+        f"{f} (listed for {written!r}) resolves to {Path(f).resolve()}, outside {root.resolve()}: a relative entry "
+        "must stay inside its folder (links are followed); write an absolute path to use files elsewhere"
+        for f in found
+        if f not in kept
+    ]
+    return kept, problems
+
+
+def fixed_prefix(pattern: Path) -> Path | None:
+    """The part of a glob pattern before its first wildcard (the folder its matches lie under), or None."""
+    parts = []
+    for part in pattern.parts:
+        if glob.has_magic(part):
+            break
+        parts.append(part)
+    return Path(*parts) if parts else None

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from layerscope.runner.errors import UsageError
 from layerscope.runner.hashing import FileDigests
+from layerscope.runner.paths import fixed_prefix, leaving
 
 if TYPE_CHECKING:
     import numpy as np
@@ -115,27 +116,22 @@ def list_images(entries: list[str], resolve: Callable[[str], Path]) -> tuple[lis
             matches = sorted(p for p in glob.glob(str(target), recursive=True) if Path(p).is_file())
             if not matches:
                 problems.append(f"no file matches {target}")
-            base = _static_prefix(target)
+            base = fixed_prefix(target)
+            matches, stray = leaving(entry, base or Path("/"), matches)
+            problems += stray
             files += [(p, Path(p).relative_to(base).as_posix() if base else Path(p).name) for p in matches]
         elif target.is_dir():
-            found = sorted(p for p in target.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(str(p) for p in target.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
             if not found:
                 problems.append(f"no image files in {target} (looked for {', '.join(IMAGE_SUFFIXES)})")
-            files += [(str(p), f"{Path(entry).name}/{p.name}") for p in found]
+            found, stray = leaving(entry, target, found)
+            problems += stray
+            files += [(p, f"{Path(entry).name}/{Path(p).name}") for p in found]
         elif target.is_file():
             files.append((str(target), target.name))
         else:
             problems.append(f"image folder not found: {target}")
     return files, problems
-
-
-def _static_prefix(pattern: Path) -> Path | None:
-    parts = []
-    for part in pattern.parts:
-        if glob.has_magic(part):
-            break
-        parts.append(part)
-    return Path(*parts) if parts else None
 
 
 def image_count(spec: InputSpec) -> int:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from layerscope.pipelines.experiment.spec import CalibrationSpec, InputSpec
 from layerscope.runner.errors import UsageError
+from layerscope.runner.paths import fixed_prefix, leaving
 from layerscope.runner.spec import pointer
 
 if TYPE_CHECKING:
@@ -121,9 +122,11 @@ def matches(ld: Loading, entry: str) -> tuple[list[str], list[str]]:
         return [], [exc.message]
     if glob.has_magic(entry):
         found = sorted(p for p in glob.glob(str(target), recursive=True) if Path(p).is_file())
-        return found, [] if found else [f"no file matches {target}"]
+        if not found:
+            return [], [f"no file matches {target}"]
+        return leaving(entry, fixed_prefix(target) or Path("/"), found)
     if target.is_dir():
-        return sorted(str(p) for p in target.rglob("*") if p.is_file()), []
+        return leaving(entry, target, sorted(str(p) for p in target.rglob("*") if p.is_file()))
     if target.is_file():
         return [str(target)], []
     return [], [f"not found: {target}"]

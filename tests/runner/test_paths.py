@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from layerscope.runner.errors import UsageError
-from layerscope.runner.paths import confined, inside, is_explicit
+from layerscope.runner.paths import confined, fixed_prefix, inside, is_explicit, leaving
 
 
 def test_relative_inside_is_resolved(tmp_path: Path) -> None:
@@ -39,3 +39,18 @@ def test_absolute_and_home_paths_are_explicit(tmp_path: Path) -> None:
 def test_nul_is_refused(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="NUL"):
         confined(tmp_path, "a\x00b", "model")
+
+
+def test_listed_files_that_links_take_outside_are_refused_for_relative_entries(tmp_path: Path) -> None:
+    folder, outside = tmp_path / "in", tmp_path / "out.txt"
+    folder.mkdir()
+    outside.write_text("x")
+    (folder / "ok.txt").write_text("y")
+    (folder / "link.txt").symlink_to(outside)
+    found = [str(folder / "link.txt"), str(folder / "ok.txt")]
+    kept, problems = leaving("in/*.txt", folder, found)
+    assert kept == [str(folder / "ok.txt")]
+    assert len(problems) == 1 and problems[0].startswith(f"{folder / 'link.txt'} (listed for 'in/*.txt') resolves to")
+    assert leaving(str(folder / "*.txt"), folder, found) == (found, [])  # absolute: the writer's choice
+    assert fixed_prefix(Path("/a/b/*.png")) == Path("/a/b")
+    assert fixed_prefix(Path("/a/**/c/*.png")) == Path("/a")

@@ -197,3 +197,24 @@ def test_calibrating_on_images_changes_the_int8_scales(setup) -> None:
     b = read_trt_cache(Path("noise/calibration.cache"))[2]
     assert set(a) == set(b) and "conv0" in a
     assert a["conv0"] != b["conv0"] and a["input"] != b["input"]
+
+
+def test_a_link_in_a_listed_folder_or_glob_may_not_lead_outside_the_config_folder(setup, tmp_path: Path) -> None:
+    """A relative folder or glob is confined like a relative path: a link among its files that leads outside
+    is refused by name, before anything opens it; an absolute entry is the writer's choice."""
+    path, photos = setup
+    secret = tmp_path / "elsewhere" / "secret.png"
+    secret.parent.mkdir()
+    Image.fromarray(pixels(3)).save(secret)
+    (photos / "c.png").symlink_to(secret)
+    why = (
+        f"{photos / 'c.png'} (listed for {{!r}}) resolves to {secret}, outside {{}}: a relative entry must stay "
+        "inside its folder (links are followed); write an absolute path to use files elsewhere"
+    )
+    src = "/inputs/input/source/images"
+    assert messages(path, ["inputs.input.source.images=photos"]) == [f"{src}: " + why.format("photos", photos)]
+    assert messages(path, ["inputs.input.source.images=photos/*.png"]) == [
+        f"{src}: " + why.format("photos/*.png", photos)
+    ]
+    exp = load_experiment(path, [f"inputs.input.source.images={photos}", "samples=3"], deep=True)
+    assert [shown for _, shown in exp.inputs[0].source["files"]] == ["photos/a.png", "photos/b.png", "photos/c.png"]
