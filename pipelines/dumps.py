@@ -174,7 +174,10 @@ class DumpReader:
         return self._f[group][escape(name)]
 
     def read(self, name: str, sample: int, group: str = "tensors") -> np.ndarray:
-        return self._f[group][escape(name)][sample]
+        import numpy as np
+
+        # A 0-d per-sample tensor reads as a numpy scalar; callers (ONNX Runtime feeds, metrics) need an array.
+        return np.asarray(self._f[group][escape(name)][sample])
 
     def input_names(self) -> list[str]:
         return [str(ds.attrs.get("onnx_name", unescape(k))) for k, ds in self._f["inputs"].items()]

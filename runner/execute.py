@@ -23,10 +23,11 @@ from typing import Any, Literal, Protocol
 from layerscope.runner.cache import Cache, Entry, Lookup
 from layerscope.runner.errors import LayerscopeError
 from layerscope.runner.graph import Plan, Progress, StageContext
-from layerscope.runner.hashing import canonical_json
+from layerscope.runner.hashing import canonical_json, digest
 
 Status = Literal["cached", "run", "not-needed"]
 OutcomeStatus = Literal["cached", "ran", "failed", "skipped", "not-needed"]
+_LOST = frozenset({"failed", "skipped"})
 
 
 @dataclass(frozen=True)
@@ -170,21 +171,21 @@ class Executor:
             while to_run or running:
                 for sid in list(to_run):
                     deps = plan[sid].stage.deps
-                    dep_states = [outcomes.get(d) for d in deps.values()]
-                    failed = [
-                        d
-                        for d, o in zip(deps.values(), dep_states, strict=True)
-                        if o and o.status in {"failed", "skipped"}
-                    ]
+                    optional = plan[sid].stage.optional
+                    lost = {role for role, d in deps.items() if (o := outcomes.get(d)) and o.status in _LOST}
+                    failed = [deps[role] for role in sorted(lost - optional)]
                     if failed:
                         to_run.remove(sid)
                         outcomes[sid] = Outcome(sid, "skipped", f"skipped: depends on failed {', '.join(failed)}")
                         self.reporter.stage_finished(outcomes[sid])
-                    elif all(o is not None and o.entry is not None for o in dep_states):
+                    elif all(
+                        role in lost or ((o := outcomes.get(d)) is not None and o.entry is not None)
+                        for role, d in deps.items()
+                    ):
                         if len(running) >= self.jobs:
                             break
                         to_run.remove(sid)
-                        inputs = {role: outcomes[d].entry for role, d in deps.items()}
+                        inputs = {role: outcomes[d].entry for role, d in deps.items() if role not in lost}
                         # Share the cores among what runs now: a stage running alone gets all of them.
                         startable = sum(1 for s in to_run if self._ready(plan, s, outcomes)) + 1
                         threads = max(1, self.cpus // max(1, min(self.jobs, len(running) + startable)))
@@ -206,25 +207,34 @@ class Executor:
 
     @staticmethod
     def _ready(plan: Plan, sid: str, outcomes: Mapping[str, Outcome]) -> bool:
-        return all((o := outcomes.get(d)) is not None and o.entry is not None for d in plan[sid].stage.deps.values())
+        stage = plan[sid].stage
+        return all(
+            (o := outcomes.get(d)) is not None
+            and (o.entry is not None or (role in stage.optional and o.status in _LOST))
+            for role, d in stage.deps.items()
+        )
 
     def _run_one(self, plan: Plan, sid: str, decision: Decision, inputs: Mapping[str, Entry], threads: int) -> Outcome:
         ps = plan[sid]
         stage = ps.stage
         start = time.perf_counter()
         progress = self.reporter.stage_started(sid, stage.description or sid)
+        key = ps.key
+        without = sorted(set(stage.deps) - set(inputs))
+        if without:  # optional inputs failed: a result of its own, never served for the stage's key
+            key = digest({"key": ps.key, "without": without})
         try:
-            with self.cache.lock(ps.key):
+            with self.cache.lock(key):
                 if decision.reason != "forced":
-                    lk = self.cache.lookup(stage.kind, ps.key)
+                    lk = self.cache.lookup(stage.kind, key)
                     if lk.entry is not None:  # another process published it while we waited
                         return Outcome(sid, "cached", "cached (made by a concurrent run)", entry=lk.entry)
-                with self.cache.staging(stage.kind, ps.key) as tmp:
+                with self.cache.staging(stage.kind, key) as tmp:
                     ctx = StageContext(out_dir=tmp, inputs=inputs, progress=progress, threads=threads)
                     stage.action(ctx)
                     entry = self.cache.publish(
                         stage.kind,
-                        ps.key,
+                        key,
                         tmp,
                         {"stage": sid, "material": dict(ps.key_material), "result": ctx.result},
                     )

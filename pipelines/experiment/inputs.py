@@ -49,11 +49,15 @@ def _random_sample(spec: InputSpec, i: int) -> np.ndarray:
         values = rng.standard_normal(spec.shape) * float(src["std"]) + float(src["mean"])
     else:
         values = rng.uniform(float(src["low"]), float(src["high"]), spec.shape)
+    # np.asarray: for a 0-d input (shape []) rint, a comparison and astype return numpy scalars, which ONNX
+    # Runtime and h5py refuse; a sample is always an array.
     if dtype.kind in "iu":
-        return np.rint(values).astype(dtype)
+        return np.asarray(np.rint(values)).astype(dtype)
     if dtype.kind == "b":
-        return values > (float(src["mean"]) if src["random"] == "normal" else (src["low"] + src["high"]) / 2)
-    return values.astype(dtype)
+        return np.asarray(
+            values > (float(src["mean"]) if src["random"] == "normal" else (src["low"] + src["high"]) / 2)
+        )
+    return np.asarray(values).astype(dtype)
 
 
 @contextmanager

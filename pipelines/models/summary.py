@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-SUMMARY_VERSION = "2"
+SUMMARY_VERSION = "3"
 
 # ONNX TensorProto.DataType -> the dtype name used throughout layerscope (numpy / ml_dtypes spelling).
 ELEM_TYPES: dict[int, str] = {
@@ -51,6 +51,13 @@ class NodeInfo:
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
     index: int  # position in network order
+    # Tensors computed inside the node's subgraphs (If branches, Loop/Scan bodies), recursively: a runtime
+    # returns only main-graph values, so these cannot be observed.
+    subgraph_tensors: tuple[str, ...] = ()
+
+    @property
+    def subgraph(self) -> bool:
+        return bool(self.subgraph_tensors) or self.op_type in ("If", "Loop", "Scan")
 
 
 @dataclass(frozen=True)
@@ -111,7 +118,15 @@ class ModelSummary:
 
         return cls(
             nodes=tuple(
-                NodeInfo(n["name"], n["op_type"], n["domain"], tuple(n["inputs"]), tuple(n["outputs"]), n["index"])
+                NodeInfo(
+                    n["name"],
+                    n["op_type"],
+                    n["domain"],
+                    tuple(n["inputs"]),
+                    tuple(n["outputs"]),
+                    n["index"],
+                    tuple(n.get("subgraph_tensors", ())),
+                )
                 for n in d["nodes"]
             ),
             inputs=tuple(tensor(t) for t in d["inputs"]),
@@ -156,6 +171,17 @@ def _tensor_info(vi: Any) -> TensorInfo:
     return TensorInfo(vi.name, dtype, tuple(dims))
 
 
+def _subgraph_tensors(node: Any) -> list[str]:
+    """The tensors a node's subgraphs (attributes of type GRAPH/GRAPHS) compute, recursively, in order."""
+    out: list[str] = []
+    graphs = [a.g for a in node.attribute if a.HasField("g")] + [g for a in node.attribute for g in a.graphs]
+    for g in graphs:
+        for inner in g.node:
+            out.extend(t for t in inner.output if t and t not in out)
+            out.extend(t for t in _subgraph_tensors(inner) if t not in out)
+    return out
+
+
 def summarize(path: Path) -> ModelSummary:
     """Parse the model's structure (weights are not loaded) and infer tensor types and shapes."""
     import onnx
@@ -180,7 +206,7 @@ def summarize(path: Path) -> ModelSummary:
     for init in g.initializer:
         tensors[init.name] = TensorInfo(init.name, ELEM_TYPES.get(init.data_type), tuple(int(d) for d in init.dims))
     nodes = tuple(
-        NodeInfo(n.name, n.op_type, n.domain, tuple(n.input), tuple(n.output), i)
+        NodeInfo(n.name, n.op_type, n.domain, tuple(n.input), tuple(n.output), i, tuple(_subgraph_tensors(n)))
         for i, n in enumerate(model.graph.node)
     )
     return ModelSummary(

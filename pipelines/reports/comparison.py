@@ -166,11 +166,19 @@ class Comparison(Record):
     not_observable: tuple[str, ...]  # tensors with no value in one of the runs, not compared
     attribution_note: str | None = None
     not_observable_reasons: dict[str, str] = field(default_factory=dict)
+    # The headline's root cause: layers failing locally, worst local SQNR first (None: a report before 0.2).
+    root_causes: tuple[dict[str, Any], ...] | None = None
+    root_cause_note: str | None = None  # why the root cause is unknown, or that more layers fail locally
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
         return self.verdict == "pass"
+
+    @property
+    def root_cause(self) -> str | None:
+        """The layer with the worst local error among those that fail on their own (None: unknown or none)."""
+        return self.root_causes[0]["layer"] if self.root_causes else None
 
     def layer(self, name: str) -> LayerResult:
         """The result for a tensor, or for the (first output of the) node of that name."""
@@ -202,6 +210,8 @@ class Comparison(Record):
             not_observable=tuple(d["not_observable"]),
             attribution_note=d.get("attribution_note"),
             not_observable_reasons=dict(d.get("not_observable_reasons", {})),
+            root_causes=tuple(dict(x) for x in d["root_causes"]) if "root_causes" in d else None,
+            root_cause_note=d.get("root_cause_note"),
             extra=unmodelled(d, cls),
         )
 
@@ -215,6 +225,8 @@ class Comparison(Record):
             ("format", self.format),
             ("format_limits", self.format_limits),
             ("verdict", self.verdict),
+            ("root_causes", list(self.root_causes) if self.root_causes is not None else None),
+            ("root_cause_note", self.root_cause_note),
             ("first_failing_layer", self.first_failing_layer),
             ("first_failing_tensor", self.first_failing_tensor),
             ("failing_layers", self.failing_layers),

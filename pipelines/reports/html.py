@@ -14,7 +14,16 @@ import html
 import json
 from typing import TYPE_CHECKING, Any
 
-from layerscope.pipelines.reports.format import fmt_cos, fmt_int, fmt_num, fmt_ratio, layer_name, threshold_label
+from layerscope.pipelines.reports.format import (
+    first_failing_line,
+    fmt_cos,
+    fmt_int,
+    fmt_num,
+    fmt_ratio,
+    layer_name,
+    root_cause_line,
+    threshold_label,
+)
 from layerscope.runner.jsonio import as_float
 
 if TYPE_CHECKING:
@@ -173,9 +182,11 @@ def _summary(report: dict[str, Any]) -> str:
     for c in report["comparisons"]:
         n = len(c["layers"])
         if c["verdict"] == "fail":
-            detail = (
-                f"{c['failing_layers']} of {n} layers fail; first failing layer <b>{_e(c['first_failing_layer'])}</b>"
-            )
+            detail = f"{c['failing_layers']} of {n} layers fail"
+            for line in (root_cause_line(c), first_failing_line(c)):
+                if line:
+                    lead, sep, rest = line.partition(": ")
+                    detail += f"<br>{_e(lead)}{sep}<b>{_e(rest)}</b>"
         else:
             detail = f"all {n} layers within the thresholds"
         worst = c.get("worst_layer")

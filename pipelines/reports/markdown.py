@@ -11,11 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 from layerscope.pipelines.reports.format import (
+    first_failing_line,
     fmt_cos,
     fmt_int,
     fmt_num,
     fmt_ratio,
     layer_name,
+    root_cause_line,
     run_line,
     threshold_label,
 )
@@ -40,6 +42,12 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
+def _rest(text: str, sep: str = " — ") -> str:
+    """The part of a headline line after its bold lead (the separator kept)."""
+    _head, found, tail = text.partition(sep)
+    return f"{found}{tail}" if found else ""
+
+
 def _model(report: dict[str, Any]) -> str:
     origin = report["model"]["origin"]
     if "builtin" in origin:
@@ -55,9 +63,13 @@ def _comparison_md(c: dict[str, Any], report: dict[str, Any]) -> list[str]:
     head = f"## {c['candidate']} vs {c['reference']} — {c['verdict'].upper()}"
     out = [head, ""]
     if c["verdict"] == "fail":
-        out.append(
-            f"{c['failing_layers']} of {n_layers} layers fail; **first failing layer: {c['first_failing_layer']}**."
-        )
+        out.append(f"{c['failing_layers']} of {n_layers} layers fail.")
+        out.append("")
+        cause, first = root_cause_line(c), first_failing_line(c)
+        if cause:
+            out.append(f"- **{cause.split(' — ')[0].capitalize()}**{_rest(cause)}")
+        if first:
+            out.append(f"- **{first.split(' (')[0].capitalize()}**{_rest(first, ' (')}")
     else:
         out.append(f"All {n_layers} layers within the thresholds.")
     out += [
