@@ -22,18 +22,6 @@ from typing import Any
 from layerscope.pipelines.lowering.formats import FORMATS
 from layerscope.pipelines.models.summary import ModelSummary, normalize_names
 
-LOWERING_MODULES = (
-    "layerscope.pipelines.lowering.lower",
-    "layerscope.pipelines.lowering.typed",
-    "layerscope.pipelines.lowering.retype",
-    "layerscope.pipelines.lowering.emulate",
-    "layerscope.pipelines.lowering.graphutil",
-    "layerscope.pipelines.lowering.formats",
-    "layerscope.pipelines.lowering.weights",
-    "layerscope.pipelines.lowering.quantize",
-    "layerscope.pipelines.models.summary",
-)
-
 
 @dataclass(frozen=True)
 class PrecisionPlan:

@@ -16,7 +16,8 @@ from typing import Any
 from layerscope.pipelines.models.summary import SUMMARY_VERSION, ModelSummary, summarize
 from layerscope.runner.cache import Cache
 from layerscope.runner.errors import UsageError
-from layerscope.runner.hashing import digest, source_digest
+from layerscope.runner.codeversion import code_version
+from layerscope.runner.hashing import digest
 
 UNET_DEFAULTS = {"base_channels": 40, "depth": 2, "in_channels": 3, "out_channels": 2, "seed": 0}
 
@@ -66,7 +67,7 @@ def model_path(spec: Any, resolve: Callable[[str], Path], cache: Cache) -> tuple
 
 
 def _materialise_builtin(options: dict[str, Any], cache: Cache) -> Path:
-    key = digest({"builtin": "unet", "options": options, "code": source_digest("layerscope.pipelines.models.unet")})
+    key = digest({"builtin": "unet", "options": options, "code": code_version("layerscope.pipelines.models.unet")})
     found = cache.lookup("model", key)
     if found.entry is not None:
         return found.entry.file("model.onnx")

@@ -47,7 +47,8 @@ def _draw(report: dict[str, Any]) -> dict[str, str]:
 def figures_key(report: dict[str, Any], content_key: str | None) -> str:
     from importlib.metadata import PackageNotFoundError, version
 
-    from layerscope.runner.hashing import digest, source_digest
+    from layerscope.runner.codeversion import code_version
+    from layerscope.runner.hashing import digest
 
     if content_key is None:
         content_key = digest({k: v for k, v in report.items() if k != "execution"})
@@ -55,7 +56,7 @@ def figures_key(report: dict[str, Any], content_key: str | None) -> str:
         mpl = version("matplotlib")
     except PackageNotFoundError:
         mpl = "missing"
-    code = source_digest("layerscope.pipelines.reports.plots", "layerscope.pipelines.metrics.stats")  # what draws
+    code = code_version("layerscope.pipelines.reports.plots", "layerscope.pipelines.metrics.stats")  # what draws
     return digest({"report": content_key, "plots": code, "matplotlib": mpl})
 
 

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from layerscope.pipelines.lowering import LOWERING_MODULES
 from layerscope.pipelines.stages.compare import _config, metric_settings
 from layerscope.pipelines.stages.dump import DUMP_FILE
 from layerscope.runner.errors import StageError
 from layerscope.runner.graph import Stage, StageContext
-from layerscope.runner.hashing import source_digest
+from layerscope.runner.codeversion import code_version
 from layerscope.runner.jsonio import write_json
 
 if TYPE_CHECKING:
@@ -73,19 +72,7 @@ def make(exp: Experiment, run: RunSpec, ref_dump: str, cand_build: str) -> Stage
         kind="attribute",
         params={"tensors": list(exp.tensors), "metrics": settings, "session": backend_dump_material(run)},
         action=action,
-        # Every module that computes attribution.json: the cutting and running, the metrics (both paths), the
-        # metric settings shared with compare, ONNX Runtime's session options, the estimate's lowering.
-        version=source_digest(
-            __name__,
-            "layerscope.pipelines.analysis.attribution",
-            "layerscope.pipelines.metrics.stats",
-            "layerscope.pipelines.metrics.kernel",
-            "layerscope.pipelines.stages.compare",
-            "layerscope.pipelines.backends.onnxruntime",
-            "layerscope.pipelines.dumps",
-            "layerscope.runner.jsonio",
-            *LOWERING_MODULES,
-        ),
+        version=code_version(__name__),
         deps=deps,
         description=f"attribute {run.name}",
         imports=(

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from layerscope.pipelines.experiment.inputs import input_material, sample_reader
 from layerscope.runner.graph import Stage, StageContext
-from layerscope.runner.hashing import source_digest
+from layerscope.runner.codeversion import code_version
 
 if TYPE_CHECKING:
     from layerscope.pipelines.experiment import CalibrationSpec, Experiment
@@ -92,13 +92,7 @@ def make(exp: Experiment) -> Stage:
         kind="calibrate",
         params=params,
         action=action,
-        version=source_digest(
-            __name__,
-            "layerscope.pipelines.lowering.quantize",
-            "layerscope.pipelines.lowering.calibration_cache",
-            "layerscope.pipelines.experiment.inputs",
-            "layerscope.pipelines.models.summary",  # the node names the calibrated copy of the model gets
-        ),
+        version=code_version(__name__),
         description="calibrate",
         imports=("numpy", "onnx", "onnxruntime", "onnxruntime.quantization", "h5py"),
     )

@@ -16,7 +16,7 @@ from layerscope.pipelines.lowering.formats import FORMATS
 from layerscope.pipelines.stages.dump import DUMP_FILE
 from layerscope.runner.errors import StageError
 from layerscope.runner.graph import Stage, StageContext
-from layerscope.runner.hashing import source_digest
+from layerscope.runner.codeversion import code_version
 from layerscope.runner.jsonio import write_json
 
 if TYPE_CHECKING:
@@ -100,13 +100,7 @@ def make(exp: Experiment, candidate: RunSpec, ref_dump: str, cand_dump: str) -> 
         kind="compare",
         params=settings,
         action=action,
-        version=source_digest(
-            __name__,
-            "layerscope.pipelines.metrics.stats",
-            "layerscope.pipelines.metrics.kernel",
-            "layerscope.pipelines.dumps",
-            "layerscope.runner.jsonio",
-        ),
+        version=code_version(__name__),
         deps={"reference": ref_dump, "candidate": cand_dump},
         description=f"compare {candidate.name}",
         imports=("numpy", "h5py", "layerscope.pipelines.metrics.kernel"),

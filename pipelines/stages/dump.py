@@ -21,7 +21,7 @@ from layerscope.pipelines.backends.base import code_modules
 from layerscope.pipelines.experiment.inputs import input_material, sample_reader
 from layerscope.runner.errors import StageError
 from layerscope.runner.graph import Stage, StageContext
-from layerscope.runner.hashing import source_digest
+from layerscope.runner.codeversion import code_version
 
 if TYPE_CHECKING:
     from layerscope.pipelines.experiment import Experiment, RunSpec
@@ -143,9 +143,8 @@ def make(exp: Experiment, run: RunSpec, build_id: str) -> Stage:
             "backend_dump": backend.dump_material(run),
         },
         action=action,
-        version=source_digest(
-            __name__, "layerscope.pipelines.dumps", "layerscope.pipelines.experiment.inputs", *code_modules(backend)
-        ),
+        # The backend is chosen at run time (the registry imports it by name): its module's closure joins ours.
+        version=code_version(__name__, *code_modules(backend)),
         deps={"build": build_id},
         description=f"dump {run.name}",
         imports=("numpy", "onnx", "onnxruntime", "h5py"),

@@ -16,7 +16,7 @@ from layerscope._version import __version__
 from layerscope.pipelines.experiment.inputs import input_material
 from layerscope.pipelines.metrics.limits import check
 from layerscope.runner.graph import Stage, StageContext
-from layerscope.runner.hashing import source_digest
+from layerscope.runner.codeversion import code_version
 from layerscope.runner.jsonio import as_float, write_json
 
 if TYPE_CHECKING:
@@ -128,12 +128,7 @@ def make(exp: Experiment, compare_ids: dict[str, str], attribute_ids: dict[str, 
         kind="report",
         params={"record": record, "limits": {t: lim.to_json() for t, lim in limits.items()}},
         action=action,
-        version=source_digest(
-            __name__,
-            "layerscope.pipelines.metrics.limits",
-            "layerscope.pipelines.analysis.attribution",
-            "layerscope.runner.jsonio",
-        ),
+        version=code_version(__name__),
         deps={
             **{f"compare:{c}": cid for c, cid in compare_ids.items()},
             **{f"attribute:{c}": aid for c, aid in attribute_ids.items()},
