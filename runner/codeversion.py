@@ -4,9 +4,9 @@ The modules are found by reading source, never by importing it: each module's ``
 statements, at any depth (imports inside functions count: the project imports heavy modules lazily), except
 those under ``if TYPE_CHECKING:`` (annotations only; following them would make every stage depend on
 everything). ``from pkg import name`` is the submodule ``pkg.name`` when there is one, else ``pkg`` itself,
-and every package on a module's dotted path is included (its ``__init__`` runs on import), by its own source. Only modules
-of the importing module's own top-level package are followed: third-party code is versioned by its
-distribution's version in the keys that need it.
+and every package on a module's dotted path is included (its ``__init__`` runs on import), by its own
+source. Only modules of the importing module's own top-level package are followed: third-party code is
+versioned by its distribution's version in the keys that need it.
 
 So a stage's version covers exactly the code that can compute its output, with no hand-written module list to
 go stale: editing any module in the closure changes the version, and editing any other module does not. The

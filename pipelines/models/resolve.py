@@ -15,8 +15,8 @@ from typing import Any
 
 from layerscope.pipelines.models.summary import SUMMARY_VERSION, ModelSummary, summarize
 from layerscope.runner.cache import Cache
-from layerscope.runner.errors import UsageError
 from layerscope.runner.codeversion import code_version
+from layerscope.runner.errors import UsageError
 from layerscope.runner.hashing import digest
 
 UNET_DEFAULTS = {"base_channels": 40, "depth": 2, "in_channels": 3, "out_channels": 2, "seed": 0}

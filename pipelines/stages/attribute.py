@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 from layerscope.pipelines.stages.compare import _config, metric_settings
 from layerscope.pipelines.stages.dump import DUMP_FILE
+from layerscope.runner.codeversion import code_version
 from layerscope.runner.errors import StageError
 from layerscope.runner.graph import Stage, StageContext
-from layerscope.runner.codeversion import code_version
 from layerscope.runner.jsonio import write_json
 
 if TYPE_CHECKING:

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING
 from layerscope.pipelines import backends
 from layerscope.pipelines.backends.base import BuildRequest, code_modules
 from layerscope.pipelines.lowering import PrecisionPlan
+from layerscope.runner.codeversion import code_version
 from layerscope.runner.errors import StageError
 from layerscope.runner.graph import Stage, StageContext
-from layerscope.runner.codeversion import code_version
 
 if TYPE_CHECKING:
     from layerscope.pipelines.experiment import Experiment, RunSpec

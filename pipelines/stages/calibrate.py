@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from layerscope.pipelines.experiment.inputs import input_material, sample_reader
-from layerscope.runner.graph import Stage, StageContext
 from layerscope.runner.codeversion import code_version
+from layerscope.runner.graph import Stage, StageContext
 
 if TYPE_CHECKING:
     from layerscope.pipelines.experiment import CalibrationSpec, Experiment

@@ -19,9 +19,9 @@ from layerscope._version import __version__
 from layerscope.pipelines import backends
 from layerscope.pipelines.backends.base import code_modules
 from layerscope.pipelines.experiment.inputs import input_material, sample_reader
+from layerscope.runner.codeversion import code_version
 from layerscope.runner.errors import StageError
 from layerscope.runner.graph import Stage, StageContext
-from layerscope.runner.codeversion import code_version
 
 if TYPE_CHECKING:
     from layerscope.pipelines.experiment import Experiment, RunSpec

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 from layerscope._version import __version__
 from layerscope.pipelines.experiment.inputs import input_material
 from layerscope.pipelines.metrics.limits import check
-from layerscope.runner.graph import Stage, StageContext
 from layerscope.runner.codeversion import code_version
+from layerscope.runner.graph import Stage, StageContext
 from layerscope.runner.jsonio import as_float, write_json
 
 if TYPE_CHECKING:
