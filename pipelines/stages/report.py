@@ -220,8 +220,8 @@ def root_causes(
     """
     failing = [x for x in layers if x["verdict"] == "fail"]
     if attribution is None or attribution.get("off"):
-        note = "attribution is turned off (attribution: false), so the root cause is unknown"
-        return [], note if failing else None
+        off = "attribution is turned off (attribution: false), so the root cause is unknown"
+        return [], off if failing else None
     if attribution.get("unavailable"):
         return [], f"attribution is unavailable ({attribution['unavailable']}), so the root cause is unknown"
     local = [x for x in layers if x.get("attribution", {}).get("local_verdict") == "fail"]
@@ -240,7 +240,7 @@ def root_causes(
         }
         for x in local[:ROOT_CAUSES_LISTED]
     ]
-    note = None
+    note: str | None = None
     if len(local) > ROOT_CAUSES_LISTED:
         note = f"{len(local)} layers fail locally; the {ROOT_CAUSES_LISTED} with the worst local SQNR are listed"
     elif failing and not local:
