@@ -121,8 +121,12 @@ class OnnxRuntimeBackend:
             lowering = lower_quantized(model.path, model.summary, plan, ranges, ctx.out_dir)
             assert lowering.model is not None
             _save(lowering.model, ctx.out_dir / "lowered.onnx")
-            if self._probe(ctx.out_dir / "lowered.onnx", run) is not None:
-                raise StageError(f"ONNX Runtime cannot run the {run.precision} Q/DQ model")
+            refused = self._probe(ctx.out_dir / "lowered.onnx", run)
+            if refused is not None:
+                raise StageError(
+                    f"ONNX Runtime cannot run the {run.precision} Q/DQ model: {refused[2]}",
+                    hint="pin the layer to fp32 (overrides), or set per_channel: false in calibration",
+                )
             (ctx.out_dir / "lowering.json").write_text(json.dumps(lowering.info, indent=1))
             ctx.result.update({"execution": lowering.info["execution"]})
             return
@@ -141,9 +145,9 @@ class OnnxRuntimeBackend:
             missing = self._probe(target, run)
             if missing is None:
                 break
-            op, node = missing
+            op, node, why = missing
             if op in blocked or plan.execution == "emulated" or run.precision == "fp32":
-                raise StageError(f"ONNX Runtime cannot run node {node!r} ({op}) of the {run.precision} model")
+                raise StageError(f"ONNX Runtime cannot run node {node!r} ({op}) of the {run.precision} model: {why}")
             blocked.add(op)
             ctx.progress.log(f"no {run.precision} kernel for {op}: emulating it")
         else:
@@ -158,8 +162,9 @@ class OnnxRuntimeBackend:
         (ctx.out_dir / "lowering.json").write_text(json.dumps(lowering.info, indent=1))
         ctx.result.update({"execution": lowering.info["execution"], "blocked_ops": sorted(blocked)})
 
-    def _probe(self, model: bytes | Path, run: RunSpec) -> tuple[str, str] | None:
-        """None if ONNX Runtime accepts the model; (op type, node) of the first node it has no kernel for."""
+    def _probe(self, model: bytes | Path, run: RunSpec) -> tuple[str, str, str] | None:
+        """None if ONNX Runtime accepts the model; (op type, node, ONNX Runtime's message) of the first node it
+        has no kernel for."""
         import onnxruntime as ort
 
         so = session_options(run, threads=1)
@@ -171,7 +176,10 @@ class OnnxRuntimeBackend:
             text = str(exc)
             m = _NO_KERNEL.search(text) or _BAD_TYPE.search(text)
             if m:
-                return m.group(1), m.group(2)
+                return m.group(1), m.group(2), _runtime_message(text)
+            if "Unrecognized attribute" in text or "axis" in text:
+                node = re.search(r"[Nn]ode \(?'?([^)':]+)", text)
+                return "", node.group(1) if node else "", _runtime_message(text)
             raise StageError(f"ONNX Runtime cannot load the {run.precision} model: {text.strip()[:500]}") from None
         return None
 
@@ -225,6 +233,13 @@ class _OrtSession:
         del self._session
         if self._tmp is not None:
             self._tmp.cleanup()
+
+
+def _runtime_message(text: str) -> str:
+    """ONNX Runtime's own reason, without its file/line prefix, short enough for one line."""
+    text = " ".join(text.split())
+    text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text)
+    return text[:400]
 
 
 def precision_plan(run: RunSpec) -> Any:

@@ -74,10 +74,13 @@ def lower_emulated(model: Any, summary: ModelSummary, fmt: Format, pinned: set[s
     unknown: list[str] = []
     constants = {n.output[0]: n for n in g.node if n.op_type == "Constant" and _float_value(n) is not None}
     # Node outputs: rename to a raw name, round back into the original name; control readers keep raw.
+    layers = {n.name for n in summary.nodes}
     for node in list(g.node):
         if node.name in pinned:
             execution[node.name] = "pinned"
             continue
+        if node.name not in layers and all(o not in summary.tensors for o in node.output):
+            continue  # a helper an opset upgrade added (a Resize's roi Constant): control data, not a layer
         if node.op_type == "Constant" and node.output[0] in constants:
             execution[node.name] = "emulated"  # a weight: rounded below, like an initializer
             continue

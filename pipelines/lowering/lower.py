@@ -52,6 +52,11 @@ def lower(
     fmt = FORMATS[plan.format]
     pinned = set(plan.pinned) | _constants_read_only_by(set(plan.pinned), summary)
     float_outputs = {n.name: summary.float_outputs(n) for n in summary.nodes}
+    upgrade_notes: list[str] = []
+    if model is not None and plan.format == "bf16":
+        from layerscope.pipelines.lowering.opset import BF16_OPSET, ensure_opset
+
+        model, upgrade_notes = ensure_opset(model, BF16_OPSET, "a Cast to bfloat16")
     if plan.format == "fp32":
         nodes = {n.name: ("native" if float_outputs[n.name] else "n/a") for n in summary.nodes}
         tensors = {t: t for outs in float_outputs.values() for t in outs}
@@ -60,6 +65,7 @@ def lower(
         from layerscope.pipelines.lowering.emulate import lower_emulated
 
         lowered, extra = lower_emulated(model, summary, fmt, pinned)
+        extra["notes"] = upgrade_notes + extra["notes"]
         tensors = {t: t for outs in float_outputs.values() for t in outs}
         return Lowering(lowered, _info(plan, extra, tensors, summary, None))
     import copy
@@ -70,6 +76,7 @@ def lower(
         raise ValueError(f"no native lowering for {plan.format}")
     original = copy.deepcopy(model)
     lowered, extra = lower_typed(model, plan.format, pinned, set(blocked_ops))
+    extra["notes"] = upgrade_notes + extra["notes"]
     mapping = value_names(original, lowered, set(blocked_ops))
     tensors = {t: mapping.get(t, t) for outs in float_outputs.values() for t in outs}
     return Lowering(lowered, _info(plan, extra, tensors, summary, lowered))

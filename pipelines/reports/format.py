@@ -65,7 +65,7 @@ def root_cause_line(c: dict[str, Any]) -> str | None:
         return f"root cause unknown: {note}" if note else "root cause unknown"
     first = causes[0]
     share = as_float(first.get("inherited_share"))
-    own = "" if math.isnan(share) else f", {1 - share:.0%} of its error its own"
+    own = "" if math.isnan(share) else f", {1 - share:.0%} of its error is its own"
     text = (
         f"root cause: {first['layer']} ({first['op_type']}) fails on its own — local SQNR "
         f"{fmt_num(first['local_sqnr_db'], 4)} dB, local cosine {fmt_cos(first['local_cosine'])}{own}"

@@ -42,6 +42,10 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
+def _upper(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
 def _rest(text: str, sep: str = " — ") -> str:
     """The part of a headline line after its bold lead (the separator kept)."""
     _head, found, tail = text.partition(sep)
@@ -67,9 +71,9 @@ def _comparison_md(c: dict[str, Any], report: dict[str, Any]) -> list[str]:
         out.append("")
         cause, first = root_cause_line(c), first_failing_line(c)
         if cause:
-            out.append(f"- **{cause.split(' — ')[0].capitalize()}**{_rest(cause)}")
+            out.append(f"- **{_upper(cause.split(' — ')[0])}**{_rest(cause)}")
         if first:
-            out.append(f"- **{first.split(' (')[0].capitalize()}**{_rest(first, ' (')}")
+            out.append(f"- **{_upper(first.split(' (')[0])}**{_rest(first, ' (')}")
     else:
         out.append(f"All {n_layers} layers within the thresholds.")
     out += [
