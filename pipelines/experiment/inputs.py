@@ -8,6 +8,7 @@ and the array name inside it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,14 +29,19 @@ def input_material(spec: InputSpec, digests: FileDigests) -> dict[str, Any]:
         from importlib.metadata import version
 
         numpy_minor = ".".join(version("numpy").split(".")[:2])
+        draw = ".integers(low, high, endpoint=True)" if src["random"] == "uniform" and _integer(spec.dtype) else ""
         return {
             "shape": spec.shape,
             "dtype": spec.dtype,
             "source": src,
-            "generator": f"numpy {numpy_minor} default_rng([seed, i])",
+            "generator": f"numpy {numpy_minor} default_rng([seed, i]){draw}",
         }
     path = Path(src.pop("file"))
     return {"shape": spec.shape, "dtype": spec.dtype, "file_sha256": digests(path), "name": path.name, **src}
+
+
+def _integer(dtype: str) -> bool:
+    return dtype.startswith(("int", "uint"))
 
 
 def _random_sample(spec: InputSpec, i: int) -> np.ndarray:
@@ -45,6 +51,11 @@ def _random_sample(spec: InputSpec, i: int) -> np.ndarray:
     assert spec.shape is not None
     rng = np.random.default_rng([int(src["seed"]), i])
     dtype = np.dtype(spec.dtype)
+    if src["random"] == "uniform" and dtype.kind in "iu":
+        # Integers uniformly from [low, high], both ends included (rounding uniform floats would give the ends
+        # half the probability of the values between).
+        low, high = math.ceil(float(src["low"])), math.floor(float(src["high"]))
+        return np.asarray(rng.integers(low, max(low, high), size=spec.shape, endpoint=True)).astype(dtype)
     if src["random"] == "normal":
         values = rng.standard_normal(spec.shape) * float(src["std"]) + float(src["mean"])
     else:

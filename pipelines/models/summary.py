@@ -41,6 +41,7 @@ ELEM_TYPES: dict[int, str] = {
     20: "float8_e5m2fnuz",
 }
 FLOAT_TYPES = frozenset({"float32", "float16", "bfloat16", "float64"})
+_SHAPE_OF = frozenset({"Shape", "Size", "Constant"})  # outputs that never depend on input values
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,30 @@ class ModelSummary:
 
     def producer_of(self) -> dict[str, NodeInfo]:
         return {t: n for n in self.nodes for t in n.outputs if t}
+
+    def static_nodes(self) -> set[str]:
+        """Nodes whose outputs do not depend on the input values: computed only from initializers and Constants
+        (weight-only subgraphs, transitively), Constant/ConstantOfShape, and shape arithmetic (Shape and Size
+        read only their input's shape; what is computed from them is static too)."""
+        cache = self.__dict__.get("_static_cache")
+        if cache is not None:
+            return set(cache)
+        static_tensors = set(self.initializers)
+        static: set[str] = set()
+        for n in self.nodes:
+            inputs = [t for t in n.inputs if t]
+            if n.subgraph or n.op_type.startswith("Random"):
+                continue
+            if n.op_type in _SHAPE_OF or all(t in static_tensors for t in inputs):
+                static.add(n.name)
+                static_tensors.update(t for t in n.outputs if t)
+        object.__setattr__(self, "_static_cache", frozenset(static))
+        return static
+
+    def empty(self, tensor: str) -> bool:
+        """Shape inference says the tensor has no elements (a dimension of 0)."""
+        info = self.tensors.get(tensor)
+        return info is not None and info.shape is not None and any(d == 0 for d in info.shape)
 
     def float_outputs(self, node: NodeInfo) -> list[str]:
         return [t for t in node.outputs if t and self.tensors.get(t, TensorInfo(t, None, None)).is_float]
