@@ -232,12 +232,15 @@ def execute(
         exp = replace(exp, cache=_private_cache(out_dir))
     stage_plan = plan_for(exp)
     decisions = plan_decisions(stage_plan, exp.cache, exp.scope, force=force, only=only)
-    outcomes = run_plan(stage_plan, exp.cache, exp.scope, decisions, jobs=n, reporter=_reporter(progress))
+    caught: list[str] = []
+    outcomes = run_plan(
+        stage_plan, exp.cache, exp.scope, decisions, jobs=n, reporter=_reporter(progress), warnings=caught
+    )
     if any(o.status in ("failed", "skipped") and not _optional(stage_plan, o.sid) for o in outcomes.values()):
         raise RunError(outcomes)
     if outcomes["report"].entry is None:  # `only` did not need the report
         return Execution(exp, outcomes, out_dir)
-    document, files = write_outputs(exp, stage_plan, outcomes, out_dir, exp.cache, started)
+    document, files = write_outputs(exp, stage_plan, outcomes, out_dir, exp.cache, started, caught)
     return Execution(exp, outcomes, out_dir, document, files)
 
 

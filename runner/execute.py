@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from layerscope.runner.cache import Cache, Entry, Lookup
+from layerscope.runner.capture import routed, stage_warnings
 from layerscope.runner.errors import LayerscopeError
 from layerscope.runner.graph import Plan, Progress, StageContext
 from layerscope.runner.hashing import canonical_json, digest
@@ -149,8 +150,15 @@ class Executor:
         self.jobs = max(1, jobs)
         self.reporter = reporter or NullReporter()
         self.cpus = os.cpu_count() or 1
+        self.warnings: list[str] = []
 
     def execute(self, plan: Plan, decisions: Mapping[str, Decision]) -> dict[str, Outcome]:
+        with routed() as unattributed:
+            outcomes = self._execute(plan, decisions)
+        self.warnings = unattributed  # raised outside a stage's own thread (its workers)
+        return outcomes
+
+    def _execute(self, plan: Plan, decisions: Mapping[str, Decision]) -> dict[str, Outcome]:
         outcomes: dict[str, Outcome] = {}
         pending = [sid for sid in plan.ids()]
         for sid in pending:
@@ -231,7 +239,10 @@ class Executor:
                         return Outcome(sid, "cached", "cached (made by a concurrent run)", entry=lk.entry)
                 with self.cache.staging(stage.kind, key) as tmp:
                     ctx = StageContext(out_dir=tmp, inputs=inputs, progress=progress, threads=threads)
-                    stage.action(ctx)
+                    with stage_warnings() as caught:
+                        stage.action(ctx)
+                    if caught:  # kept in the manifest: a cached stage's report shows them too
+                        ctx.result["warnings"] = list(caught)
                     entry = self.cache.publish(
                         stage.kind,
                         key,
@@ -279,9 +290,14 @@ def run_plan(
     *,
     jobs: int = 1,
     reporter: Reporter | None = None,
+    warnings: list[str] | None = None,
 ) -> dict[str, Outcome]:
-    """Execute decided stages and remember what each stage last ran with (to explain staleness later)."""
-    outcomes = Executor(cache, jobs=jobs, reporter=reporter).execute(plan, decisions)
+    """Execute decided stages and remember what each stage last ran with (to explain staleness later).
+    Warnings raised outside a stage's own thread are appended to ``warnings`` (each stage's are in its entry)."""
+    executor = Executor(cache, jobs=jobs, reporter=reporter)
+    outcomes = executor.execute(plan, decisions)
+    if warnings is not None:
+        warnings.extend(executor.warnings)
     cache.write_state(scope, new_state(plan, outcomes, cache.read_state(scope)))
     return outcomes
 

@@ -66,8 +66,9 @@ def lower(
 
         lowered, extra = lower_emulated(model, summary, fmt, pinned)
         extra["notes"] = upgrade_notes + extra["notes"]
-        tensors = {t: t for outs in float_outputs.values() for t in outs}
-        return Lowering(lowered, _info(plan, extra, tensors, summary, None))
+        values = extra.get("values", {})
+        tensors = {t: values.get(t, t) for outs in float_outputs.values() for t in outs}
+        return Lowering(lowered, _info(plan, extra, tensors, summary, lowered if values else None))
     import copy
 
     from layerscope.pipelines.lowering.typed import TYPED_FORMATS, lower_typed, value_names

@@ -89,3 +89,10 @@ def first_failing_line(c: dict[str, Any]) -> str | None:
                 text += f" ({share:.0%} of its error inherited from upstream)"
             break
     return text
+
+
+def execution_label(layer: dict[str, Any], comparison: dict[str, Any]) -> str:
+    """ " (pinned)" and the like where a layer executed differently from its run as a whole (empty otherwise)."""
+    run = comparison.get("candidate_run", {}).get("execution")
+    mode = layer["execution"]
+    return "" if mode in ("n/a", run) or (mode == "native" and run is None) else f" ({mode})"

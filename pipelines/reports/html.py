@@ -15,6 +15,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from layerscope.pipelines.reports.format import (
+    execution_label,
     first_failing_line,
     fmt_cos,
     fmt_int,
@@ -226,7 +227,7 @@ def _table(c: dict[str, Any], report: dict[str, Any]) -> str:
         per_sample = m["elements"] // max(1, c["samples"])
         fail = layer["verdict"] == "fail"
         why = "; ".join(layer["failures"]) + (f" — {layer['weight_note']}" if layer.get("weight_note") else "")
-        exe = "" if layer["execution"] in ("native", "n/a") else f" ({layer['execution']})"
+        exe = execution_label(layer, c)
         rows.append(
             f"<tr{' class=failrow' if fail else ''}>"
             f'<td data-v="{int(layer["index"])}">{_e(layer_name(layer) + exe)}</td><td>{_e(layer["op_type"])}</td>'

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from layerscope.pipelines.reports.format import (
+    execution_label,
     first_failing_line,
     fmt_cos,
     fmt_int,
@@ -92,7 +93,7 @@ def _comparison_md(c: dict[str, Any], report: dict[str, Any]) -> list[str]:
         m = layer["metrics"]
         per_sample = m["elements"] // max(1, c["samples"])
         verdict = "pass" if layer["verdict"] == "pass" else "**FAIL**"
-        exe = "" if layer["execution"] in ("native", "n/a") else f" ({layer['execution']})"
+        exe = execution_label(layer, c)
         out.append(
             f"| {layer_name(layer)}{exe} | {layer['op_type']} | {fmt_int(m['deviating'])} | {fmt_int(m['elements'])} | "
             f"{fmt_int(per_sample)} | {fmt_ratio(m['deviation_ratio'])} | {fmt_cos(m['cosine'])} | "
@@ -269,4 +270,9 @@ def _provenance_md(report: dict[str, Any]) -> list[str]:
         ran = [s for s, v in execution["stages"].items() if v["status"] == "ran"]
         out.append(f"- Stages run: {', '.join(ran) or 'none'}; from the cache: {', '.join(cached) or 'none'}")
         out.append(f"- Cache: `{execution.get('cache')}`; written {execution.get('finished')}")
+        for sid, stage in execution["stages"].items():
+            out += [f"- Warning ({sid}): {w}" for w in stage.get("warnings", [])]
+            if stage["status"] in ("failed", "skipped") and stage.get("reason"):
+                out.append(f"- Stage {sid} {stage['status']}: {stage['reason']}")
+        out += [f"- Warning: {w}" for w in execution.get("warnings", [])]
     return [*out, ""]

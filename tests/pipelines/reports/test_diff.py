@@ -55,7 +55,7 @@ def test_pinned_layer_shows_as_config_and_execution_change(base) -> None:
     }
     (c,) = doc["comparisons"]
     up0 = next(x for x in c["layers"] if x["tensor"] == "up0")
-    assert up0["execution"] == ["native", "pinned"]
+    assert up0["execution"] == ["emulated", "pinned"]
     assert c["added"] == [] and c["removed"] == []
     # layers before up0 run the same graph: unchanged, so not listed
     assert "conv0" not in {x["tensor"] for x in c["layers"]}
