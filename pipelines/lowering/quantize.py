@@ -183,6 +183,7 @@ def calibrate(
     percentile: float,
     work_dir: Path,
     out: Path,
+    per_channel: bool = False,
     progress: Callable[[], None] = lambda: None,
 ) -> list[str]:
     """Calibrate every float tensor of ``model`` on ``samples``; write ORT's range cache to ``out``. Returns notes."""
@@ -203,7 +204,10 @@ def calibrate(
     if method == "entropy":  # TensorRT's entropy calibration: 2048 histogram bins, 128 quantized levels
         options.update(num_bins=2048, num_quantized_bins=128)
     with collected_notes() as notes:
-        pre = preprocess(working_copy(model, work_dir), work_dir / "preprocessed.onnx", notes)
+        # The graph the quantizer will see (with per-channel weights, upgraded to opset 13 where needed): every
+        # tensor it asks a range for must have been calibrated.
+        copy = working_copy(model, work_dir, notes, per_channel=per_channel)
+        pre = preprocess(copy, work_dir / "preprocessed.onnx", notes)
         try:
             calibrator = create_calibrator(
                 str(pre),
