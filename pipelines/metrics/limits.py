@@ -52,24 +52,19 @@ def check(metrics: dict[str, Any], limits: Limits) -> list[str]:
             f"{metrics['deviating']} of {metrics['elements']} elements ({ratio:.4%}) have relative error > "
             f"{limits.rel_error:g}; limit {limits.max_deviation_ratio:.4%}"
         )
-    cos = _value(metrics, "cosine")
-    if limits.min_cosine is not None:
-        if cos is None:
-            failures.append(f"cosine undefined: {undefined_reason(metrics)}; limit {limits.min_cosine}")
-        elif not cos >= limits.min_cosine:
-            failures.append(f"cosine {cos:.6f} < {limits.min_cosine}")
-    abs_err = _value(metrics, "max_abs_error")
-    if limits.max_abs_error is not None:
-        if abs_err is None:
-            failures.append(f"max abs error undefined: {undefined_reason(metrics)}; limit {limits.max_abs_error:g}")
-        elif not abs_err <= limits.max_abs_error:
-            failures.append(f"max abs error {abs_err:.4g} > {limits.max_abs_error:g}")
-    sqnr = _value(metrics, "sqnr_db")
-    if limits.min_sqnr_db is not None:
-        if sqnr is None:
-            failures.append(f"SQNR undefined: {undefined_reason(metrics)}; limit {limits.min_sqnr_db:g} dB")
-        elif not sqnr >= limits.min_sqnr_db:
-            failures.append(f"SQNR {sqnr:.2f} dB < {limits.min_sqnr_db:g} dB")
+    bounds = (  # metric, how it is named, the limit, whether it is a floor, how its value is written
+        ("cosine", "cosine", limits.min_cosine, True, lambda v: f"{v:.6f}", lambda x: f"{x}"),
+        ("max_abs_error", "max abs error", limits.max_abs_error, False, lambda v: f"{v:.4g}", lambda x: f"{x:g}"),
+        ("sqnr_db", "SQNR", limits.min_sqnr_db, True, lambda v: f"{v:.2f} dB", lambda x: f"{x:g} dB"),
+    )
+    for key, label, limit, floor, shown, written in bounds:
+        if limit is None:
+            continue
+        value = _value(metrics, key)
+        if value is None:
+            failures.append(f"{label} undefined: {undefined_reason(metrics)}; limit {written(limit)}")
+        elif not (value >= limit if floor else value <= limit):
+            failures.append(f"{label} {shown(value)} {'<' if floor else '>'} {written(limit)}")
     if not limits.allow_nonfinite and metrics["nonfinite_introduced"]:
         failures.append(f"{metrics['nonfinite_introduced']} NaN/Inf values where the reference is finite")
     return failures
