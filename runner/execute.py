@@ -48,6 +48,7 @@ class Outcome:
     seconds: float = 0.0
     error: str | None = None
     traceback: str | None = None
+    without: tuple[str, ...] = ()  # optional inputs it ran without (their stages failed)
 
 
 class Reporter(Protocol):
@@ -249,7 +250,9 @@ class Executor:
                         tmp,
                         {"stage": sid, "material": dict(ps.key_material), "result": ctx.result},
                     )
-            return Outcome(sid, "ran", decision.reason, entry=entry, seconds=time.perf_counter() - start)
+            return Outcome(
+                sid, "ran", decision.reason, entry=entry, seconds=time.perf_counter() - start, without=tuple(without)
+            )
         except LayerscopeError as exc:
             return Outcome(
                 sid,
@@ -306,7 +309,7 @@ def new_state(plan: Plan, outcomes: Mapping[str, Outcome], previous: Mapping[str
     """The state to remember after a run: for each stage that now has an entry, its key and material."""
     state: dict[str, Any] = {k: v for k, v in previous.items() if k in plan.stages}
     for sid, out in outcomes.items():
-        if out.status in {"cached", "ran"}:
+        if out.status in {"cached", "ran"} and not out.without:  # a partial result is not the stage's entry
             ps = plan[sid]
             state[sid] = {"key": ps.key, "material": ps.key_material}
     return state

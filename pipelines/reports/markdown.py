@@ -272,7 +272,7 @@ def _provenance_md(report: dict[str, Any]) -> list[str]:
         out.append(f"- Cache: `{execution.get('cache')}`; written {execution.get('finished')}")
         for sid, stage in execution["stages"].items():
             out += [f"- Warning ({sid}): {w}" for w in stage.get("warnings", [])]
-            if stage["status"] in ("failed", "skipped") and stage.get("reason"):
-                out.append(f"- Stage {sid} {stage['status']}: {stage['reason']}")
+            if stage["status"] in ("failed", "skipped"):
+                out.append(f"- Stage {sid} {stage['status']}: {stage.get('error') or stage.get('reason', '')}")
         out += [f"- Warning: {w}" for w in execution.get("warnings", [])]
     return [*out, ""]

@@ -56,6 +56,8 @@ def write_outputs(
                 "seconds": round(o.seconds, 3),
                 "key": plan[sid].key,
                 "reason": o.reason,
+                **({"error": o.error} if o.error else {}),
+                **({"without": list(o.without)} if o.without else {}),
                 **({"warnings": w} if (w := _stage_warnings(o)) else {}),
             }
             for sid, o in outcomes.items()

@@ -108,7 +108,9 @@ def make(exp: Experiment, compare_ids: dict[str, str], attribute_ids: dict[str, 
             if f"attribute:{cand}" in ctx.inputs:
                 attribution = json.loads(ctx.inputs[f"attribute:{cand}"].file("attribution.json").read_text())
             elif cand in attribute_ids:  # the stage failed: the report is written all the same, and says so
-                attribution = {"unavailable": f"the stage {attribute_ids[cand]} failed (see the run's stage list)"}
+                attribution = {
+                    "unavailable": f"the stage {attribute_ids[cand]} failed (its error is in the stage list)"
+                }
             else:
                 attribution = {"off": True}
             comparisons.append(_comparison(exp.reference, cand, data, limits, attribution))

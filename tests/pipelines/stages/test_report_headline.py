@@ -61,6 +61,9 @@ def test_a_failing_attribute_stage_never_costs_the_report(tmp_path: Path, monkey
     c = report.comparison("fp16")
     assert c.root_causes == () and "attribution is unavailable" in (c.root_cause_note or "")
     assert report.execution is not None and report.execution.stages["attribute[fp16]"].status == "failed"
+    assert "the reference dump cannot be read" in report.execution.stages["attribute[fp16]"].extra["error"]
+    assert report.execution.stages["report"].extra["without"] == ["attribute:fp16"]
+    assert "Stage attribute[fp16] failed: the reference dump cannot be read" in Path("out/report.md").read_text()
 
 
 def test_a_layer_that_cannot_be_attributed_is_recorded_with_the_reason(
