@@ -1,4 +1,8 @@
-"""report: apply the thresholds to every compared layer and assemble report.json.
+"""report: apply the thresholds to every compared layer, name the root cause, and assemble report.json.
+
+The headline leads with the root cause -- the layers that fail *locally* by attribution, worst local SQNR
+first -- then the first failing layer (:func:`root_causes`). Attribution is an optional input: when its stage
+failed the report is still written, and says the root cause is unknown and why.
 
 Key: the compare keys, the resolved limits per layer and what the report states about the experiment
 (config digest and overrides, model, inputs, runs, library versions). This stage is cheap; what it
