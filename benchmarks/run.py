@@ -37,7 +37,7 @@ inputs:
   input: {shape: [1, 3, 256, 256], source: {random: normal, seed: 0}}
 runs:
   fp32: {precision: fp32}
-  fp16: {precision: fp16}
+  fp16: {precision: fp16, options: {execution: native}}  # the work Polygraphy's --fp-to-fp16 run does
 compare: {reference: fp32, candidates: [fp16]}
 thresholds: {max_deviation_ratio: 0.005}
 attribution: ATTRIBUTION

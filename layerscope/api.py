@@ -298,13 +298,16 @@ def execute(
     stage_plan = plan_for(exp)
     decisions = plan_decisions(stage_plan, exp.cache, exp.scope, force=force, only=only)
     est = check_room(exp, decisions)
-    outcomes = run_plan(stage_plan, exp.cache, exp.scope, decisions, jobs=n, reporter=_reporter(progress))
+    caught: list[str] = []
+    outcomes = run_plan(
+        stage_plan, exp.cache, exp.scope, decisions, jobs=n, reporter=_reporter(progress), warnings=caught
+    )
     _say_needs(outcomes, est, decisions)
-    if any(o.status in ("failed", "skipped") for o in outcomes.values()):
+    if any(o.status in ("failed", "skipped") and not _optional(stage_plan, o.sid) for o in outcomes.values()):
         raise RunError(outcomes)
     if outcomes["report"].entry is None:  # `only` did not need the report
         return Execution(exp, outcomes, out_dir)
-    document, files = write_outputs(exp, stage_plan, outcomes, out_dir, exp.cache, started)
+    document, files = write_outputs(exp, stage_plan, outcomes, out_dir, exp.cache, started, caught)
     return Execution(exp, outcomes, out_dir, document, files)
 
 
@@ -320,7 +323,7 @@ def report_for(exp: Experiment, *, jobs: int | None = None, progress: Progress =
     decisions = plan_decisions(stage_plan, exp.cache, exp.scope)
     check_room(exp, decisions)
     outcomes = run_plan(stage_plan, exp.cache, exp.scope, decisions, jobs=_jobs(jobs), reporter=_reporter(progress))
-    failed = [o for o in outcomes.values() if o.status == "failed"]
+    failed = [o for o in outcomes.values() if o.status == "failed" and not _optional(stage_plan, o.sid)]
     entry = outcomes["report"].entry
     if failed or entry is None:
         why = "; ".join(f"{o.sid} failed: {o.error}" for o in failed) or "the report stage did not run"
@@ -329,6 +332,13 @@ def report_for(exp: Experiment, *, jobs: int | None = None, progress: Progress =
 
 
 # -- helpers ----------------------------------------------------------------------------------------------
+def _optional(stage_plan: Any, sid: str) -> bool:
+    """A stage every dependent of which reads it as an optional input (attribution): its failure is recorded in
+    the report, and the run goes on."""
+    readers = [ps.stage for ps in stage_plan if sid in ps.stage.deps.values()]
+    return bool(readers) and all(role in s.optional for s in readers for role, dep in s.deps.items() if dep == sid)
+
+
 def _str(path: str | os.PathLike[str] | None) -> str | None:
     return None if path is None else os.fspath(path)
 

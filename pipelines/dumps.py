@@ -6,9 +6,9 @@ Layout (``format = "layerscope-dump"``, ``format_version = 1``)::
                                   model_digest, inputs (JSON: name -> digest material), tool_version,
                                   library versions (JSON), device, created
     /tensors/<escaped>     dataset (samples, *shape), dtype as the runtime returned it (float16 for a
-                           native FP16 layer, float32 otherwise); attrs: onnx_name, node, op_type,
+                           FP16 layer, float32 otherwise); attrs: onnx_name, node, op_type,
                            index (network order), dtype_executed (format the value was computed or
-                           rounded in), execution (native | emulated | pinned), lowered_name, and
+                           rounded in), execution (native | emulated | fp32-fallback | pinned | ...), lowered_name, and
                            weights (JSON, only when the layer reads weights the format cannot hold:
                            counts clamped / raised / subnormal and the largest |w|), quant (JSON, quantized
                            runs: type, scale, zero_point, qmin, qmax of the tensor's Q/DQ pair)
@@ -178,7 +178,10 @@ class DumpReader:
         return self._f[group][escape(name)]
 
     def read(self, name: str, sample: int, group: str = "tensors") -> np.ndarray:
-        return self._f[group][escape(name)][sample]
+        import numpy as np
+
+        # A 0-d per-sample tensor reads as a numpy scalar; callers (ONNX Runtime feeds, metrics) need an array.
+        return np.asarray(self._f[group][escape(name)][sample])
 
     def input_names(self) -> list[str]:
         return [str(ds.attrs.get("onnx_name", unescape(k))) for k, ds in self._f["inputs"].items()]

@@ -21,13 +21,15 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from layerscope.runner.cache import Cache, Entry, Lookup
+from layerscope.runner.capture import routed, stage_warnings
 from layerscope.runner.errors import LayerscopeError
 from layerscope.runner.graph import Plan, Progress, StageContext
-from layerscope.runner.hashing import canonical_json
+from layerscope.runner.hashing import canonical_json, digest
 from layerscope.runner.resources import disk_full, is_disk_full
 
 Status = Literal["cached", "run", "not-needed"]
 OutcomeStatus = Literal["cached", "ran", "failed", "skipped", "not-needed"]
+_LOST = frozenset({"failed", "skipped"})
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,7 @@ class Outcome:
     error: str | None = None
     traceback: str | None = None
     fault: str | None = None  # "disk" or "memory": the machine ran out, the stage has no bug
+    without: tuple[str, ...] = ()  # optional inputs it ran without (their stages failed)
 
 
 class Reporter(Protocol):
@@ -154,8 +157,15 @@ class Executor:
         self.jobs = max(1, jobs)
         self.reporter = reporter or NullReporter()
         self.cpus = os.cpu_count() or 1
+        self.warnings: list[str] = []
 
     def execute(self, plan: Plan, decisions: Mapping[str, Decision]) -> dict[str, Outcome]:
+        with routed() as unattributed:
+            outcomes = self._execute(plan, decisions)
+        self.warnings = unattributed  # raised outside a stage's own thread (its workers)
+        return outcomes
+
+    def _execute(self, plan: Plan, decisions: Mapping[str, Decision]) -> dict[str, Outcome]:
         outcomes: dict[str, Outcome] = {}
         pending = [sid for sid in plan.ids()]
         for sid in pending:
@@ -176,21 +186,21 @@ class Executor:
             while to_run or running:
                 for sid in list(to_run):
                     deps = plan[sid].stage.deps
-                    dep_states = [outcomes.get(d) for d in deps.values()]
-                    failed = [
-                        d
-                        for d, o in zip(deps.values(), dep_states, strict=True)
-                        if o and o.status in {"failed", "skipped"}
-                    ]
+                    optional = plan[sid].stage.optional
+                    lost = {role for role, d in deps.items() if (o := outcomes.get(d)) and o.status in _LOST}
+                    failed = [deps[role] for role in sorted(lost - optional)]
                     if failed:
                         to_run.remove(sid)
                         outcomes[sid] = Outcome(sid, "skipped", f"skipped: depends on failed {', '.join(failed)}")
                         self.reporter.stage_finished(outcomes[sid])
-                    elif all(o is not None and o.entry is not None for o in dep_states):
+                    elif all(
+                        role in lost or ((o := outcomes.get(d)) is not None and o.entry is not None)
+                        for role, d in deps.items()
+                    ):
                         if len(running) >= self.jobs:
                             break
                         to_run.remove(sid)
-                        inputs = {role: outcomes[d].entry for role, d in deps.items()}
+                        inputs = {role: outcomes[d].entry for role, d in deps.items() if role not in lost}
                         # Share the cores among what runs now: a stage running alone gets all of them.
                         startable = sum(1 for s in to_run if self._ready(plan, s, outcomes)) + 1
                         threads = max(1, self.cpus // max(1, min(self.jobs, len(running) + startable)))
@@ -212,29 +222,43 @@ class Executor:
 
     @staticmethod
     def _ready(plan: Plan, sid: str, outcomes: Mapping[str, Outcome]) -> bool:
-        return all((o := outcomes.get(d)) is not None and o.entry is not None for d in plan[sid].stage.deps.values())
+        stage = plan[sid].stage
+        return all(
+            (o := outcomes.get(d)) is not None
+            and (o.entry is not None or (role in stage.optional and o.status in _LOST))
+            for role, d in stage.deps.items()
+        )
 
     def _run_one(self, plan: Plan, sid: str, decision: Decision, inputs: Mapping[str, Entry], threads: int) -> Outcome:
         ps = plan[sid]
         stage = ps.stage
         start = time.perf_counter()
         progress = self.reporter.stage_started(sid, stage.description or sid)
+        key = ps.key
+        without = sorted(set(stage.deps) - set(inputs))
+        if without:  # optional inputs failed: a result of its own, never served for the stage's key
+            key = digest({"key": ps.key, "without": without})
         try:
-            with self.cache.lock(ps.key):
+            with self.cache.lock(key):
                 if decision.reason != "forced":
-                    lk = self.cache.lookup(stage.kind, ps.key)
+                    lk = self.cache.lookup(stage.kind, key)
                     if lk.entry is not None:  # another process published it while we waited
                         return Outcome(sid, "cached", "cached (made by a concurrent run)", entry=lk.entry)
-                with self.cache.staging(stage.kind, ps.key) as tmp:
+                with self.cache.staging(stage.kind, key) as tmp:
                     ctx = StageContext(out_dir=tmp, inputs=inputs, progress=progress, threads=threads)
-                    stage.action(ctx)
+                    with stage_warnings() as caught:
+                        stage.action(ctx)
+                    if caught:  # kept in the manifest: a cached stage's report shows them too
+                        ctx.result["warnings"] = list(caught)
                     entry = self.cache.publish(
                         stage.kind,
-                        ps.key,
+                        key,
                         tmp,
                         {"stage": sid, "material": dict(ps.key_material), "result": ctx.result},
                     )
-            return Outcome(sid, "ran", decision.reason, entry=entry, seconds=time.perf_counter() - start)
+            return Outcome(
+                sid, "ran", decision.reason, entry=entry, seconds=time.perf_counter() - start, without=tuple(without)
+            )
         except LayerscopeError as exc:
             return self._failed(sid, decision, start, exc.render())
         except MemoryError as exc:  # the machine's fault, not the stage's: say what happened, not "a bug"
@@ -281,9 +305,14 @@ def run_plan(
     *,
     jobs: int = 1,
     reporter: Reporter | None = None,
+    warnings: list[str] | None = None,
 ) -> dict[str, Outcome]:
-    """Execute decided stages and remember what each stage last ran with (to explain staleness later)."""
-    outcomes = Executor(cache, jobs=jobs, reporter=reporter).execute(plan, decisions)
+    """Execute decided stages and remember what each stage last ran with (to explain staleness later).
+    Warnings raised outside a stage's own thread are appended to ``warnings`` (each stage's are in its entry)."""
+    executor = Executor(cache, jobs=jobs, reporter=reporter)
+    outcomes = executor.execute(plan, decisions)
+    if warnings is not None:
+        warnings.extend(executor.warnings)
     with contextlib.suppress(OSError):  # it only explains staleness later: a read-only or full cache is no failure
         cache.write_state(scope, new_state(plan, outcomes, cache.read_state(scope)))
     return outcomes
@@ -293,7 +322,7 @@ def new_state(plan: Plan, outcomes: Mapping[str, Outcome], previous: Mapping[str
     """The state to remember after a run: for each stage that now has an entry, its key and material."""
     state: dict[str, Any] = {k: v for k, v in previous.items() if k in plan.stages}
     for sid, out in outcomes.items():
-        if out.status in {"cached", "ran"}:
+        if out.status in {"cached", "ran"} and not out.without:  # a partial result is not the stage's entry
             ps = plan[sid]
             state[sid] = {"key": ps.key, "material": ps.key_material}
     return state

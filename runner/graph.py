@@ -56,6 +56,10 @@ class Stage:
     # Modules the action imports. The executor imports them once, in one thread, before running stages in
     # parallel: a first import racing in two threads can fail (numpy's C extension does).
     imports: tuple[str, ...] = ()
+    # Roles whose stage may fail without skipping this one: the action then runs without that input (an
+    # optional analysis). Such a run is published under a key of its own (see execute.py), never under the
+    # stage's key, so a later run whose optional input succeeds is not served the result made without it.
+    optional: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

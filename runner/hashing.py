@@ -131,21 +131,3 @@ class FileDigests:
             atomic_write(memo, json.dumps(payload))
         except OSError:
             pass  # the memo is an optimisation; a read-only cache still works, just slower
-
-
-def source_digest(*modules: str) -> str:
-    """Digest of the source files of the named modules (without importing them): a stage's code version.
-
-    Any edit to a listed module changes the keys of the stages that declare it, so a changed stage can
-    never be served from an entry made by the old code.
-    """
-    import importlib.util
-
-    h = hashlib.sha256()
-    for name in sorted(set(modules)):
-        spec = importlib.util.find_spec(name)
-        if spec is None or spec.origin is None:
-            raise ModuleNotFoundError(name)
-        h.update(name.encode())
-        h.update(Path(spec.origin).read_bytes())
-    return h.hexdigest()

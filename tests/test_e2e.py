@@ -19,9 +19,9 @@ def test_demo_config_on_reduced_input(capsys) -> None:
     per_sample = 40 * 32 * 32  # the seed's 40 channels at the reduced resolution
     for name in ("conv0", "bn0", "relu0"):
         assert layers[name]["metrics"]["elements"] == 2 * per_sample
-        assert layers[name]["dtype_candidate"] == "float16" and layers[name]["execution"] == "native"
+        assert layers[name]["dtype_candidate"] == "float16" and layers[name]["execution"] == "emulated"
     assert report["experiment"]["overrides"] == ["inputs.input.shape=[1, 3, 32, 32]", "samples=2"]
-    assert comparison["candidate_run"]["execution"] == "native"
+    assert comparison["candidate_run"]["execution"] == "emulated"
     md = Path("demo/report.md").read_text()
     assert "| Layer | Op | Count with rel err > 10% | Total | Per sample | Deviation ratio |" in md
     assert f"| conv0 | Conv | {layers['conv0']['metrics']['deviating']:,} | {2 * per_sample:,} | {per_sample:,} |" in md

@@ -150,12 +150,7 @@ def attribute(
     threads: int = 1,
 ) -> dict[str, dict[str, Any]]:
     """Local metrics per tensor, or why a tensor is not attributable. ``reference`` is a DumpReader."""
-    import numpy as np
     import onnx
-    import onnxruntime as ort
-
-    from layerscope.pipelines.lowering.formats import numpy_dtype
-    from layerscope.pipelines.metrics.stats import TensorStats
 
     results: dict[str, dict[str, Any]] = {}
     if lowered_path is None:  # an FP32 candidate: every layer computes exactly as the reference
@@ -175,51 +170,97 @@ def attribute(
         if node_name in pinned:
             results.update({t: {"status": "pinned"} for t in outs})
             continue
-        low = cutter.by_name.get(node_name)
-        originals = summary.node(node_name).outputs
-        values = {} if low is None else {
-            low.output[k]: str(tensor_map[o]["name"]) for k, o in enumerate(originals) if o in tensor_map
-        }  # fmt: skip
-        cut = cutter.cut(node_name, values)
-        missing = [] if cut is None else [o for o, _ in cut[1].values() if o not in dumped and o not in graph_inputs]
-        if cut is None or missing:
-            why = f"its input {missing[0]!r} was not dumped" if missing else "it cannot be cut out of the graph"
-            results.update({t: {"status": NOT_ATTRIBUTABLE, "why": why} for t in outs})
-            continue
-        model, feeds = cut
         try:
-            session = ort.InferenceSession(
-                model.SerializeToString(), session_options(), providers=["CPUExecutionProvider"]
-            )
-        except Exception as exc:
-            why = f"ONNX Runtime cannot run it alone: {str(exc).strip()[:200]}"
+            results.update(_attribute_layer(node_name, outs, cutter, summary, tensor_map, dumped, graph_inputs,
+                                            reference, metric_config, session_options, threads))  # fmt: skip
+        except (MemoryError, OSError):
+            raise  # the machine, not the layer: the stage fails and is not cached
+        except Exception as exc:  # an optional analysis: one layer that cannot be attributed costs nothing else
+            why = f"attribution failed: {type(exc).__name__}: {str(exc).strip()[:200]}"
             results.update({t: {"status": NOT_ATTRIBUTABLE, "why": why} for t in outs})
-            continue
-        names = [str(tensor_map[t]["name"]) for t in outs]
-        stats = {t: TensorStats(metric_config(t), threads=threads) for t in outs}
-        for i in range(reference.samples):
-            feed = {}
-            for cut_input, (original, dtype) in feeds.items():
-                group = "tensors" if original in dumped else "inputs"
-                value = reference.read(original, i, group=group)
-                with np.errstate(over="ignore"):  # beyond the format's range is inf, as the candidate gets it
-                    feed[cut_input] = value.astype(numpy_dtype(ELEM_TYPES[dtype]))
-            for t, value in zip(outs, session.run(names, feed), strict=True):
-                stats[t].update(reference.read(t, i), value)
-        for t in outs:
-            local = stats[t].result()
-            local.pop("histograms", None)
-            results[t] = {"status": "ok", "local": local}
     return results
 
 
+def _attribute_layer(
+    node_name: str,
+    outs: list[str],
+    cutter: LayerCutter,
+    summary: ModelSummary,
+    tensor_map: Mapping[str, Mapping[str, Any]],
+    dumped: set[str],
+    graph_inputs: set[str],
+    reference: Any,
+    metric_config: Callable[[str], Any],
+    session_options: Callable[[], Any],
+    threads: int,
+) -> dict[str, dict[str, Any]]:
+    """The local metrics of one layer's outputs, or why they cannot be computed."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from layerscope.pipelines.lowering.formats import numpy_dtype
+    from layerscope.pipelines.metrics.stats import TensorStats
+
+    node = summary.node(node_name)
+    if node.subgraph:
+        why = f"it holds a subgraph ({node.op_type}): its values inside cannot be observed or cut out"
+        return {t: {"status": NOT_ATTRIBUTABLE, "why": why} for t in outs}
+    low = cutter.by_name.get(node_name)
+    values = {} if low is None else {
+        low.output[k]: str(tensor_map[o]["name"]) for k, o in enumerate(node.outputs) if o in tensor_map
+    }  # fmt: skip
+    cut = cutter.cut(node_name, values)
+    missing = [] if cut is None else [o for o, _ in cut[1].values() if o not in dumped and o not in graph_inputs]
+    if cut is None or missing:
+        why = f"its input {missing[0]!r} was not dumped" if missing else "it cannot be cut out of the graph"
+        return {t: {"status": NOT_ATTRIBUTABLE, "why": why} for t in outs}
+    model, feeds = cut
+    try:
+        session = ort.InferenceSession(model.SerializeToString(), session_options(), providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        why = f"ONNX Runtime cannot run it alone: {str(exc).strip()[:200]}"
+        return {t: {"status": NOT_ATTRIBUTABLE, "why": why} for t in outs}
+    names = [str(tensor_map[t]["name"]) for t in outs]
+    stats = {t: TensorStats(metric_config(t), threads=threads) for t in outs}
+    overflowed = 0
+    for i in range(reference.samples):
+        feed = {}
+        for cut_input, (original, dtype) in feeds.items():
+            group = "tensors" if original in dumped else "inputs"
+            value = reference.read(original, i, group=group)
+            target = numpy_dtype(ELEM_TYPES[dtype])
+            # Feeding the reference into a reduced-precision input rounds it as the candidate's own Cast would;
+            # values beyond the format's range become Inf there too. Counted, never warned about on stderr.
+            with np.errstate(over="ignore", invalid="ignore"):
+                fed = np.asarray(value).astype(target)
+            if fed.dtype.kind == "f" and np.asarray(value).dtype.kind == "f":
+                overflowed += int(np.count_nonzero(np.isinf(fed) & np.isfinite(value)))
+            feed[cut_input] = fed
+        for t, value in zip(outs, session.run(names, feed), strict=True):
+            stats[t].update(reference.read(t, i), value)
+    out: dict[str, dict[str, Any]] = {}
+    for t in outs:
+        local = stats[t].result()
+        local.pop("histograms", None)
+        out[t] = {"status": "ok", "local": local}
+        if overflowed:
+            out[t]["note"] = f"{overflowed} reference input values overflow the input's format"
+    return out
+
+
 def inherited_share(total: Mapping[str, Any], local: Mapping[str, Any]) -> float | None:
-    """Share of the candidate's error power at a layer that arrived from upstream (0: all local, 1: all inherited)."""
+    """Share of the candidate's error power at a layer that arrived from upstream (0: all local, 1: all inherited).
+
+    Undefined (None) when either error power is undefined (no finite pairs) or infinite (a value became NaN/Inf):
+    a ratio of infinities says nothing about where the error came from.
+    """
+    import math
+
     from layerscope.runner.jsonio import as_float
 
     noise_total = as_float(total["rmse"]) ** 2
     noise_local = as_float(local["rmse"]) ** 2
-    if noise_total != noise_total or noise_local != noise_local:  # NaN: no finite pairs
+    if not (math.isfinite(noise_total) and math.isfinite(noise_local)):
         return None
     if noise_total == 0:
         return 0.0

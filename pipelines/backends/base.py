@@ -91,6 +91,6 @@ class Backend(Protocol):
 
 
 def code_modules(backend: Backend) -> tuple[str, ...]:
-    """The modules whose source makes ``backend``'s artifacts: its ``code_modules`` when it spreads over
-    several (TensorRT), else its own module. Part of the build and dump stages' code version."""
-    return tuple(getattr(backend, "code_modules", (type(backend).__module__,)))
+    """The module of ``backend``: the registry imports it by name, so no import statement leads a stage to it.
+    With everything it imports (runner/codeversion.py), part of the build and dump stages' code version."""
+    return (type(backend).__module__,)

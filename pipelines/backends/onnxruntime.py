@@ -9,6 +9,7 @@ is a graph output, so every requested value is observable), and each sample is o
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -91,7 +92,11 @@ class OnnxRuntimeBackend:
                     "(FP32 compute, every value rounded to the format)",
                 )
             )
-        out.setdefault("execution", "native" if fmt.native_on_cpu else "emulated")
+        # FP16 defaults to emulation too: ONNX Runtime's CPU provider has FP16 kernels for data movement and a few
+        # fused ops only, runs everything else in FP32 between inserted Casts and drops the rounding between
+        # consecutive such nodes -- not FP16 arithmetic. Emulation (FP32 compute, every output rounded to FP16)
+        # is what a GPU's FP16 with FP32 accumulation computes. `native` stays available, labelled per layer.
+        out.setdefault("execution", "native" if fmt.native_on_cpu and fmt.name != "fp16" else "emulated")
         # ONNX Runtime's extended graph optimizations drop a Relu sitting between float8 DequantizeLinear and
         # QuantizeLinear (seen in 1.32: relu0's output went negative); FP8 runs are emulated anyway.
         out.setdefault("graph_optimization", "basic" if fmt.name == "fp8" else "all")
@@ -121,8 +126,12 @@ class OnnxRuntimeBackend:
             lowering = lower_quantized(model.path, model.summary, plan, ranges, ctx.out_dir)
             assert lowering.model is not None
             _save(lowering.model, ctx.out_dir / "lowered.onnx")
-            if self._probe(ctx.out_dir / "lowered.onnx", run) is not None:
-                raise StageError(f"ONNX Runtime cannot run the {run.precision} Q/DQ model")
+            refused = self._probe(ctx.out_dir / "lowered.onnx", run)
+            if refused is not None:
+                raise StageError(
+                    f"ONNX Runtime cannot run the {run.precision} Q/DQ model: {refused[2]}",
+                    hint="pin the layer to fp32 (overrides), or set per_channel: false in calibration",
+                )
             (ctx.out_dir / "lowering.json").write_text(json.dumps(lowering.info, indent=1))
             ctx.result.update({"execution": lowering.info["execution"]})
             return
@@ -141,15 +150,17 @@ class OnnxRuntimeBackend:
             missing = self._probe(target, run)
             if missing is None:
                 break
-            op, node = missing
+            op, node, why = missing
             if op in blocked or plan.execution == "emulated" or run.precision == "fp32":
-                raise StageError(f"ONNX Runtime cannot run node {node!r} ({op}) of the {run.precision} model")
+                raise StageError(f"ONNX Runtime cannot run node {node!r} ({op}) of the {run.precision} model: {why}")
             blocked.add(op)
             ctx.progress.log(f"no {run.precision} kernel for {op}: emulating it")
         else:
             raise StageError("too many ops without kernels; use execution: emulated")
         if lowering.model is not None and not (ctx.out_dir / "lowered.onnx").exists():
             _save(lowering.model, ctx.out_dir / "lowered.onnx")
+        if run.precision == "fp16" and plan.execution == "native":
+            _label_fp32_fallbacks(lowering.info, model.summary)
         if blocked:
             lowering.info["notes"].append(
                 f"ONNX Runtime has no {run.precision} CPU kernel for {', '.join(sorted(blocked))}: "
@@ -158,8 +169,9 @@ class OnnxRuntimeBackend:
         (ctx.out_dir / "lowering.json").write_text(json.dumps(lowering.info, indent=1))
         ctx.result.update({"execution": lowering.info["execution"], "blocked_ops": sorted(blocked)})
 
-    def _probe(self, model: bytes | Path, run: RunSpec) -> tuple[str, str] | None:
-        """None if ONNX Runtime accepts the model; (op type, node) of the first node it has no kernel for."""
+    def _probe(self, model: bytes | Path, run: RunSpec) -> tuple[str, str, str] | None:
+        """None if ONNX Runtime accepts the model; (op type, node, ONNX Runtime's message) of the first node it
+        has no kernel for."""
         import onnxruntime as ort
 
         so = session_options(run, threads=1)
@@ -171,7 +183,10 @@ class OnnxRuntimeBackend:
             text = str(exc)
             m = _NO_KERNEL.search(text) or _BAD_TYPE.search(text)
             if m:
-                return m.group(1), m.group(2)
+                return m.group(1), m.group(2), _runtime_message(text)
+            if "Unrecognized attribute" in text or "axis" in text:
+                node = re.search(r"[Nn]ode \(?'?([^)':]+)", text)
+                return "", node.group(1) if node else "", _runtime_message(text)
             raise StageError(f"ONNX Runtime cannot load the {run.precision} model: {text.strip()[:500]}") from None
         return None
 
@@ -225,6 +240,61 @@ class _OrtSession:
         del self._session
         if self._tmp is not None:
             self._tmp.cleanup()
+
+
+@functools.cache
+def fp16_kernel_ops(domain: str, opset: int) -> frozenset[str]:
+    """Op types of ``domain`` at ``opset`` that ONNX Runtime's CPU provider has a float16 kernel for (from its
+    registered kernel definitions)."""
+    from onnxruntime.capi import _pybind_state
+
+    ops = set()
+    for d in _pybind_state.get_all_opkernel_def():
+        if d.provider != "CPUExecutionProvider" or (d.domain or "ai.onnx") != (domain or "ai.onnx"):
+            continue
+        lo, hi = d.version_range
+        if lo <= opset <= hi and any("tensor(float16)" in types for types in d.type_constraints.values()):
+            ops.add(d.op_name)
+    return frozenset(ops)
+
+
+def _label_fp32_fallbacks(info: dict[str, Any], summary: Any) -> None:
+    """Mark the layers of a native FP16 run that ONNX Runtime computes in FP32 (no FP16 CPU kernel) as
+    ``fp32-fallback``: their outputs are FP32 values (rounded to FP16 only where a Cast follows), and the next
+    layer may read them unrounded. Says so in the notes."""
+    fallback = []
+    native = 0
+    for node in summary.nodes:
+        entry = info["nodes"].get(node.name)
+        if entry is None or entry["execution"] != "native":
+            continue
+        domain = node.domain or "ai.onnx"
+        if node.op_type in fp16_kernel_ops(domain, summary.opsets.get(domain, 0)):
+            native += 1
+            continue
+        entry["execution"], entry["precision"] = "fp32-fallback", "fp32"
+        fallback.append(node)
+    if not fallback:
+        return
+    names = {n.name for n in fallback}
+    for tensor in info["tensors"].values():
+        if tensor["node"] in names:
+            tensor["execution"], tensor["dtype"] = "fp32-fallback", "float32"
+    info["execution"] = "mixed"
+    ops = sorted({n.op_type for n in fallback})
+    info["notes"].append(
+        f"ONNX Runtime's CPU provider has no FP16 kernel for {', '.join(ops[:12])}{' …' if len(ops) > 12 else ''}: "
+        f"{len(fallback)} layers compute in FP32 between inserted Casts (execution fp32-fallback), {native} in FP16; "
+        "values passed between fallback layers are not rounded to FP16. execution: emulated (the default) rounds "
+        "every layer's output to FP16, as a GPU does"
+    )
+
+
+def _runtime_message(text: str) -> str:
+    """ONNX Runtime's own reason, without its file/line prefix, short enough for one line."""
+    text = " ".join(text.split())
+    text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text)
+    return text[:400]
 
 
 def precision_plan(run: RunSpec) -> Any:

@@ -61,19 +61,6 @@ def _has_module(name: str) -> bool:
 
 class TensorRTBackend:
     name = "tensorrt"
-    # The code that makes its artifacts: part of the build and dump stages' code version, so editing any
-    # of these modules can never serve an engine or a dump made by the old code.
-    code_modules = (
-        __name__,
-        "layerscope.pipelines.backends.trt.versions",
-        "layerscope.pipelines.backends.trt.plan",
-        "layerscope.pipelines.backends.trt.inspector",
-        "layerscope.pipelines.backends.trt.buffers",
-        "layerscope.pipelines.backends.trt.engine",
-        "layerscope.pipelines.backends.trt.runtime",
-        "layerscope.pipelines.backends.trt.logs",
-        "layerscope.pipelines.backends.trt.timing",
-    )
 
     # -- what is installed (looked up once per process: validation asks for every run) -------------------
     @cached_property

@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from layerscope.runner.codeversion import code_version
 from layerscope.runner.errors import UsageError
 from layerscope.runner.files import atomic_write
-from layerscope.runner.hashing import digest, source_digest
+from layerscope.runner.hashing import digest
 from layerscope.runner.resources import available_memory, free_disk, human
 
 if TYPE_CHECKING:
@@ -133,7 +134,7 @@ def _tensor_sizes(exp: Experiment) -> dict[str, int | None]:
     if all(declared.get(n) is not None and list(declared[n] or ()) == s for n, s in shapes.items()):
         # The model's own (static) shapes are the config's: the summary already knows every size.
         return {name: _bytes(t.dtype, t.shape) for name, t in summary.tensors.items()}
-    key = digest({"model": exp.model.digest, "shapes": shapes, "code": source_digest(__name__)})
+    key = digest({"model": exp.model.digest, "shapes": shapes, "code": code_version(__name__)})
     memo = exp.cache.base / "memo" / "estimate" / f"{key}.json"
     try:
         return dict(json.loads(memo.read_text()))

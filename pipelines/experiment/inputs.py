@@ -11,6 +11,7 @@ config's shape and dtype and names the source and the sample when one does not f
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,11 +24,6 @@ if TYPE_CHECKING:
     import numpy as np
 
     from layerscope.pipelines.experiment import InputSpec
-
-# Every module that computes sample values: the code version of each stage that reads inputs.
-INPUT_MODULES = tuple(
-    f"layerscope.pipelines.experiment.{m}" for m in ("inputs", "arrays", "images", "feeds", "userscript")
-)
 
 
 def source_kind(source: Any) -> str:
@@ -45,11 +41,12 @@ def input_material(spec: InputSpec, digests: FileDigests) -> dict[str, Any]:
         from importlib.metadata import version
 
         numpy_minor = ".".join(version("numpy").split(".")[:2])
+        draw = ".integers(low, high, endpoint=True)" if src["random"] == "uniform" and _integer(spec.dtype) else ""
         return {
             "shape": spec.shape,
             "dtype": spec.dtype,
             "source": src,
-            "generator": f"numpy {numpy_minor} default_rng([seed, i])",
+            "generator": f"numpy {numpy_minor} default_rng([seed, i]){draw}",
         }
     if kind == "images":
         from layerscope.pipelines.experiment.images import image_material
@@ -63,6 +60,10 @@ def input_material(spec: InputSpec, digests: FileDigests) -> dict[str, Any]:
     return {"shape": spec.shape, "dtype": spec.dtype, "file_sha256": digests(path), "name": path.name, **src}
 
 
+def _integer(dtype: str) -> bool:
+    return dtype.startswith(("int", "uint"))
+
+
 def _random_sample(spec: InputSpec, i: int) -> np.ndarray:
     import numpy as np
 
@@ -70,15 +71,24 @@ def _random_sample(spec: InputSpec, i: int) -> np.ndarray:
     assert spec.shape is not None
     rng = np.random.default_rng([int(src["seed"]), i])
     dtype = np.dtype(spec.dtype)
+    if src["random"] == "uniform" and dtype.kind in "iu":
+        # Integers uniformly from [low, high], both ends included (rounding uniform floats would give the ends
+        # half the probability of the values between).
+        low, high = math.ceil(float(src["low"])), math.floor(float(src["high"]))
+        return np.asarray(rng.integers(low, max(low, high), size=spec.shape, endpoint=True)).astype(dtype)
     if src["random"] == "normal":
         values = rng.standard_normal(spec.shape) * float(src["std"]) + float(src["mean"])
     else:
         values = rng.uniform(float(src["low"]), float(src["high"]), spec.shape)
+    # np.asarray: for a 0-d input (shape []) rint, a comparison and astype return numpy scalars, which ONNX
+    # Runtime and h5py refuse; a sample is always an array.
     if dtype.kind in "iu":
-        return np.rint(values).astype(dtype)
+        return np.asarray(np.rint(values)).astype(dtype)
     if dtype.kind == "b":
-        return values > (float(src["mean"]) if src["random"] == "normal" else (src["low"] + src["high"]) / 2)
-    return values.astype(dtype)
+        return np.asarray(
+            values > (float(src["mean"]) if src["random"] == "normal" else (src["low"] + src["high"]) / 2)
+        )
+    return np.asarray(values).astype(dtype)
 
 
 def conform(value: Any, spec: InputSpec, where: str) -> np.ndarray:

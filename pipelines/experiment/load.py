@@ -22,8 +22,9 @@ from layerscope.pipelines.experiment.agreement import task_spec
 from layerscope.pipelines.experiment.sources import check_calibration_sources
 from layerscope.pipelines.experiment.spec import Experiment
 from layerscope.runner.cache import Cache
+from layerscope.runner.codeversion import code_version
 from layerscope.runner.errors import SpecError, SpecProblem, UsageError
-from layerscope.runner.hashing import digest, digest_bytes, source_digest
+from layerscope.runner.hashing import digest, digest_bytes
 from layerscope.runner.paths import confined, is_explicit
 from layerscope.runner.spec import (
     Document,
@@ -240,7 +241,7 @@ def _check_schema(doc: Document, cache: Cache) -> list[SpecProblem]:
     nonfinite = nonfinite_problems(doc)
     if nonfinite:
         return validate_schema(doc, json.loads(text))
-    validator = source_digest("layerscope.runner.spec", "layerscope.runner.yamldoc")
+    validator = code_version("layerscope.runner.spec")
     memo_key = digest({"config": doc.data, "schema": digest_bytes(text.encode()), "validator": validator})
     memo = cache.base / "memo" / "valid" / memo_key
     if memo.exists():

@@ -397,13 +397,23 @@ def _pin(ld: Loading, run: RunSpec, model: ResolvedModel) -> RunSpec:
 def tensors(selection: Selection | None, model: ResolvedModel) -> tuple[tuple[str, ...], list[str]]:
     """The float tensors to dump and compare, in network order (graph outputs always), and notes."""
     summary = model.summary
+    selection = selection or Selection(None)
     chosen: list[str] = []
-    skipped = 0
-    for node in (selection or Selection(None)).apply(summary.nodes):
+    skipped = constant = empty = 0
+    static = set() if selection.constants else summary.static_nodes()
+    exact = selection.exact_names()
+    for node in selection.apply(summary.nodes):
         outs = summary.float_outputs(node)
         if not outs:
             skipped += 1
-        chosen.extend(outs)
+            continue
+        named = node.name in exact or any(t in exact for t in node.outputs)
+        if node.name in static and not named:
+            constant += 1
+            continue
+        kept = [t for t in outs if named or selection.constants or not summary.empty(t)]
+        empty += len(outs) - len(kept)
+        chosen.extend(kept)
     graph_outputs = [t.name for t in summary.outputs if t.is_float]
     producers = summary.producer_of()
     index = {t: producers[t].index if t in producers else -1 for t in set(chosen) | set(graph_outputs)}
@@ -411,4 +421,11 @@ def tensors(selection: Selection | None, model: ResolvedModel) -> tuple[tuple[st
     notes = []
     if skipped:
         notes.append(f"{skipped} selected nodes have no floating-point output and are not compared")
+    if constant:
+        notes.append(
+            f"{constant} selected nodes compute only from weights, constants or shapes and are not compared "
+            "(layers: {include: all, constants: true} compares them; weight problems show at the layers reading them)"
+        )
+    if empty:
+        notes.append(f"{empty} selected tensors have no elements and are not compared")
     return tuple(ordered), notes

@@ -47,6 +47,16 @@ class Selector:
 class Selection:
     include: tuple[Selector, ...] | None  # None: every node
     exclude: tuple[Selector, ...] = ()
+    # Also the layers whose values do not depend on the inputs (weights, constants, shape arithmetic, empty
+    # tensors): off by default, since comparing a weight as a layer floods the report; a weight's format
+    # problem is reported at the layer that reads it.
+    constants: bool = False
+
+    def exact_names(self) -> set[str]:
+        """Names the selection spells out exactly (no wildcard): always honoured, constant or not."""
+        return {
+            s.patterns[0] for s in self.include or () if s.kind == "name" and not any(c in s.patterns[0] for c in "*?[")
+        }
 
     def apply(self, nodes: Iterable[NodeInfo]) -> list[NodeInfo]:
         return [
@@ -66,6 +76,7 @@ class Selection:
         return {
             "include": "all" if self.include is None else [one(s) for s in self.include],
             "exclude": [one(s) for s in self.exclude],
+            **({"constants": True} if self.constants else {}),
         }
 
 
@@ -98,7 +109,7 @@ def parse_selection(value: Any, ptr: str, problems: ProblemCollector | None = No
         else tuple(parse_selector(v, f"{ptr}/include/{i}", problems) for i, v in enumerate(include_raw))
     )
     exclude = tuple(parse_selector(v, f"{ptr}/exclude/{i}", problems) for i, v in enumerate(value.get("exclude", [])))
-    return Selection(include, exclude)
+    return Selection(include, exclude, constants=bool(value.get("constants", False)))
 
 
 def check_selection(selection: Selection, summary: ModelSummary, problems: ProblemCollector) -> None:

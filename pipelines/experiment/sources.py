@@ -48,7 +48,7 @@ def build_input(
     dtype = spec.get("dtype", "float32")
     shape = tuple(spec["shape"]) if "shape" in spec else model_shape
     if "random" in source:
-        source = _random(ld, source, ptr)
+        source = _random(ld, source, ptr, dtype)
         if shape is None:
             ld.problems.add(ptr, "shape is required for a random source (the model's input shape is not static)")
     elif "images" in source:
@@ -60,9 +60,11 @@ def build_input(
     return InputSpec(name, shape, dtype, source)
 
 
-def _random(ld: Loading, source: dict[str, Any], ptr: str) -> dict[str, Any]:
+def _random(ld: Loading, source: dict[str, Any], ptr: str, dtype: str) -> dict[str, Any]:
     relevant = {"normal": ("mean", "std"), "uniform": ("low", "high")}[source["random"]]
     defaults = {"mean": 0.0, "std": 1.0, "low": 0.0, "high": 1.0}
+    if dtype.startswith(("int", "uint")):
+        defaults["high"] = 255.0  # integer inputs: byte values / token ids, valid for typical models
     source = {"seed": 0, **{k: defaults[k] for k in relevant}, **source}
     for k in set(defaults) - set(relevant):
         if k in source:

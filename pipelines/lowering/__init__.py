@@ -7,7 +7,6 @@
 """
 
 from layerscope.pipelines.lowering.lower import (
-    LOWERING_MODULES,
     Lowering,
     PrecisionPlan,
     lower,
@@ -15,4 +14,4 @@ from layerscope.pipelines.lowering.lower import (
     runtime_applied,
 )
 
-__all__ = ["LOWERING_MODULES", "Lowering", "PrecisionPlan", "lower", "lower_quantized", "runtime_applied"]
+__all__ = ["Lowering", "PrecisionPlan", "lower", "lower_quantized", "runtime_applied"]

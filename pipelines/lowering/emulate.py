@@ -63,8 +63,14 @@ def lower_emulated(model: Any, summary: ModelSummary, fmt: Format, pinned: set[s
 
     new_nodes: list[Any] = []
 
+    # Where each rounded node output can be read in the format itself (FP16: the dump stores it as float16, half
+    # the bytes of its FP32 copy; h5py has no bfloat16 or float8, so those are read after the Cast back).
+    in_format: dict[str, str] = {}
+
     def rounding_pair(src: str, dst: str, base: str) -> None:
         q = unique_name(f"{base}::{fmt.name}", taken)
+        if fmt.name == "fp16":
+            in_format[dst] = q
         new_nodes.append(
             helper.make_node("Cast", [src], [q], name=unique_name(f"{base}::to_{fmt.name}", taken), to=fmt.onnx_type)
         )
@@ -74,10 +80,13 @@ def lower_emulated(model: Any, summary: ModelSummary, fmt: Format, pinned: set[s
     unknown: list[str] = []
     constants = {n.output[0]: n for n in g.node if n.op_type == "Constant" and _float_value(n) is not None}
     # Node outputs: rename to a raw name, round back into the original name; control readers keep raw.
+    layers = {n.name for n in summary.nodes}
     for node in list(g.node):
         if node.name in pinned:
             execution[node.name] = "pinned"
             continue
+        if node.name not in layers and all(o not in summary.tensors for o in node.output):
+            continue  # a helper an opset upgrade added (a Resize's roi Constant): control data, not a layer
         if node.op_type == "Constant" and node.output[0] in constants:
             execution[node.name] = "emulated"  # a weight: rounded below, like an initializer
             continue
@@ -147,4 +156,4 @@ def lower_emulated(model: Any, summary: ModelSummary, fmt: Format, pinned: set[s
         notes.append(
             f"{len(unknown)} node outputs of unknown type were not rounded (shape inference could not type them)"
         )
-    return model, {"execution": execution, "notes": notes, "weights": weights}
+    return model, {"execution": execution, "notes": notes, "weights": weights, "values": in_format}

@@ -22,18 +22,6 @@ from typing import Any
 from layerscope.pipelines.lowering.formats import FORMATS
 from layerscope.pipelines.models.summary import ModelSummary, normalize_names
 
-LOWERING_MODULES = (
-    "layerscope.pipelines.lowering.lower",
-    "layerscope.pipelines.lowering.typed",
-    "layerscope.pipelines.lowering.retype",
-    "layerscope.pipelines.lowering.emulate",
-    "layerscope.pipelines.lowering.graphutil",
-    "layerscope.pipelines.lowering.formats",
-    "layerscope.pipelines.lowering.weights",
-    "layerscope.pipelines.lowering.quantize",
-    "layerscope.pipelines.models.summary",
-)
-
 
 @dataclass(frozen=True)
 class PrecisionPlan:
@@ -64,6 +52,11 @@ def lower(
     fmt = FORMATS[plan.format]
     pinned = set(plan.pinned) | _constants_read_only_by(set(plan.pinned), summary)
     float_outputs = {n.name: summary.float_outputs(n) for n in summary.nodes}
+    upgrade_notes: list[str] = []
+    if model is not None and plan.format == "bf16":
+        from layerscope.pipelines.lowering.opset import BF16_OPSET, ensure_opset
+
+        model, upgrade_notes = ensure_opset(model, BF16_OPSET, "a Cast to bfloat16")
     if plan.format == "fp32":
         nodes = {n.name: ("native" if float_outputs[n.name] else "n/a") for n in summary.nodes}
         tensors = {t: t for outs in float_outputs.values() for t in outs}
@@ -72,8 +65,10 @@ def lower(
         from layerscope.pipelines.lowering.emulate import lower_emulated
 
         lowered, extra = lower_emulated(model, summary, fmt, pinned)
-        tensors = {t: t for outs in float_outputs.values() for t in outs}
-        return Lowering(lowered, _info(plan, extra, tensors, summary, None))
+        extra["notes"] = upgrade_notes + extra["notes"]
+        values = extra.get("values", {})
+        tensors = {t: values.get(t, t) for outs in float_outputs.values() for t in outs}
+        return Lowering(lowered, _info(plan, extra, tensors, summary, lowered if values else None))
     import copy
 
     from layerscope.pipelines.lowering.typed import TYPED_FORMATS, lower_typed, value_names
@@ -82,6 +77,7 @@ def lower(
         raise ValueError(f"no native lowering for {plan.format}")
     original = copy.deepcopy(model)
     lowered, extra = lower_typed(model, plan.format, pinned, set(blocked_ops))
+    extra["notes"] = upgrade_notes + extra["notes"]
     mapping = value_names(original, lowered, set(blocked_ops))
     tensors = {t: mapping.get(t, t) for outs in float_outputs.values() for t in outs}
     return Lowering(lowered, _info(plan, extra, tensors, summary, lowered))

@@ -80,19 +80,67 @@ def collected_notes() -> Iterator[list[str]]:
         _TOOLS.release()
 
 
-def working_copy(model: Path, work_dir: Path) -> Path:
+@contextlib.contextmanager
+def _chdir(path: Path) -> Iterator[None]:
+    """contextlib.chdir for Python 3.10."""
+    import os
+
+    before = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(before)
+
+
+def working_copy(model: Path, work_dir: Path, notes: list[str] | None = None, per_channel: bool = False) -> Path:
     """The model with layerscope's node names, saved in ``work_dir``: ORT's tools write files next to the model
-    they are given, which must never be a cache entry, and they must see the node names the config uses."""
+    they are given, which must never be a cache entry, and they must see the node names the config uses.
+
+    Float Constant nodes become initializers (exporters such as Paddle's store weights as Constants, and ORT's
+    quantizer treats a Constant's output as an activation: per-tensor with a calibrated scale, never per-channel),
+    and with per-channel weights a model below opset 13 is upgraded (DequantizeLinear's axis). Both go into
+    ``notes`` when given."""
     import onnx
 
+    from layerscope.pipelines.lowering.opset import PER_CHANNEL_OPSET, ensure_opset
     from layerscope.pipelines.models.summary import normalize_names
 
     proto = onnx.load(str(model))
     normalize_names(proto)
+    moved = constants_to_initializers(proto)
+    if moved and notes is not None:
+        notes.append(f"{moved} weights stored as Constant nodes are quantized as weights (moved to initializers)")
+    if per_channel:
+        proto, upgraded = ensure_opset(proto, PER_CHANNEL_OPSET, "per-channel weight quantization")
+        if notes is not None:
+            notes += upgraded
     out = work_dir / "model.onnx"
     big = proto.ByteSize() > 1_800_000_000
     onnx.save(proto, str(out), save_as_external_data=big, location="model.onnx.data" if big else None)
     return out
+
+
+def constants_to_initializers(model: Any) -> int:
+    """Turn float Constant nodes with a tensor value (weights) into initializers of the same name; returns how
+    many. The Constant node is removed: its output name is now the initializer's, so every reader is unchanged."""
+    from onnx import TensorProto
+
+    g = model.graph
+    keep, moved = [], 0
+    for node in g.node:
+        tensor = next((a.t for a in node.attribute if a.name == "value" and a.HasField("t")), None)
+        if node.op_type == "Constant" and tensor is not None and tensor.data_type == TensorProto.FLOAT and tensor.dims:
+            init = g.initializer.add()
+            init.CopyFrom(tensor)
+            init.name = node.output[0]
+            moved += 1
+        else:
+            keep.append(node)
+    if moved:
+        del g.node[:]
+        g.node.extend(keep)
+    return moved
 
 
 def preprocess(model: Path, out: Path, notes: list[str]) -> Path:
@@ -112,7 +160,11 @@ def preprocess(model: Path, out: Path, notes: list[str]) -> Path:
     errors = []
     for how, kwargs in attempts:
         try:
-            quant_pre_process(str(model), str(out), skip_optimization=True, **kwargs)
+            # ORT's symbolic shape inference saves "sym_shape_infer_temp.onnx" (+ external data) into the current
+            # directory when it gives up: run it inside the scratch folder. The caller holds _TOOLS, and every
+            # path layerscope uses is absolute, so the other threads are not affected.
+            with contextlib.chdir(out.parent) if hasattr(contextlib, "chdir") else _chdir(out.parent):
+                quant_pre_process(str(model), str(out), skip_optimization=True, **kwargs)
         except Exception as exc:
             errors.append(f"{type(exc).__name__}: {exc}")
             continue
@@ -131,6 +183,7 @@ def calibrate(
     percentile: float,
     work_dir: Path,
     out: Path,
+    per_channel: bool = False,
     progress: Callable[[], None] = lambda: None,
 ) -> list[str]:
     """Calibrate every float tensor of ``model`` on ``samples``; write ORT's range cache to ``out``. Returns notes."""
@@ -151,7 +204,10 @@ def calibrate(
     if method == "entropy":  # TensorRT's entropy calibration: 2048 histogram bins, 128 quantized levels
         options.update(num_bins=2048, num_quantized_bins=128)
     with collected_notes() as notes:
-        pre = preprocess(working_copy(model, work_dir), work_dir / "preprocessed.onnx", notes)
+        # The graph the quantizer will see (with per-channel weights, upgraded to opset 13 where needed): every
+        # tensor it asks a range for must have been calibrated.
+        copy = working_copy(model, work_dir, notes, per_channel=per_channel)
+        pre = preprocess(copy, work_dir / "preprocessed.onnx", notes)
         try:
             calibrator = create_calibrator(
                 str(pre),
@@ -208,7 +264,7 @@ def quantize(
     }
     method = load_tensors_data(str(ranges)).calibration_method
     with collected_notes() as notes:
-        copy = working_copy(model, work_dir)
+        copy = working_copy(model, work_dir, notes, per_channel=per_channel and fmt == "int8")
         unranged = _layers_without_ranges(copy, set(read_ranges(ranges)), float_tensors)
         if unranged:
             notes.append(

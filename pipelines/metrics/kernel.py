@@ -21,7 +21,7 @@ from numba import njit, prange, set_num_threads, types
 from numba.extending import overload
 
 CHUNK = 1 << 16
-N_COUNTS, N_SUMS, N_EXT = 17, 6, 4
+N_COUNTS, N_SUMS, N_EXT = 18, 6, 4
 _LOCK = threading.Lock()
 
 
@@ -107,6 +107,7 @@ def _kernel(r, x, table, p, rel_shift, rel_key0, rel_size, abs_shift, abs_key0, 
                 rel = 0.0
             else:
                 rel = np.inf
+                cnt[17] += 1  # an infinite error: NaN vs number, Inf vs finite, +Inf vs -Inf
             if rel > t:
                 cnt[1] += 1
             if rel == np.inf:

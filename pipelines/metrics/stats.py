@@ -48,6 +48,7 @@ COUNTS = (
     "overflow",
     "saturated",
     "zeroed",
+    "infinite_errors",
 )
 SUMS = ("sum_abs", "sum_sq_err", "sum_rel", "dot", "ref_sq", "cand_sq")
 
@@ -157,6 +158,7 @@ class TensorStats:
     abs_hist: np.ndarray = field(default_factory=lambda: np.zeros(ABS_LAYOUT[2], np.int64))
 
     def update(self, ref: np.ndarray, cand: np.ndarray) -> None:
+        ref, cand = np.asarray(ref), np.asarray(cand)  # a 0-d sample may arrive as a numpy scalar
         if ref.shape != cand.shape:
             raise ValueError(f"shape mismatch: reference {ref.shape} vs candidate {cand.shape}")
         r_all, x_all = ref.reshape(-1), cand.reshape(-1)
@@ -188,11 +190,11 @@ class TensorStats:
         return float(self.sums[SUMS.index(name)])
 
     # -- results ------------------------------------------------------------------------------------------
-    def percentile(self, q: float) -> float:
+    def percentile(self, q: float) -> float | None:
         """Relative-error percentile over all elements (q in [0, 100]), from the histogram."""
         n = self.count("elements")
         if n == 0:
-            return math.nan
+            return None
         rank = math.ceil(q / 100.0 * n)
         seen = self.count("rel_zero")
         if rank <= seen:
@@ -208,29 +210,28 @@ class TensorStats:
 
     def result(self) -> dict[str, Any]:
         c, s = self.count, self.total
-        n, pairs = c("elements"), c("finite_pairs")
-        ref_sq, cand_sq, err_sq = s("ref_sq"), s("cand_sq"), s("sum_sq_err")
-        if ref_sq == 0 and cand_sq == 0:
-            cos = 1.0
-        elif ref_sq == 0 or cand_sq == 0:
-            cos = 0.0
-        else:
-            cos = s("dot") / math.sqrt(ref_sq * cand_sq)
-        sqnr = math.inf if err_sq == 0 else (-math.inf if ref_sq == 0 else 10.0 * math.log10(ref_sq / err_sq))
+        n = c("elements")
+        err = error_metrics(
+            infinite=c("infinite_errors"),
+            pairs=c("finite_pairs"),
+            max_abs=self.max_abs,
+            sums={k: s(k) for k in SUMS},
+        )
         out: dict[str, Any] = {
             "elements": n,
             "deviating": c("deviating"),
-            "deviation_ratio": c("deviating") / n if n else 0.0,
-            "max_abs_error": self.max_abs,
-            "mean_abs_error": s("sum_abs") / pairs if pairs else math.nan,
-            "rmse": math.sqrt(err_sq / pairs) if pairs else math.nan,
-            "max_rel_error": math.inf if c("rel_inf") else self.max_rel,
-            "mean_rel_error": s("sum_rel") / c("finite_rel") if c("finite_rel") else math.nan,
+            "deviation_ratio": c("deviating") / n if n else None,
+            "max_abs_error": err["max_abs_error"],
+            "mean_abs_error": err["mean_abs_error"],
+            "rmse": err["rmse"],
+            "max_rel_error": (math.inf if c("rel_inf") else self.max_rel) if n else None,
+            "mean_rel_error": s("sum_rel") / c("finite_rel") if c("finite_rel") else None,
             "p50_rel_error": self.percentile(50),
             "p99_rel_error": self.percentile(99),
             "infinite_rel_error": c("rel_inf"),
-            "cosine": max(-1.0, min(1.0, cos)),
-            "sqnr_db": sqnr,
+            "infinite_errors": c("infinite_errors"),
+            "cosine": err["cosine"],
+            "sqnr_db": err["sqnr_db"],
             "ref_nan": c("ref_nan"),
             "ref_inf": c("ref_inf"),
             "cand_nan": c("cand_nan"),
@@ -269,6 +270,48 @@ class TensorStats:
         return out
 
 
+def error_metrics(*, infinite: int, pairs: int, max_abs: float, sums: dict[str, float]) -> dict[str, Any]:
+    """The error metrics of a tensor from its accumulators, by the rule for non-finite values (docs/metrics.md).
+
+    * An element whose candidate became NaN/Inf where the reference is finite (or the other way round, or
+      opposite infinities) is an **infinite error**: when there is one, max/mean abs error and RMSE are +inf,
+      SQNR is -inf (infinite noise) and cosine is undefined (a vector with an infinite component has no
+      direction).
+    * Otherwise the metrics are over the finite pairs; without any (an empty tensor, or one whose elements are
+      all matching NaN/Inf) they are undefined.
+    * SQNR is +inf when the noise is zero (the candidate equals the reference) and -inf when the reference is
+      all zeros but the candidate is not; cosine is 1 when both are all zeros and undefined when exactly one is.
+
+    Undefined is None (null in report.json, "—" in every table), never a number that looks like a result.
+    """
+    keys = ("max_abs_error", "mean_abs_error", "rmse", "cosine", "sqnr_db")
+    if infinite:
+        return dict(zip(keys, (math.inf, math.inf, math.inf, None, -math.inf), strict=True))
+    if pairs == 0:
+        return dict.fromkeys(keys)
+    ref_sq, cand_sq, err_sq = sums["ref_sq"], sums["cand_sq"], sums["sum_sq_err"]
+    cos: float | None
+    if ref_sq == 0 and cand_sq == 0:
+        cos = 1.0
+    elif ref_sq == 0 or cand_sq == 0:
+        cos = None
+    else:
+        cos = max(-1.0, min(1.0, sums["dot"] / math.sqrt(ref_sq * cand_sq)))
+    if err_sq == 0:
+        sqnr = math.inf
+    elif ref_sq == 0:
+        sqnr = -math.inf
+    else:
+        sqnr = 10.0 * math.log10(ref_sq / err_sq)
+    return {
+        "max_abs_error": max_abs,
+        "mean_abs_error": sums["sum_abs"] / pairs,
+        "rmse": math.sqrt(err_sq / pairs),
+        "cosine": cos,
+        "sqnr_db": sqnr,
+    }
+
+
 def _sparse(hist: np.ndarray) -> dict[str, int]:
     """Non-empty bins only: {bin index: count} (JSON keys are strings)."""
     nz = np.flatnonzero(hist)
@@ -295,7 +338,9 @@ def _numpy_block(r_in: np.ndarray, x_in: np.ndarray, c: MetricConfig) -> tuple[A
         diff = np.where(both, np.abs(x - r), 0.0)
         rel = diff / (np.maximum(abs_r, c.abs_floor) if c.abs_floor > 0 else abs_r)
     rel[diff == 0] = 0.0
-    rel[~both & ~((x == r) | (r_nan & x_nan))] = np.inf
+    infinite = ~both & ~((x == r) | (r_nan & x_nan))
+    rel[infinite] = np.inf
+    counts["infinite_errors"] = int(np.count_nonzero(infinite))
     counts["deviating"] = int(np.count_nonzero(rel > c.rel_error))
     finite_rel = np.isfinite(rel)
     rel_f = rel[finite_rel]

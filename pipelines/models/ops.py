@@ -17,8 +17,9 @@ from functools import lru_cache
 from pathlib import Path
 
 from layerscope.pipelines.models.summary import ModelSummary
+from layerscope.runner.codeversion import code_version
 from layerscope.runner.files import atomic_write
-from layerscope.runner.hashing import digest, source_digest
+from layerscope.runner.hashing import digest
 
 _JUDGED_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml", "com.microsoft"})
 
@@ -53,7 +54,7 @@ def unknown_ops(
         versions = {name: version(name) for name in ("onnx", "onnxruntime")}
     except PackageNotFoundError:
         return _unknown_ops(summary, backend)
-    key = digest({"model": model_digest, "backend": backend, "versions": versions, "code": source_digest(__name__)})
+    key = digest({"model": model_digest, "backend": backend, "versions": versions, "code": code_version(__name__)})
     memo = memo_dir / f"{key}.json"
     try:
         return {str(k): list(v) for k, v in json.loads(memo.read_text()).items()}

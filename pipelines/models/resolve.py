@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from layerscope.pipelines.models.summary import SUMMARY_VERSION, ModelSummary, summarize
+from layerscope.pipelines.models.summary import ModelSummary, summarize
 from layerscope.runner.cache import Cache
+from layerscope.runner.codeversion import code_version
 from layerscope.runner.errors import UsageError
-from layerscope.runner.hashing import digest, source_digest
+from layerscope.runner.hashing import digest
 from layerscope.runner.paths import inside, is_explicit
 
 UNET_DEFAULTS = {"base_channels": 40, "depth": 2, "in_channels": 3, "out_channels": 2, "seed": 0}
@@ -67,7 +68,7 @@ def model_path(spec: Any, resolve: Callable[[str], Path], cache: Cache) -> tuple
 
 
 def _materialise_builtin(options: dict[str, Any], cache: Cache) -> Path:
-    key = digest({"builtin": "unet", "options": options, "code": source_digest("layerscope.pipelines.models.unet")})
+    key = digest({"builtin": "unet", "options": options, "code": code_version("layerscope.pipelines.models.unet")})
     found = cache.lookup("model", key)
     if found.entry is not None:
         return found.entry.file("model.onnx")
@@ -90,7 +91,8 @@ def load_summary(path: Path, cache: Cache) -> tuple[str, ModelSummary]:
     if path.stat().st_size == 0:
         raise UsageError(f"model file {path} is empty (0 bytes)")
     file_digest = cache.digests(path)
-    key = digest({"model_file": file_digest, "summary": SUMMARY_VERSION})
+    # The summary's code version: an edit to how summaries are made never serves one made by the old code.
+    key = digest({"model_file": file_digest, "summary": code_version("layerscope.pipelines.models.summary")})
     found = cache.lookup("summary", key, touch=False)
     summary: ModelSummary | None = None
     if found.entry is not None:

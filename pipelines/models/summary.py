@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-SUMMARY_VERSION = "3"  # 3: external data of every tensor, not only top-level initializers
+SUMMARY_VERSION = "4"  # 3: external data of every tensor; subgraph tensors listed (both "3" on their branches)
 
 # ONNX TensorProto.DataType -> the dtype name used throughout layerscope (numpy / ml_dtypes spelling).
 ELEM_TYPES: dict[int, str] = {
@@ -42,6 +42,7 @@ ELEM_TYPES: dict[int, str] = {
     20: "float8_e5m2fnuz",
 }
 FLOAT_TYPES = frozenset({"float32", "float16", "bfloat16", "float64"})
+_SHAPE_OF = frozenset({"Shape", "Size", "Constant"})  # outputs that never depend on input values
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,13 @@ class NodeInfo:
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
     index: int  # position in network order
+    # Tensors computed inside the node's subgraphs (If branches, Loop/Scan bodies), recursively: a runtime
+    # returns only main-graph values, so these cannot be observed.
+    subgraph_tensors: tuple[str, ...] = ()
+
+    @property
+    def subgraph(self) -> bool:
+        return bool(self.subgraph_tensors) or self.op_type in ("If", "Loop", "Scan")
 
 
 @dataclass(frozen=True)
@@ -90,6 +98,30 @@ class ModelSummary:
     def producer_of(self) -> dict[str, NodeInfo]:
         return {t: n for n in self.nodes for t in n.outputs if t}
 
+    def static_nodes(self) -> set[str]:
+        """Nodes whose outputs do not depend on the input values: computed only from initializers and Constants
+        (weight-only subgraphs, transitively), Constant/ConstantOfShape, and shape arithmetic (Shape and Size
+        read only their input's shape; what is computed from them is static too)."""
+        cache = self.__dict__.get("_static_cache")
+        if cache is not None:
+            return set(cache)
+        static_tensors = set(self.initializers)
+        static: set[str] = set()
+        for n in self.nodes:
+            inputs = [t for t in n.inputs if t]
+            if n.subgraph or n.op_type.startswith("Random"):
+                continue
+            if n.op_type in _SHAPE_OF or all(t in static_tensors for t in inputs):
+                static.add(n.name)
+                static_tensors.update(t for t in n.outputs if t)
+        object.__setattr__(self, "_static_cache", frozenset(static))
+        return static
+
+    def empty(self, tensor: str) -> bool:
+        """Shape inference says the tensor has no elements (a dimension of 0)."""
+        info = self.tensors.get(tensor)
+        return info is not None and info.shape is not None and any(d == 0 for d in info.shape)
+
     def float_outputs(self, node: NodeInfo) -> list[str]:
         return [t for t in node.outputs if t and self.tensors.get(t, TensorInfo(t, None, None)).is_float]
 
@@ -112,7 +144,15 @@ class ModelSummary:
 
         return cls(
             nodes=tuple(
-                NodeInfo(n["name"], n["op_type"], n["domain"], tuple(n["inputs"]), tuple(n["outputs"]), n["index"])
+                NodeInfo(
+                    n["name"],
+                    n["op_type"],
+                    n["domain"],
+                    tuple(n["inputs"]),
+                    tuple(n["outputs"]),
+                    n["index"],
+                    tuple(n.get("subgraph_tensors", ())),
+                )
                 for n in d["nodes"]
             ),
             inputs=tuple(tensor(t) for t in d["inputs"]),
@@ -175,6 +215,17 @@ def _all_tensors(graph: Any) -> Iterator[Any]:
                 yield from _all_tensors(sub)
 
 
+def _subgraph_tensors(node: Any) -> list[str]:
+    """The tensors a node's subgraphs (attributes of type GRAPH/GRAPHS) compute, recursively, in order."""
+    out: list[str] = []
+    graphs = [a.g for a in node.attribute if a.HasField("g")] + [g for a in node.attribute for g in a.graphs]
+    for g in graphs:
+        for inner in g.node:
+            out.extend(t for t in inner.output if t and t not in out)
+            out.extend(t for t in _subgraph_tensors(inner) if t not in out)
+    return out
+
+
 def summarize(path: Path) -> ModelSummary:
     """Parse the model's structure (weights are not loaded) and infer tensor types and shapes."""
     import onnx
@@ -199,7 +250,7 @@ def summarize(path: Path) -> ModelSummary:
     for init in g.initializer:
         tensors[init.name] = TensorInfo(init.name, ELEM_TYPES.get(init.data_type), tuple(int(d) for d in init.dims))
     nodes = tuple(
-        NodeInfo(n.name, n.op_type, n.domain, tuple(n.input), tuple(n.output), i)
+        NodeInfo(n.name, n.op_type, n.domain, tuple(n.input), tuple(n.output), i, tuple(_subgraph_tensors(n)))
         for i, n in enumerate(model.graph.node)
     )
     return ModelSummary(

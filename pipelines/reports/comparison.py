@@ -169,6 +169,9 @@ class Comparison(Record):
     # Task-level agreement (compare.classification / compare.func): per output top-1 agreement and top-k
     # overlap, the user scores, the task limits, verdict and failures; the report schema documents its keys.
     task: dict[str, Any] | None = None
+    # The headline's root cause: layers failing locally, worst local SQNR first (None: a report before 0.2).
+    root_causes: tuple[dict[str, Any], ...] | None = None
+    root_cause_note: str | None = None  # why the root cause is unknown, or that more layers fail locally
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -187,6 +190,11 @@ class Comparison(Record):
         """Per score of the user compare function, its mean over samples (empty without ``compare.func`` or when
         it failed: ``task["scores_error"]`` says why)."""
         return {name: number(s["mean"]) for name, s in (self.task or {}).get("scores", {}).items()}
+
+    @property
+    def root_cause(self) -> str | None:
+        """The layer with the worst local error among those that fail on their own (None: unknown or none)."""
+        return self.root_causes[0]["layer"] if self.root_causes else None
 
     def layer(self, name: str) -> LayerResult:
         """The result for a tensor, or for the (first output of the) node of that name."""
@@ -219,6 +227,8 @@ class Comparison(Record):
             attribution_note=d.get("attribution_note"),
             not_observable_reasons=dict(d.get("not_observable_reasons", {})),
             task=d.get("task"),
+            root_causes=tuple(dict(x) for x in d["root_causes"]) if "root_causes" in d else None,
+            root_cause_note=d.get("root_cause_note"),
             extra=unmodelled(d, cls),
         )
 
@@ -232,6 +242,8 @@ class Comparison(Record):
             ("format", self.format),
             ("format_limits", self.format_limits),
             ("verdict", self.verdict),
+            ("root_causes", list(self.root_causes) if self.root_causes is not None else None),
+            ("root_cause_note", self.root_cause_note),
             ("first_failing_layer", self.first_failing_layer),
             ("first_failing_tensor", self.first_failing_tensor),
             ("failing_layers", self.failing_layers),

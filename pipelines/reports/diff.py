@@ -69,7 +69,10 @@ class Tolerance:
 
 
 def error_quantity(metric: str, value: Any) -> float:
+    """The metric as an error that grows when the layer gets worse; NaN when the metric is undefined (null)."""
     v = as_float(value)
+    if math.isnan(v):
+        return math.nan  # (max(0.0, 1 - nan) would be 0.0: an undefined cosine read as a perfect one)
     if metric == "cosine":
         return max(0.0, 1.0 - v)
     if metric == "sqnr_db":

@@ -61,3 +61,46 @@ def run_line(name: str, run: dict[str, Any], record: dict[str, Any], *, text: Ca
 def fmt_share(value: Any) -> str:
     """A share (top-1 agreement, top-k overlap) as a percentage; undefined is "—"."""
     return "—" if value is None else f"{as_float(value):.2%}"
+
+
+def root_cause_line(c: dict[str, Any]) -> str | None:
+    """The headline's root cause in plain words (None when the comparison passes or predates root causes)."""
+    if c["verdict"] == "pass" or "root_causes" not in c:
+        return None
+    causes = c["root_causes"]
+    note = c.get("root_cause_note")
+    if not causes:
+        return f"root cause unknown: {note}" if note else "root cause unknown"
+    first = causes[0]
+    share = as_float(first.get("inherited_share"))
+    own = "" if math.isnan(share) else f", {1 - share:.0%} of its error is its own"
+    text = (
+        f"root cause: {first['layer']} ({first['op_type']}) fails on its own — local SQNR "
+        f"{fmt_num(first['local_sqnr_db'], 4)} dB, local cosine {fmt_cos(first['local_cosine'])}{own}"
+    )
+    if len(causes) > 1:
+        others = ", ".join(x["layer"] for x in causes[1:4])
+        text += f"; also failing locally: {others}{' …' if len(causes) > 4 else ''}"
+    return text
+
+
+def first_failing_line(c: dict[str, Any]) -> str | None:
+    """The first failing layer in plain words, with its inherited share when attribution knows it."""
+    name = c.get("first_failing_layer")
+    if not name:
+        return None
+    text = f"first failing layer: {name}"
+    for layer in c["layers"]:
+        if layer["tensor"] == c.get("first_failing_tensor"):
+            share = as_float((layer.get("attribution") or {}).get("inherited_share"))
+            if not math.isnan(share):
+                text += f" ({share:.0%} of its error inherited from upstream)"
+            break
+    return text
+
+
+def execution_label(layer: dict[str, Any], comparison: dict[str, Any]) -> str:
+    """ " (pinned)" and the like where a layer executed differently from its run as a whole (empty otherwise)."""
+    run = comparison.get("candidate_run", {}).get("execution")
+    mode = layer["execution"]
+    return "" if mode in ("n/a", run) or (mode == "native" and run is None) else f" ({mode})"

@@ -15,12 +15,15 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from layerscope.pipelines.reports.format import (
+    execution_label,
+    first_failing_line,
     fmt_cos,
     fmt_int,
     fmt_num,
     fmt_ratio,
     fmt_share,
     layer_name,
+    root_cause_line,
     threshold_label,
 )
 from layerscope.runner.jsonio import as_float
@@ -46,7 +49,8 @@ def _draw(report: dict[str, Any]) -> dict[str, str]:
 def figures_key(report: dict[str, Any], content_key: str | None) -> str:
     from importlib.metadata import PackageNotFoundError, version
 
-    from layerscope.runner.hashing import digest, source_digest
+    from layerscope.runner.codeversion import code_version
+    from layerscope.runner.hashing import digest
 
     if content_key is None:
         content_key = digest({k: v for k, v in report.items() if k != "execution"})
@@ -54,7 +58,7 @@ def figures_key(report: dict[str, Any], content_key: str | None) -> str:
         mpl = version("matplotlib")
     except PackageNotFoundError:
         mpl = "missing"
-    code = source_digest("layerscope.pipelines.reports.plots", "layerscope.pipelines.metrics.stats")  # what draws
+    code = code_version("layerscope.pipelines.reports.plots", "layerscope.pipelines.metrics.stats")  # what draws
     return digest({"report": content_key, "plots": code, "matplotlib": mpl})
 
 
@@ -182,9 +186,11 @@ def _summary(report: dict[str, Any]) -> str:
     for c in report["comparisons"]:
         n = len(c["layers"])
         if c["verdict"] == "fail":
-            detail = (
-                f"{c['failing_layers']} of {n} layers fail; first failing layer <b>{_e(c['first_failing_layer'])}</b>"
-            )
+            detail = f"{c['failing_layers']} of {n} layers fail"
+            for line in (root_cause_line(c), first_failing_line(c)):
+                if line:
+                    lead, sep, rest = line.partition(": ")
+                    detail += f"<br>{_e(lead)}{sep}<b>{_e(rest)}</b>"
         else:
             detail = f"all {n} layers within the thresholds"
         task = c.get("task")
@@ -253,7 +259,7 @@ def _table(c: dict[str, Any], report: dict[str, Any]) -> str:
         per_sample = m["elements"] // max(1, c["samples"])
         fail = layer["verdict"] == "fail"
         why = "; ".join(layer["failures"]) + (f" — {layer['weight_note']}" if layer.get("weight_note") else "")
-        exe = "" if layer["execution"] in ("native", "n/a") else f" ({layer['execution']})"
+        exe = execution_label(layer, c)
         rows.append(
             f"<tr{' class=failrow' if fail else ''}>"
             f'<td data-v="{int(layer["index"])}">{_e(layer_name(layer) + exe)}</td><td>{_e(layer["op_type"])}</td>'

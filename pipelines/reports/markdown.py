@@ -16,12 +16,15 @@ import re
 from typing import Any
 
 from layerscope.pipelines.reports.format import (
+    execution_label,
+    first_failing_line,
     fmt_cos,
     fmt_int,
     fmt_num,
     fmt_ratio,
     fmt_share,
     layer_name,
+    root_cause_line,
     run_line,
     threshold_label,
 )
@@ -72,6 +75,16 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
+def _upper(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _rest(text: str, sep: str = " — ") -> str:
+    """The part of a headline line after its bold lead (the separator kept)."""
+    _head, found, tail = text.partition(sep)
+    return f"{found}{tail}" if found else ""
+
+
 def _model(report: dict[str, Any]) -> str:
     origin = report["model"]["origin"]
     if "builtin" in origin:
@@ -87,9 +100,13 @@ def _comparison_md(c: dict[str, Any], report: dict[str, Any]) -> list[str]:
     head = f"## {md(c['candidate'])} vs {md(c['reference'])} — {c['verdict'].upper()}"
     out = [head, ""]
     if c["verdict"] == "fail":
-        out.append(
-            f"{c['failing_layers']} of {n_layers} layers fail; **first failing layer: {md(c['first_failing_layer'])}**."
-        )
+        out.append(f"{c['failing_layers']} of {n_layers} layers fail.")
+        out.append("")
+        cause, first = root_cause_line(c), first_failing_line(c)
+        if cause:
+            out.append(f"- **{md(_upper(cause.split(' — ')[0]))}**{md(_rest(cause))}")
+        if first:
+            out.append(f"- **{md(_upper(first.split(' (')[0]))}**{md(_rest(first, ' ('))}")
     else:
         out.append(f"All {n_layers} layers within the thresholds.")
     out += [
@@ -109,7 +126,7 @@ def _comparison_md(c: dict[str, Any], report: dict[str, Any]) -> list[str]:
         m = layer["metrics"]
         per_sample = m["elements"] // max(1, c["samples"])
         verdict = "pass" if layer["verdict"] == "pass" else "**FAIL**"
-        exe = "" if layer["execution"] in ("native", "n/a") else f" ({layer['execution']})"
+        exe = execution_label(layer, c)
         out.append(
             f"| {_name(layer)}{exe} | {md(layer['op_type'])} | {fmt_int(m['deviating'])} | {fmt_int(m['elements'])} | "
             f"{fmt_int(per_sample)} | {fmt_ratio(m['deviation_ratio'])} | {fmt_cos(m['cosine'])} | "
@@ -330,4 +347,9 @@ def _provenance_md(report: dict[str, Any]) -> list[str]:
         ran = [s for s, v in execution["stages"].items() if v["status"] == "ran"]
         out.append(f"- Stages run: {md(', '.join(ran) or 'none')}; from the cache: {md(', '.join(cached) or 'none')}")
         out.append(f"- Cache: {code(execution.get('cache'))}; written {execution.get('finished')}")
+        for sid, stage in execution["stages"].items():
+            out += [f"- Warning ({md(sid)}): {md(w)}" for w in stage.get("warnings", [])]
+            if stage["status"] in ("failed", "skipped"):
+                out.append(f"- Stage {md(sid)} {stage['status']}: {md(stage.get('error') or stage.get('reason', ''))}")
+        out += [f"- Warning: {md(w)}" for w in execution.get("warnings", [])]
     return [*out, ""]

@@ -43,6 +43,7 @@ def write_outputs(
     out_dir: Path,
     cache: Cache,
     started: float,
+    warnings: list[str] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Path]]:
     """Write report.json, the configured report formats and dump links into ``out_dir``; returns the report
     document and the files written by format. The report stage must have an entry."""
@@ -51,9 +52,18 @@ def write_outputs(
     report = report_document(exp, report_entry)
     report["execution"] = {
         "stages": {
-            sid: {"status": o.status, "seconds": round(o.seconds, 3), "key": plan[sid].key, "reason": o.reason}
+            sid: {
+                "status": o.status,
+                "seconds": round(o.seconds, 3),
+                "key": plan[sid].key,
+                "reason": o.reason,
+                **({"error": o.error} if o.error else {}),
+                **({"without": list(o.without)} if o.without else {}),
+                **({"warnings": w} if (w := _stage_warnings(o)) else {}),
+            }
             for sid, o in outcomes.items()
         },
+        **({"warnings": list(warnings)} if warnings else {}),
         "cache": str(cache.root),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -77,6 +87,13 @@ def write_outputs(
             raise disk_full(exc, exc.filename or out_dir) from None
         raise UsageError(f"cannot write the report into {out_dir}: {exc.strerror or exc}") from None
     return report, files
+
+
+def _stage_warnings(outcome: Outcome) -> list[str]:
+    """The warnings a stage raised when it ran (kept in its cache entry's manifest, so cached stages keep them)."""
+    if outcome.entry is None:
+        return []
+    return list(outcome.entry.manifest.get("result", {}).get("warnings", []))
 
 
 def _link_dumps(exp: Experiment, plan: Plan, outcomes: Mapping[str, Outcome], out_dir: Path, cache: Cache) -> None:

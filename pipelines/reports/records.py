@@ -118,6 +118,7 @@ METRIC_FIELDS = (
     "p50_rel_error",
     "p99_rel_error",
     "infinite_rel_error",
+    "infinite_errors",
     "cosine",
     "sqnr_db",
     "ref_nan",
@@ -130,21 +131,23 @@ METRIC_FIELDS = (
 
 @dataclass(frozen=True)
 class Metrics(Record):
-    """A tensor's comparison metrics (definitions: docs/metrics.md). Undefined values are NaN."""
+    """A tensor's comparison metrics (definitions: docs/metrics.md). Undefined values are None (null); reports
+    written before 0.2 state some of them as NaN."""
 
     elements: int
     deviating: int
-    deviation_ratio: float
-    max_abs_error: float
-    mean_abs_error: float
-    rmse: float
-    max_rel_error: float
-    mean_rel_error: float
-    p50_rel_error: float
-    p99_rel_error: float
+    deviation_ratio: float | None
+    max_abs_error: float | None
+    mean_abs_error: float | None
+    rmse: float | None
+    max_rel_error: float | None
+    mean_rel_error: float | None
+    p50_rel_error: float | None
+    p99_rel_error: float | None
     infinite_rel_error: int | None
-    cosine: float
-    sqnr_db: float
+    infinite_errors: int | None  # elements whose candidate became NaN/Inf (absent from older reports)
+    cosine: float | None
+    sqnr_db: float | None
     ref_nan: int
     ref_inf: int
     cand_nan: int
@@ -171,7 +174,9 @@ class Metrics(Record):
         pairs.append(("range", self.range.raw()))
         pairs.append(("histograms", self.histograms))
         pairs.append(("quant", self.quant.raw() if self.quant else None))
-        return emit(pairs, self.extra)
+        # An undefined metric is stated as null; only the counts older reports lack are left out when absent.
+        always = tuple(name for name in METRIC_FIELDS if name not in ("infinite_rel_error", "infinite_errors"))
+        return emit(pairs, self.extra, always)
 
 
 @dataclass(frozen=True)

@@ -4,10 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from layerscope.pipelines.reports.format import fmt_cos, fmt_int, fmt_num, fmt_ratio, layer_name, threshold_label
+from layerscope.pipelines.reports.format import (
+    first_failing_line,
+    fmt_cos,
+    fmt_int,
+    fmt_num,
+    fmt_ratio,
+    layer_name,
+    root_cause_line,
+    threshold_label,
+)
 from layerscope.runner.jsonio import as_float
 
 TERMINAL_ROWS = 40
+
+
+def _rank(layer: dict[str, Any]) -> tuple[int, float]:
+    ratio = as_float(layer["metrics"]["deviation_ratio"])
+    return (0 if layer["verdict"] == "fail" else 1, -(ratio if ratio == ratio else 1.0))
 
 
 def print_summary(report: dict[str, Any], console: Any, *, all_rows: bool = False) -> None:
@@ -19,7 +33,8 @@ def print_summary(report: dict[str, Any], console: Any, *, all_rows: bool = Fals
         layers = c["layers"]
         shown = layers
         if not all_rows and len(layers) > TERMINAL_ROWS:
-            worst = sorted(layers, key=lambda x: -as_float(x["metrics"]["deviation_ratio"]))[:TERMINAL_ROWS]
+            # The failing layers first (whatever metric fails them), then the worst by deviation ratio.
+            worst = sorted(layers, key=_rank)[:TERMINAL_ROWS]
             keep = {id(x) for x in worst}
             shown = [x for x in layers if id(x) in keep]
         style = "green" if c["verdict"] == "pass" else "red"
@@ -35,6 +50,7 @@ def print_summary(report: dict[str, Any], console: Any, *, all_rows: bool = Fals
             ("Deviation", "right"),
             ("Cosine", "right"),
             ("Max abs err", "right"),
+            ("SQNR dB", "right"),
             ("Verdict", "left"),
         ):
             table.add_column(col, justify=justify)  # type: ignore[arg-type]
@@ -49,6 +65,7 @@ def print_summary(report: dict[str, Any], console: Any, *, all_rows: bool = Fals
                 fmt_ratio(m["deviation_ratio"]),
                 fmt_cos(m["cosine"]),
                 fmt_num(m["max_abs_error"], 3),
+                fmt_num(m["sqnr_db"], 4),
                 "[green]pass[/green]" if ok else "[red]FAIL[/red]",
             )
         console.print(table)
@@ -66,8 +83,8 @@ def print_summary(report: dict[str, Any], console: Any, *, all_rows: bool = Fals
             console.print(f"task agreement: [{style}]{task['verdict'].upper()}[/{style}] — " + "; ".join(parts))
             for failure in task["failures"]:
                 console.print(f"  [red]{escape(failure)}[/red]")
-        if c["first_failing_layer"]:
-            console.print(
-                f"first failing layer: [bold]{escape(c['first_failing_layer'])}[/bold] "
-                f"({c['failing_layers']} of {len(layers)} layers fail)"
-            )
+        if c["verdict"] == "fail":
+            console.print(f"{c['failing_layers']} of {len(layers)} layers fail")
+        for line in (root_cause_line(c), first_failing_line(c)):
+            if line:
+                console.print(escape(line))

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from layerscope.pipelines.lowering import LOWERING_MODULES
 from layerscope.pipelines.stages.compare import _config, metric_settings
 from layerscope.pipelines.stages.dump import DUMP_FILE
+from layerscope.runner.codeversion import code_version
+from layerscope.runner.errors import StageError
 from layerscope.runner.graph import Stage, StageContext
-from layerscope.runner.hashing import source_digest
 from layerscope.runner.jsonio import write_json
 
 if TYPE_CHECKING:
@@ -42,24 +42,29 @@ def make(exp: Experiment, run: RunSpec, ref_dump: str, cand_build: str) -> Stage
             lowered, lowering = _shared_lowering(exp, run, ctx.out_dir / "estimate.onnx")
         pinned = {name for name, n in lowering["nodes"].items() if n["execution"] == "pinned"}
         ctx.progress.start(len(exp.tensors), f"attribute {run.name}")
-        with DumpReader(ctx.inputs["reference"].file(DUMP_FILE)) as reference:
-            results = attribute(
-                lowered,
-                exp.model.summary,
-                lowering["tensors"],
-                list(exp.tensors),
-                pinned,
-                reference,
-                metric_config=lambda t: _config(settings, t, lowering["tensors"].get(t, {}).get("quant")),
-                session_options=lambda: session_options(run, ctx.threads),
-                progress=ctx.progress.advance,
-                threads=ctx.threads,
-            )
-        doc: dict[str, Any] = {"backend_note": _backend_note(run.backend), "tensors": results}
+        doc: dict[str, Any] = {"backend_note": _backend_note(run.backend), "tensors": {}}
+        try:
+            with DumpReader(ctx.inputs["reference"].file(DUMP_FILE)) as reference:
+                doc["tensors"] = attribute(
+                    lowered,
+                    exp.model.summary,
+                    lowering["tensors"],
+                    list(exp.tensors),
+                    pinned,
+                    reference,
+                    metric_config=lambda t: _config(settings, t, lowering["tensors"].get(t, {}).get("quant")),
+                    session_options=lambda: session_options(run, ctx.threads),
+                    progress=ctx.progress.advance,
+                    threads=ctx.threads,
+                )
+        except (MemoryError, OSError, StageError):
+            raise  # the machine or the inputs, not the analysis: fail (uncached), the report says attribution failed
+        except Exception as exc:  # an optional analysis never costs the report: record why it is unavailable
+            doc["unavailable"] = f"{type(exc).__name__}: {str(exc).strip()[:300]}"
         write_json(ctx.out_dir / "attribution.json", doc)
         if (ctx.out_dir / "estimate.onnx").exists():
             (ctx.out_dir / "estimate.onnx").unlink()
-        ctx.result["attributed"] = sum(1 for r in results.values() if r["status"] == "ok")
+        ctx.result["attributed"] = sum(1 for r in doc["tensors"].values() if r["status"] == "ok")
 
     deps = {"reference": ref_dump, "build": cand_build}
     return Stage(
@@ -67,19 +72,7 @@ def make(exp: Experiment, run: RunSpec, ref_dump: str, cand_build: str) -> Stage
         kind="attribute",
         params={"tensors": list(exp.tensors), "metrics": settings, "session": backend_dump_material(run)},
         action=action,
-        # Every module that computes attribution.json: the cutting and running, the metrics (both paths), the
-        # metric settings shared with compare, ONNX Runtime's session options, the estimate's lowering.
-        version=source_digest(
-            __name__,
-            "layerscope.pipelines.analysis.attribution",
-            "layerscope.pipelines.metrics.stats",
-            "layerscope.pipelines.metrics.kernel",
-            "layerscope.pipelines.stages.compare",
-            "layerscope.pipelines.backends.onnxruntime",
-            "layerscope.pipelines.dumps",
-            "layerscope.runner.jsonio",
-            *LOWERING_MODULES,
-        ),
+        version=code_version(__name__),
         deps=deps,
         description=f"attribute {run.name}",
         imports=(

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING
 
 from layerscope.pipelines import backends
 from layerscope.pipelines.backends.base import BuildRequest, code_modules
-from layerscope.pipelines.lowering import LOWERING_MODULES, PrecisionPlan
+from layerscope.pipelines.lowering import PrecisionPlan
+from layerscope.runner.codeversion import code_version
 from layerscope.runner.errors import StageError
 from layerscope.runner.graph import Stage, StageContext
-from layerscope.runner.hashing import source_digest
 
 if TYPE_CHECKING:
     from layerscope.pipelines.experiment import Experiment, RunSpec
@@ -44,7 +44,8 @@ def make(exp: Experiment, run: RunSpec, calibration: str | None = None) -> Stage
             "backend_build": backend.build_material(run, request),
         },
         action=action,
-        version=source_digest(__name__, *code_modules(backend), *LOWERING_MODULES),
+        # The backend is chosen at run time (the registry imports it by name): its module's closure joins ours.
+        version=code_version(__name__, *code_modules(backend)),
         deps={"calibration": calibration} if calibration else {},
         description=f"build {run.name} ({run.backend}, {run.precision})",
         imports=("numpy", "onnx", "onnxruntime", "onnxruntime.transformers.float16", "ml_dtypes"),

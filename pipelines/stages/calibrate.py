@@ -16,9 +16,10 @@ import shutil
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from layerscope.pipelines.experiment.inputs import INPUT_MODULES, input_material, sample_reader
+from layerscope.pipelines.experiment.inputs import input_material, sample_reader
+from layerscope.pipelines.lowering.opset import PER_CHANNEL_OPSET
+from layerscope.runner.codeversion import code_version
 from layerscope.runner.graph import Stage, StageContext
-from layerscope.runner.hashing import source_digest
 
 if TYPE_CHECKING:
     from layerscope.pipelines.experiment import CalibrationSpec, Experiment
@@ -46,6 +47,11 @@ def make(exp: Experiment) -> Stage:
         if method == "percentile":
             params["percentile"] = cal.percentile
     params["trt_version"] = cal.trt_version
+    # Per-channel weights need opset 13 (lowering/opset.py), and the upgrade can add tensors (Softmax's adapter):
+    # calibration runs on the same upgraded graph the quantizer will see. Only then does per_channel matter here.
+    upgrade = cal.per_channel and exp.model.summary.opsets.get("ai.onnx", 0) < PER_CHANNEL_OPSET
+    if upgrade:
+        params["opset_upgrade"] = PER_CHANNEL_OPSET
 
     def action(ctx: StageContext) -> None:
         from layerscope.pipelines.lowering.calibration_cache import (
@@ -76,6 +82,7 @@ def make(exp: Experiment) -> Stage:
                 _samples(cal),
                 method=method,
                 percentile=cal.percentile,
+                per_channel=upgrade,
                 work_dir=work,
                 out=ranges_path,
                 progress=ctx.progress.advance,
@@ -92,13 +99,7 @@ def make(exp: Experiment) -> Stage:
         kind="calibrate",
         params=params,
         action=action,
-        version=source_digest(
-            __name__,
-            "layerscope.pipelines.lowering.quantize",
-            "layerscope.pipelines.lowering.calibration_cache",
-            *INPUT_MODULES,
-            "layerscope.pipelines.models.summary",  # the node names the calibrated copy of the model gets
-        ),
+        version=code_version(__name__),
         description="calibrate",
         imports=("numpy", "onnx", "onnxruntime", "onnxruntime.quantization", "h5py"),
     )

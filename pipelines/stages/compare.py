@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 from layerscope.pipelines.lowering.formats import FORMATS
 from layerscope.pipelines.stages.dump import DUMP_FILE
+from layerscope.runner.codeversion import code_version
 from layerscope.runner.errors import StageError
 from layerscope.runner.graph import Stage, StageContext
-from layerscope.runner.hashing import source_digest
 from layerscope.runner.jsonio import write_json
 
 if TYPE_CHECKING:
@@ -55,8 +55,23 @@ def metric_settings(exp: Experiment, run: RunSpec) -> dict[str, Any]:
     return {"format": fmt.name, "limits": limits, "per_tensor": per_tensor}
 
 
+def subgraph_tensors(exp: Experiment) -> dict[str, str]:
+    """Tensors computed inside the subgraphs (If branches, Loop bodies) of the selected nodes, with the reason they
+    cannot be compared: a runtime returns only the main graph's values."""
+    selected = set(exp.tensors)
+    out: dict[str, str] = {}
+    for node in exp.model.summary.nodes:
+        if node.subgraph_tensors and any(t in selected for t in node.outputs):
+            why = (
+                f"computed inside the subgraph of {node.op_type} node {node.name!r}; only main-graph values can be read"
+            )
+            out.update({t: why for t in node.subgraph_tensors if t not in selected})
+    return out
+
+
 def make(exp: Experiment, candidate: RunSpec, ref_dump: str, cand_dump: str) -> Stage:
     settings = metric_settings(exp, candidate)
+    inside = subgraph_tensors(exp)
 
     def action(ctx: StageContext) -> None:
         from layerscope.pipelines.dumps import DumpReader
@@ -70,9 +85,19 @@ def make(exp: Experiment, candidate: RunSpec, ref_dump: str, cand_dump: str) -> 
             _same_inputs(ref, cand, ref_dump, cand_dump)
             ref_tensors = ref.tensors()
             cand_by_name = {t.onnx_name: t for t in cand.tensors()}
-            pairs = [(t, cand_by_name[t.onnx_name]) for t in ref_tensors if t.onnx_name in cand_by_name]
+            # A tensor with no elements has nothing to compare: every metric of it would be undefined.
+            empty = {t.onnx_name for t in ref_tensors if 0 in t.shape}
+            pairs = [
+                (t, cand_by_name[t.onnx_name])
+                for t in ref_tensors
+                if t.onnx_name in cand_by_name and t.onnx_name not in empty
+            ]
             missing = [t.onnx_name for t in ref_tensors if t.onnx_name not in cand_by_name]
             reasons = _not_observable(ref, cand, missing)
+            for t in sorted(empty):
+                reasons.setdefault(t, "the tensor has no elements (a dimension of 0): nothing to compare")
+            for t, why in inside.items():
+                reasons.setdefault(t, why)
             missing += [t for t in reasons if t not in missing]
             ctx.progress.start(len(pairs) * ref.samples, f"compare {candidate.name}")
 
@@ -99,15 +124,9 @@ def make(exp: Experiment, candidate: RunSpec, ref_dump: str, cand_dump: str) -> 
     return Stage(
         id=stage_id(candidate.name),
         kind="compare",
-        params=settings,
+        params={**settings, **({"subgraph_tensors": inside} if inside else {})},
         action=action,
-        version=source_digest(
-            __name__,
-            "layerscope.pipelines.metrics.stats",
-            "layerscope.pipelines.metrics.kernel",
-            "layerscope.pipelines.dumps",
-            "layerscope.runner.jsonio",
-        ),
+        version=code_version(__name__),
         deps={"reference": ref_dump, "candidate": cand_dump},
         description=f"compare {candidate.name}",
         imports=("numpy", "h5py", "layerscope.pipelines.metrics.kernel"),

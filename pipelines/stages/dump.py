@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any
 from layerscope._version import __version__
 from layerscope.pipelines import backends
 from layerscope.pipelines.backends.base import code_modules
-from layerscope.pipelines.experiment.inputs import INPUT_MODULES, input_material, sample_reader
+from layerscope.pipelines.experiment.inputs import input_material, sample_reader
+from layerscope.runner.codeversion import code_version
 from layerscope.runner.errors import StageError
 from layerscope.runner.graph import Stage, StageContext
-from layerscope.runner.hashing import source_digest
 
 if TYPE_CHECKING:
     from layerscope.pipelines.experiment import Experiment, RunSpec
@@ -149,7 +149,8 @@ def make(exp: Experiment, run: RunSpec, build_id: str) -> Stage:
             "backend_dump": backend.dump_material(run),
         },
         action=action,
-        version=source_digest(__name__, "layerscope.pipelines.dumps", *INPUT_MODULES, *code_modules(backend)),
+        # The backend is chosen at run time (the registry imports it by name): its module's closure joins ours.
+        version=code_version(__name__, *code_modules(backend)),
         deps={"build": build_id},
         description=f"dump {run.name}",
         imports=("numpy", "onnx", "onnxruntime", "h5py"),

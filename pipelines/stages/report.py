@@ -1,4 +1,8 @@
-"""report: apply the thresholds to every compared layer and assemble report.json.
+"""report: apply the thresholds to every compared layer, name the root cause, and assemble report.json.
+
+The headline leads with the root cause -- the layers that fail *locally* by attribution, worst local SQNR
+first -- then the first failing layer (:func:`root_causes`). Attribution is an optional input: when its stage
+failed the report is still written, and says the root cause is unknown and why.
 
 Key: the compare keys, the resolved limits per layer and what the report states about the experiment
 (config digest and overrides, model, inputs, runs, library versions). This stage is cheap; what it
@@ -9,14 +13,15 @@ command adds when it writes the report into the output directory.
 from __future__ import annotations
 
 import json
+import math
 from typing import TYPE_CHECKING, Any
 
 from layerscope._version import __version__
 from layerscope.pipelines.experiment.inputs import input_material
 from layerscope.pipelines.metrics.limits import check
 from layerscope.pipelines.metrics.task_limits import with_task
+from layerscope.runner.codeversion import code_version
 from layerscope.runner.graph import Stage, StageContext
-from layerscope.runner.hashing import source_digest
 from layerscope.runner.jsonio import as_float, write_json
 
 if TYPE_CHECKING:
@@ -109,9 +114,15 @@ def make(
         comparisons = []
         for cand in exp.candidates:
             data = json.loads(ctx.inputs[f"compare:{cand}"].file("compare.json").read_text())
-            attribution = None
+            attribution: dict[str, Any] | None = None
             if f"attribute:{cand}" in ctx.inputs:
                 attribution = json.loads(ctx.inputs[f"attribute:{cand}"].file("attribution.json").read_text())
+            elif cand in attribute_ids:  # the stage failed: the report is written all the same, and says so
+                attribution = {
+                    "unavailable": f"the stage {attribute_ids[cand]} failed (its error is in the stage list)"
+                }
+            else:
+                attribution = {"off": True}
             comparison = _comparison(exp.reference, cand, data, limits, attribution)
             if f"task:{cand}" in ctx.inputs:
                 found = json.loads(ctx.inputs[f"task:{cand}"].file("task.json").read_text())
@@ -137,19 +148,15 @@ def make(
             **({"task_limits": exp.thresholds.task.to_json()} if task_ids else {}),
         },
         action=action,
-        version=source_digest(
-            __name__,
-            "layerscope.pipelines.metrics.limits",
-            "layerscope.pipelines.metrics.task_limits",
-            "layerscope.pipelines.analysis.attribution",
-            "layerscope.runner.jsonio",
-        ),
+        version=code_version(__name__),
         deps={
             **{f"compare:{c}": cid for c, cid in compare_ids.items()},
             **{f"attribute:{c}": aid for c, aid in attribute_ids.items()},
             **{f"task:{c}": tid for c, tid in task_ids.items()},
         },
         description="report",
+        # Attribution is an optional analysis: a failed attribute stage never costs the report.
+        optional=frozenset(f"attribute:{c}" for c in attribute_ids),
     )
 
 
@@ -175,12 +182,16 @@ def _comparison(
         if found is not None:
             entry["attribution"] = {"status": found["status"], **({"why": found["why"]} if "why" in found else {})}
             if found["status"] == "ok":
+                local_failures = check(found["local"], lim)
                 entry["attribution"]["local"] = found["local"]
-                entry["attribution"]["local_verdict"] = "fail" if check(found["local"], lim) else "pass"
+                entry["attribution"]["local_verdict"] = "fail" if local_failures else "pass"
                 entry["attribution"]["inherited_share"] = inherited_share(layer["metrics"], found["local"])
+                if local_failures:
+                    entry["attribution"]["local_failures"] = local_failures
         layers.append(entry)
     failing = [layer for layer in layers if layer["verdict"] == "fail"]
-    worst = max(layers, key=lambda x: as_float(x["metrics"]["deviation_ratio"]), default=None)
+    worst = max(layers, key=lambda x: _ratio(x["metrics"]["deviation_ratio"]), default=None)
+    causes, cause_note = root_causes(layers, attribution)
     return {
         "reference": reference,
         "candidate": candidate,
@@ -190,6 +201,8 @@ def _comparison(
         "format": data["format"],
         "format_limits": data["format_limits"],
         "verdict": "fail" if failing else "pass",
+        "root_causes": causes,
+        **({"root_cause_note": cause_note} if cause_note else {}),
         "first_failing_layer": failing[0]["node"] if failing else None,
         "first_failing_tensor": failing[0]["tensor"] if failing else None,
         "failing_layers": len(failing),
@@ -202,3 +215,63 @@ def _comparison(
         ),
         "not_observable_reasons": data.get("not_observable_reasons", {}),
     }
+
+
+ROOT_CAUSES_LISTED = 10
+
+
+def _ratio(value: Any) -> float:
+    v = as_float(value)
+    return -1.0 if v != v else v
+
+
+def _local_sqnr(layer: dict[str, Any]) -> float:
+    v = as_float(layer["attribution"]["local"]["sqnr_db"])
+    return -math.inf if v != v else v  # undefined local error: as bad as it gets, listed first
+
+
+def root_causes(
+    layers: list[dict[str, Any]], attribution: dict[str, Any] | None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """The layers that fail *locally* (computed alone on the reference's inputs, they break their own limits),
+    worst local SQNR first and network order between equals; and a note when the root cause is unknown.
+
+    A layer that fails only because of what it inherits is not a root cause: the first failing layer in
+    network order is often one of those (it shows the error first, it did not make it).
+    """
+    failing = [x for x in layers if x["verdict"] == "fail"]
+    if attribution is None or attribution.get("off"):
+        off = "attribution is turned off (attribution: false), so the root cause is unknown"
+        return [], off if failing else None
+    if attribution.get("unavailable"):
+        return [], f"attribution is unavailable ({attribution['unavailable']}), so the root cause is unknown"
+    local = [x for x in layers if x.get("attribution", {}).get("local_verdict") == "fail"]
+    local.sort(key=lambda x: (_local_sqnr(x), x["index"]))
+    causes = [
+        {
+            "layer": x["node"],
+            "tensor": x["tensor"],
+            "index": x["index"],
+            "op_type": x["op_type"],
+            "local_sqnr_db": x["attribution"]["local"]["sqnr_db"],
+            "local_cosine": x["attribution"]["local"]["cosine"],
+            "local_deviation_ratio": x["attribution"]["local"]["deviation_ratio"],
+            "inherited_share": x["attribution"]["inherited_share"],
+            "local_failures": x["attribution"].get("local_failures", []),
+        }
+        for x in local[:ROOT_CAUSES_LISTED]
+    ]
+    note: str | None = None
+    if len(local) > ROOT_CAUSES_LISTED:
+        note = f"{len(local)} layers fail locally; the {ROOT_CAUSES_LISTED} with the worst local SQNR are listed"
+    elif failing and not local:
+        unattributed = [x for x in failing if x.get("attribution", {}).get("status") not in ("ok", None)]
+        if unattributed:
+            note = (
+                f"no attributable layer fails locally; {len(unattributed)} failing layers could not be attributed "
+                f"(first: {unattributed[0]['node']}: {unattributed[0]['attribution'].get('why', 'no reason')}), "
+                "so the root cause is unknown"
+            )
+        else:
+            note = "no layer fails locally: the error accumulates over many layers, none breaks its limits alone"
+    return causes, note

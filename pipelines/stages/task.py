@@ -12,9 +12,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from layerscope.pipelines.stages.dump import DUMP_FILE
+from layerscope.runner.codeversion import code_version
 from layerscope.runner.errors import StageError, UsageError
 from layerscope.runner.graph import Stage, StageContext
-from layerscope.runner.hashing import source_digest
 from layerscope.runner.jsonio import write_json
 
 if TYPE_CHECKING:
@@ -65,13 +65,7 @@ def make(exp: Experiment, run: RunSpec, ref_dump: str, cand_dump: str) -> Stage:
         kind="task",
         params=settings(exp),
         action=action,
-        version=source_digest(
-            __name__,
-            "layerscope.pipelines.metrics.task",
-            "layerscope.pipelines.experiment.userscript",
-            "layerscope.pipelines.dumps",
-            "layerscope.runner.jsonio",
-        ),
+        version=code_version(__name__),
         deps={"reference": ref_dump, "candidate": cand_dump},
         description=f"task agreement {run.name}",
         imports=("numpy", "h5py"),

@@ -157,3 +157,61 @@ def test_explain_change_wording() -> None:
     old = {"kind": "dump", "version": "1", "params": {"samples": 2, "tensors": ["a"]}, "deps": {"build": "k1"}}
     new = {"kind": "dump", "version": "2", "params": {"samples": 4, "tensors": ["a"]}, "deps": {"build": "k2"}}
     assert explain_change(old, new) == "stage code changed; changed samples; upstream build changed"
+
+
+def optional_plan(rec: Recorder, *, fail: bool) -> Plan:
+    """compare + an optional analysis, both read by report (as the attribute stage is)."""
+    return Plan(
+        [
+            Stage("compare", "compare", {}, rec.action("compare"), "1"),
+            Stage("analysis", "attribute", {}, rec.action("analysis", fail=fail), "1"),
+            Stage(
+                "report",
+                "report",
+                {},
+                rec.action("report"),
+                "1",
+                {"compare": "compare", "analysis": "analysis"},
+                optional=frozenset({"analysis"}),
+            ),
+        ]
+    )
+
+
+def test_a_failed_optional_input_does_not_skip_its_reader(tmp_path: Path) -> None:
+    cache, rec = Cache(tmp_path), Recorder()
+    _, outcomes = run(optional_plan(rec, fail=True), cache)
+    assert outcomes["analysis"].status == "failed"
+    assert outcomes["report"].status == "ran" and outcomes["report"].entry is not None
+    assert "analysis" not in outcomes["report"].entry.file("out.txt").read_text()
+
+
+def test_a_result_made_without_an_optional_input_is_never_served_once_it_succeeds(tmp_path: Path) -> None:
+    cache = Cache(tmp_path)
+    run(optional_plan(Recorder(), fail=True), cache)
+    rec = Recorder()
+    decisions, outcomes = run(optional_plan(rec, fail=False), cache)
+    assert decisions["report"].status == "run"  # the partial report lives under a key of its own
+    assert "analysis" in outcomes["report"].entry.file("out.txt").read_text()
+    again = Recorder()
+    decisions, _ = run(optional_plan(again, fail=False), cache)
+    assert decisions["report"].status == "cached" and again.ran == []
+
+
+def test_warnings_a_stage_raises_are_kept_with_it_not_printed(tmp_path: Path, capsys, recwarn) -> None:
+    import warnings
+
+    import numpy as np
+
+    def noisy(ctx: StageContext) -> None:
+        with warnings.catch_warnings():  # pytest's filterwarnings=error would raise: let it through here
+            warnings.simplefilter("always")
+            np.array([1e6], np.float32).astype(np.float16)  # numpy: overflow encountered in cast
+        (ctx.out_dir / "out.txt").write_text("x")
+
+    plan = Plan([Stage("noisy", "dump", {}, noisy, "1")])
+    _, outcomes = run(plan, Cache(tmp_path))
+    entry = outcomes["noisy"].entry
+    assert entry is not None
+    assert any("overflow" in w for w in entry.manifest["result"]["warnings"])
+    assert capsys.readouterr().err == ""

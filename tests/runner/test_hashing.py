@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from layerscope.runner.hashing import FileDigests, canonical_json, digest, hash_file, source_digest
+from layerscope.runner.hashing import FileDigests, canonical_json, digest, hash_file
 
 
 def test_canonical_json_is_order_independent() -> None:
@@ -37,9 +37,3 @@ def test_memo_rehashes_when_the_file_changes(tmp_path: Path) -> None:
     os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))  # even with the old mtime (ctime still moves)
     d2 = digests(f)
     assert d1 != d2 and len(digests.hashed) == 2
-
-
-def test_source_digest_tracks_module_source() -> None:
-    a = source_digest("layerscope.runner.graph")
-    assert a == source_digest("layerscope.runner.graph")
-    assert a != source_digest("layerscope.runner.cache")

@@ -169,8 +169,9 @@ def test_every_module_of_the_backend_is_in_the_build_and_dump_code_version() -> 
 
     from layerscope.pipelines.backends import trt
     from layerscope.pipelines.backends.base import code_modules
+    from layerscope.runner.codeversion import closure
 
-    listed = set(code_modules(backends.get("tensorrt")))
+    listed = set().union(*(closure(m) for m in code_modules(backends.get("tensorrt"))))
     package = {f"{trt.__name__}.{m.name}" for m in pkgutil.iter_modules(trt.__path__)}
     assert package | {"layerscope.pipelines.backends.tensorrt"} <= listed
     assert code_modules(backends.get("onnxruntime")) == ("layerscope.pipelines.backends.onnxruntime",)

@@ -165,7 +165,7 @@ def test_ops_without_kernels_are_emulated_and_recorded(tmp_path: Path, monkeypat
 
     def fake_probe(model, run):  # the first probe pretends Relu has no FP16 kernel
         calls.append(1)
-        return ("Relu", "relu0") if len(calls) == 1 else real_probe(model, run)
+        return ("Relu", "relu0", "no kernel") if len(calls) == 1 else real_probe(model, run)
 
     monkeypatch.setattr(backend, "_probe", fake_probe)
 

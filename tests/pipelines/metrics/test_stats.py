@@ -11,6 +11,11 @@ from layerscope.pipelines.metrics import stats as metrics
 from layerscope.pipelines.metrics.stats import MetricConfig, TensorStats
 
 
+def rel_of(a: float, b: float) -> bool:
+    """True when a non-finite pair is a mismatch (not equal infinities, not both NaN)."""
+    return not (a == b or (math.isnan(a) and math.isnan(b)))
+
+
 def direct(ref: np.ndarray, cand: np.ndarray, t: float = 0.1, floor: float = 0.0) -> dict[str, float]:
     """The definitions of metrics.py written elementwise, the slow obvious way."""
     r = ref.astype(np.float64).ravel()
@@ -27,13 +32,24 @@ def direct(ref: np.ndarray, cand: np.ndarray, t: float = 0.1, floor: float = 0.0
     both = np.isfinite(r) & np.isfinite(x)
     d = np.abs(x[both] - r[both])
     rr, xx = r[both], x[both]
+    # A value that became NaN/Inf on one side only is an infinite error (docs/metrics.md).
+    infinite = sum(1 for a, b in zip(r, x, strict=True) if not (math.isfinite(a) and math.isfinite(b)) and rel_of(a, b))
+    errors: dict[str, float | None]
+    if infinite:
+        errors = {"max_abs_error": math.inf, "mean_abs_error": math.inf, "rmse": math.inf, "cosine": None}
+        errors["sqnr_db"] = -math.inf
+    else:
+        errors = {
+            "max_abs_error": float(d.max()),
+            "mean_abs_error": float(d.mean()),
+            "rmse": float(np.sqrt(np.mean(d**2))),
+            "cosine": float(rr @ xx / (np.linalg.norm(rr) * np.linalg.norm(xx))),
+            "sqnr_db": float(10 * np.log10(np.sum(rr**2) / np.sum(d**2))),
+        }
     return {
         "deviating": int(np.sum(rel > t)),
-        "max_abs_error": float(d.max()) if d.size else 0.0,
-        "mean_abs_error": float(d.mean()) if d.size else math.nan,
-        "rmse": float(np.sqrt(np.mean(d**2))) if d.size else math.nan,
-        "cosine": float(rr @ xx / (np.linalg.norm(rr) * np.linalg.norm(xx))),
-        "sqnr_db": float(10 * np.log10(np.sum(rr**2) / np.sum(d**2))),
+        "infinite_errors": infinite,
+        **errors,
         "mean_rel_error": float(rel[np.isfinite(rel)].mean()),
         "max_finite_rel": float(rel[np.isfinite(rel)].max()),
         "infinite_rel_error": int(np.sum(np.isinf(rel))),
@@ -68,9 +84,44 @@ def test_special_values_match_direct_computation() -> None:
     assert got["ref_nan"] == 2 and got["cand_nan"] == 2
     assert got["ref_inf"] == 3 and got["cand_inf"] == 3
     assert got["nonfinite_introduced"] == 2  # 3 -> nan, 5 -> inf
+    # nan vs 1, inf vs -inf, -inf vs 7, 3 vs nan, 5 vs inf: infinite errors
+    assert got["infinite_errors"] == want["infinite_errors"] == 5
+    assert got["max_abs_error"] == got["mean_abs_error"] == got["rmse"] == math.inf
+    assert got["sqnr_db"] == -math.inf and got["cosine"] is None
+    assert got["mean_rel_error"] == pytest.approx(want["mean_rel_error"], rel=1e-12)
+    assert got["max_rel_error"] == math.inf
+
+
+def test_finite_values_match_direct_computation() -> None:
+    ref = np.array([0.0, 0.0, 1.0, -2.0, np.nan, np.inf, -np.inf, 1e-9, 100.0, 5.0], np.float32)
+    cand = np.array([0.0, 1e-3, 1.05, -2.5, np.nan, np.inf, -np.inf, 0.0, 100.0, 4.0], np.float32)
+    got, want = compute(ref, cand), direct(ref, cand)
+    assert got["infinite_errors"] == want["infinite_errors"] == 0  # matched NaN and equal infinities
     for k in ("max_abs_error", "mean_abs_error", "rmse", "cosine", "sqnr_db", "mean_rel_error"):
         assert got[k] == pytest.approx(want[k], rel=1e-12), k
-    assert got["max_rel_error"] == math.inf
+
+
+def test_a_tensor_that_became_inf_is_an_infinite_error_not_a_perfect_match() -> None:
+    ref = np.linspace(-3, 3, 64, dtype=np.float32)
+    got = compute(ref, np.full_like(ref, np.inf))
+    assert got["cosine"] is None and got["sqnr_db"] == -math.inf and got["max_abs_error"] == math.inf
+    assert got["infinite_errors"] == got["nonfinite_introduced"] == 64 and got["deviation_ratio"] == 1.0
+    part = ref.copy()
+    part[:10] = np.inf  # partly Inf: the finite rest must not make it look good
+    got = compute(ref, part)
+    assert got["cosine"] is None and got["sqnr_db"] == -math.inf and got["max_abs_error"] == math.inf
+
+
+def test_undefined_metrics_are_none() -> None:
+    empty = np.zeros(0, np.float32)
+    got = compute(empty, empty)
+    for k in ("deviation_ratio", "max_abs_error", "cosine", "sqnr_db", "p50_rel_error", "mean_rel_error"):
+        assert got[k] is None, k
+    nan = np.full(4, np.nan, np.float32)
+    got = compute(nan, nan)  # matching NaN: no error, but no finite pair to measure either
+    assert got["deviating"] == 0 and got["cosine"] is None and got["sqnr_db"] is None
+    got = compute(np.zeros(4, np.float32), np.ones(4, np.float32))  # a zero-norm reference
+    assert got["cosine"] is None and got["sqnr_db"] == -math.inf
 
 
 def test_zero_vs_zero_is_no_deviation_and_identical_is_perfect() -> None:
@@ -166,8 +217,9 @@ def test_kernel_and_numpy_agree_on_everything(implementation: str) -> None:
     a, b = fast.result(), slow.result()
     assert a["histograms"] == b["histograms"]
     np.testing.assert_array_equal(fast.counts, slow.counts)
+    np.testing.assert_allclose(fast.sums, slow.sums, rtol=1e-12)  # the finite pairs' sums, whatever the Inf rule
     for k in ("max_abs_error", "mean_abs_error", "rmse", "cosine", "sqnr_db", "mean_rel_error", "p50_rel_error"):
-        assert a[k] == pytest.approx(b[k], rel=1e-12), k
+        assert a[k] == b[k] or a[k] == pytest.approx(b[k], rel=1e-12), k
     assert a["range"] == b["range"] and a["quant"] == b["quant"]
 
 

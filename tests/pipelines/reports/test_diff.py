@@ -55,7 +55,7 @@ def test_pinned_layer_shows_as_config_and_execution_change(base) -> None:
     }
     (c,) = doc["comparisons"]
     up0 = next(x for x in c["layers"] if x["tensor"] == "up0")
-    assert up0["execution"] == ["native", "pinned"]
+    assert up0["execution"] == ["emulated", "pinned"]
     assert c["added"] == [] and c["removed"] == []
     # layers before up0 run the same graph: unchanged, so not listed
     assert "conv0" not in {x["tensor"] for x in c["layers"]}
@@ -166,3 +166,12 @@ def test_reports_without_config_data_compare_config_digests(base) -> None:
     doc = diff_reports(old, new)
     assert doc["notes"] == ["report A does not record its config data: only the config digests are compared"]
     assert doc["config_changes"][0]["key"] == "config digest"
+
+
+def test_an_undefined_metric_is_never_read_as_a_perfect_one() -> None:
+    from layerscope.pipelines.reports.diff import metric_change
+
+    became_defined = metric_change("cosine", None, 0.999999935, 0.1)
+    assert not became_defined["regressed"] and became_defined["factor"] != became_defined["factor"]  # NaN
+    became_undefined = metric_change("cosine", 0.999999935, None, 0.1)
+    assert became_undefined["regressed"]  # a layer whose cosine became undefined (a value became Inf) got worse

@@ -1,0 +1,152 @@
+"""A stage's code version: the digest of every module of the project that its module really imports.
+
+The modules are found by reading source, never by importing it: each module's ``import`` and ``from ... import``
+statements, at any depth (imports inside functions count: the project imports heavy modules lazily), except
+those under ``if TYPE_CHECKING:`` (annotations only; following them would make every stage depend on
+everything). ``from pkg import name`` is the submodule ``pkg.name`` when there is one, else ``pkg`` itself,
+and every package on a module's dotted path is included (its ``__init__`` runs on import), by its own
+source. Only modules of the importing module's own top-level package are followed: third-party code is
+versioned by its distribution's version in the keys that need it.
+
+So a stage's version covers exactly the code that can compute its output, with no hand-written module list to
+go stale: editing any module in the closure changes the version, and editing any other module does not. The
+closure and the digests are computed once per process (``clear`` forgets them, for tests that edit sources).
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import importlib.util
+import threading
+from functools import cache
+from pathlib import Path
+
+_LOCK = threading.Lock()
+
+
+@cache
+def _package_dir(name: str) -> Path | None:
+    """The folder of a package (packages may be mapped to folders outside their parent's: package-dir)."""
+    try:
+        spec = importlib.util.find_spec(name)  # imports only the parent packages, whose __init__ runs anyway
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def module_file(name: str) -> Path | None:
+    """The source file of a module of the project, or None when ``name`` is not a module (an attribute)."""
+    parts = name.split(".")
+    # The top package and its direct subpackages are located by the import system; below them, by folder.
+    base = _package_dir(".".join(parts[:2])) if len(parts) >= 2 else None
+    if base is None:
+        top = _package_dir(parts[0])
+        if top is None:
+            return None
+        if len(parts) == 1:
+            return top / "__init__.py"
+        path = top / parts[1]
+        return path.with_suffix(".py") if len(parts) == 2 and path.with_suffix(".py").is_file() else None
+    path = base.joinpath(*parts[2:])
+    if (path / "__init__.py").is_file():
+        return path / "__init__.py"
+    if path.with_suffix(".py").is_file():
+        return path.with_suffix(".py")
+    return None
+
+
+def _type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _imported(path: Path, top: str, module: str | None = None) -> list[str]:
+    """Modules of ``top`` that the source at ``path`` imports (outside ``if TYPE_CHECKING:`` blocks)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    package = None
+    if module is not None:
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    skipped: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and _type_checking(node.test):
+            skipped |= {id(n) for stmt in node.body for n in ast.walk(stmt)}
+    out: list[str] = []
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.Import):
+            out += [a.name for a in node.names if a.name == top or a.name.startswith(top + ".")]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                if package is None:
+                    continue
+                anchor = package.split(".")
+                anchor = anchor[: len(anchor) - (node.level - 1)]
+                base = ".".join([*anchor, base] if base else anchor)
+            if base != top and not base.startswith(top + "."):
+                continue
+            out.append(base)
+            out += [f"{base}.{a.name}" for a in node.names if a.name != "*"]  # kept only where a submodule
+    return out
+
+
+def _with_parents(name: str) -> list[str]:
+    parts = name.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
+
+
+@cache
+def closure(module: str) -> frozenset[str]:
+    """``module`` and every module of its top-level package it imports, transitively, plus the packages on each
+    one's dotted path.
+
+    A package on the path is included by its own source only: its ``__init__`` runs on import, but what *it*
+    imports is followed only where a module imports the package itself (``from pkg import name``) -- else a
+    package that re-exports its submodules would make every module depend on all of them.
+    """
+    top = module.split(".")[0]
+    followed: set[str] = set()
+    included: set[str] = set()
+    todo = [module]
+    while todo:
+        name = todo.pop()
+        if name in followed:
+            continue
+        path = module_file(name)
+        if path is None:  # ``from pkg import attribute``: not a module
+            continue
+        followed.add(name)
+        included.update(p for p in _with_parents(name) if module_file(p) is not None)
+        todo += _imported(path, top, name)
+    return frozenset(included)
+
+
+@cache
+def _file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def code_version(*modules: str) -> str:
+    """Digest of the sources of ``modules`` and everything of the project they import (see the module doc)."""
+    with _LOCK:
+        names = sorted(set().union(*(closure(m) for m in modules)))
+        h = hashlib.sha256()
+        for name in names:
+            path = module_file(name)
+            assert path is not None
+            h.update(name.encode())
+            h.update(b"\0")
+            h.update(_file_digest(path).encode())
+        return h.hexdigest()
+
+
+def clear() -> None:
+    """Forget the memoised closures and digests (for tests that edit sources)."""
+    closure.cache_clear()
+    _file_digest.cache_clear()
+    _package_dir.cache_clear()
