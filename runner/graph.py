@@ -60,6 +60,9 @@ class Stage:
     # optional analysis). Such a run is published under a key of its own (see execute.py), never under the
     # stage's key, so a later run whose optional input succeeds is not served the result made without it.
     optional: frozenset[str] = frozenset()
+    # Worker resources the action needs, for executors that place stages on machines (Dask: a TensorRT build
+    # asks for {"GPU": 1} and lands on a worker started with that resource). The local executor ignores them.
+    resources: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
