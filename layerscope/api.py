@@ -68,10 +68,14 @@ def run(
     progress: Progress = False,
     force: Iterable[str] = (),
     no_cache: bool = False,
+    executor: str | None = None,
+    scheduler: str | None = None,
 ) -> Report:
     """Run an experiment: what is not cached runs; the report is written into ``out`` (default: the config's
     ``report.dir``) and returned. ``force`` reruns stages (ids like ``dump[fp16]``, kinds, globs; ``*``: all)
-    and what depends on them; ``no_cache`` keeps this run's artifacts under ``out/artifacts``. A failed stage
+    and what depends on them; ``no_cache`` keeps this run's artifacts under ``out/artifacts``. ``executor``
+    is ``"local"`` (threads of this process, the default) or ``"dask"`` (a Dask cluster at ``scheduler`` or
+    ``$DASK_SCHEDULER_ADDRESS``; without either, a LocalCluster of ``jobs`` worker processes). A failed stage
     raises :class:`RunError`; a threshold that fails is the report's verdict, not an exception."""
     result = execute(
         config,
@@ -82,6 +86,8 @@ def run(
         progress=progress,
         force=force,
         no_cache=no_cache,
+        executor=executor,
+        scheduler=scheduler,
     )
     assert result.report is not None  # without `only`, the report is always a target
     return result.report
@@ -283,8 +289,11 @@ def execute(
     force: Iterable[str] = (),
     only: Iterable[str] = (),
     no_cache: bool = False,
+    executor: str | None = None,
+    scheduler: str | None = None,
 ) -> Execution:
     """:func:`run`, with ``only`` (run just what these stages need) and every stage's outcome."""
+    from layerscope.executors import choose
     from layerscope.pipelines.reports.outputs import write_outputs
     from layerscope.pipelines.stages import plan_for
     from layerscope.runner.execute import plan_decisions, run_plan
@@ -292,6 +301,7 @@ def execute(
     started = time.time()
     n = _jobs(jobs)
     exp = load_experiment(config, overrides=overrides, cache_dir=cache_dir)
+    where = choose(executor, scheduler, [exp])
     out_dir = Path(out) if out else Path(exp.report_dir)
     if no_cache:
         exp = replace(exp, cache=_private_cache(out_dir))
@@ -300,7 +310,14 @@ def execute(
     est = check_room(exp, decisions)
     caught: list[str] = []
     outcomes = run_plan(
-        stage_plan, exp.cache, exp.scope, decisions, jobs=n, reporter=_reporter(progress), warnings=caught
+        stage_plan,
+        exp.cache,
+        exp.scope,
+        decisions,
+        jobs=n,
+        reporter=_reporter(progress),
+        warnings=caught,
+        executor=where,
     )
     _say_needs(outcomes, est, decisions)
     if any(o.status in ("failed", "skipped") and not _optional(stage_plan, o.sid) for o in outcomes.values()):

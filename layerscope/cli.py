@@ -88,6 +88,7 @@ def _parser() -> argparse.ArgumentParser:
             )
             c.add_argument("--out", help="output directory (default: the config's report.dir)")
             c.add_argument("-q", "--quiet", action="store_true", help="no progress or tables, only the verdict")
+            _executor_args(c)
     f = config_cmd("fix", "find a small set of layers to keep in FP32 so that the thresholds pass")
     f.add_argument("--run", required=True, help="the candidate run to fix")
     f.add_argument(
@@ -151,6 +152,21 @@ def _parser() -> argparse.ArgumentParser:
     dt.add_argument("name", nargs="?")
     dt.add_argument("--cache-dir")
     return p
+
+
+def _executor_args(c: argparse.ArgumentParser) -> None:
+    c.add_argument(
+        "--executor",
+        choices=["local", "dask"],
+        default=None,
+        help="local: threads of this process (default); dask: tasks of a Dask cluster (docs/scale.md)",
+    )
+    c.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="the Dask scheduler, e.g. tcp://host:8786 (default: $DASK_SCHEDULER_ADDRESS; unset: a LocalCluster "
+        "of -j worker processes); implies --executor dask",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -310,6 +326,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 force=args.force or (),
                 only=args.only or (),
                 no_cache=args.no_cache,
+                executor=args.executor,
+                scheduler=args.scheduler,
             )
     except RunError as exc:
         for o in exc.outcomes:

@@ -37,6 +37,8 @@ from layerscope.runner.graph import Plan, PlannedStage
 
 _LOST = frozenset({"failed", "skipped"})
 _IMPORTS = threading.Lock()
+# How long to wait for a scheduler to answer (Dask retries a refused connection until then).
+CONNECT_TIMEOUT = "20s"
 _PROGRESS_INTERVAL = 0.25  # seconds between progress events of one stage: the scheduler relays each
 
 
@@ -91,7 +93,7 @@ class DaskExecutor:
             ) from None
         if self.address:
             try:
-                client = Client(self.address, timeout="20s")
+                client = Client(self.address, timeout=CONNECT_TIMEOUT)
             except (OSError, TimeoutError) as exc:
                 raise UsageError(f"cannot reach the Dask scheduler at {self.address}: {exc}") from None
             with client:
