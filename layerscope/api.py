@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from layerscope.pipelines.experiment import Experiment
     from layerscope.pipelines.experiment.budget import Estimate
     from layerscope.pipelines.reports.model import Report
-    from layerscope.results import Diff, FixResult, Plan
+    from layerscope.results import Diff, FixResult, Plan, SweepDiff, SweepResult
     from layerscope.runner.cache import Cache
     from layerscope.runner.execute import Decision, Outcome, Reporter
     from layerscope.runner.graph import Plan as StagePlan
@@ -53,7 +53,7 @@ Progress = Union[bool, "Reporter"]
 
 # The results' types are in layerscope.results and the report's in layerscope.pipelines.reports; this module
 # imports them when a function needs them: defining dataclasses costs time a cached rerun should not pay.
-__all__ = ["diff", "fix", "load_report", "plan", "run"]
+__all__ = ["diff", "diff_sweeps", "fix", "load_report", "plan", "run", "sweep"]
 
 
 # -- the API ----------------------------------------------------------------------------------------------
@@ -178,6 +178,72 @@ def fix(
     files = fix_report.write(exp, result, Path(out) if out else Path(exp.report_dir))
     snippet = fix_report.snippet(exp, result) if result.found is not None else None
     return _fix_result(result, snippet, files)
+
+
+@_leased
+def sweep(
+    sweep_file: str | os.PathLike[str],
+    *,
+    overrides: Iterable[str] = (),
+    cache_dir: str | os.PathLike[str] | None = None,
+    out: str | os.PathLike[str] | None = None,
+    jobs: int | None = None,
+    progress: Progress = False,
+    force: Iterable[str] = (),
+    executor: str | None = None,
+    scheduler: str | None = None,
+) -> SweepResult:
+    """Run a sweep file (configs × a matrix of overrides) as one graph: identical stages run once. Each
+    experiment's report goes into its own folder under ``out`` (default: the sweep's ``report.dir``), with
+    the summary (sweep.json, .md, .html). ``overrides`` apply to every experiment; ``executor``/``scheduler``
+    as for :func:`run`. A failed stage does not raise: its experiments have status ``error`` in the result."""
+    from layerscope import sweeps as sw
+    from layerscope.executors import choose
+    from layerscope.pipelines.reports.model import Report
+    from layerscope.results import SweepExperiment, SweepResult
+    from layerscope.sweep_summary import summary_document, write_summary
+
+    started = time.time()
+    spec = sw.load_spec(sweep_file, overrides=overrides, out=_str(out))
+    experiments = sw.load_experiments(spec, _str(cache_dir))
+    where = choose(executor, scheduler, [e[3] for e in experiments])
+    runs, stats = sw.run_sweep(
+        spec, experiments, jobs=_jobs(jobs), reporter=_reporter(progress), executor=where, force=force
+    )
+    label = where.kind if where.kind == "local" else f"dask {where.address or 'LocalCluster'}"
+    document = summary_document(spec, runs, started=started, executor=label, stats=stats)
+    files = write_summary(document, spec.out_dir, spec.formats)
+    rows = tuple(
+        SweepExperiment(
+            r.id,
+            r.config,
+            r.overrides,
+            row["status"],
+            r.out_dir,
+            None if r.report is None else Report.from_dict(r.report, files=r.files or {}),
+            r.error,
+            row["seconds"],
+            row["cached"],
+            row["shared"],
+        )
+        for r, row in zip(runs, document["experiments"], strict=True)
+    )
+    return SweepResult(spec.name, document["verdict"], spec.out_dir, rows, document, files)
+
+
+def diff_sweeps(a: str | os.PathLike[str], b: str | os.PathLike[str], *, tolerance: float = 0.1) -> SweepDiff:
+    """What changed between two sweep summaries (sweep.json or the sweep's folder), per experiment and
+    candidate: verdicts, worst deviation ratios, root causes. ``regressed``: a pass became fail/error, or a
+    worst deviation ratio got more than ``tolerance`` (relative) worse."""
+    from layerscope.results import SweepDiff
+    from layerscope.sweep_summary import diff_summaries, read_summary
+
+    old, new = read_summary(a), read_summary(b)
+    for arg, doc in ((a, old), (b, new)):
+        if doc is None:
+            raise UsageError(f"{os.fspath(arg)}: not a sweep summary (sweep.json or a sweep's folder)")
+    assert old is not None and new is not None
+    return SweepDiff(diff_summaries(old, new, tolerance=tolerance))
 
 
 def load_report(path: str | os.PathLike[str]) -> Report:

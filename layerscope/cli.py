@@ -89,6 +89,27 @@ def _parser() -> argparse.ArgumentParser:
             c.add_argument("--out", help="output directory (default: the config's report.dir)")
             c.add_argument("-q", "--quiet", action="store_true", help="no progress or tables, only the verdict")
             _executor_args(c)
+    sw = sub.add_parser(
+        "sweep",
+        help="run many experiments (configs × a matrix of --set overrides) as one graph; write a summary",
+        description="Run every experiment of a sweep file (schemas/sweep.schema.json) as one graph: identical "
+        "stages run once. Each experiment's report goes into its own folder of OUT, with sweep.json/.md/.html.",
+    )
+    sw.add_argument("sweep", help="sweep YAML")
+    sw.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY.PATH=VALUE",
+        help="override a value in every experiment (repeatable)",
+    )
+    sw.add_argument("--cache-dir", help="artifact cache (as for run)")
+    sw.add_argument("--out", help="output directory (default: the sweep's report.dir, or sweep-NAME)")
+    sw.add_argument("-j", "--jobs", type=int, default=None, help="stages in parallel (default: CPUs, at most 4)")
+    sw.add_argument("--force", nargs="?", const="*", action="append", metavar="STAGE", help="rerun STAGE (as for run)")
+    sw.add_argument("-q", "--quiet", action="store_true", help="no progress or table, only the verdict")
+    _executor_args(sw)
     f = config_cmd("fix", "find a small set of layers to keep in FP32 so that the thresholds pass")
     f.add_argument("--run", required=True, help="the candidate run to fix")
     f.add_argument(
@@ -383,16 +404,70 @@ def _write(text: str, output: str | None) -> None:
         raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
 
 
-def cmd_diff(args: argparse.Namespace) -> int:
+def cmd_sweep(args: argparse.Namespace) -> int:
     from layerscope import api
     from layerscope.runner.progress import RichReporter
 
+    console = _console(args.quiet)
+    with RichReporter(console, verbose=getattr(args, "verbose", False)) as reporter:
+        result = api.sweep(
+            args.sweep,
+            overrides=args.overrides,
+            cache_dir=args.cache_dir,
+            out=args.out,
+            jobs=_jobs(args),
+            progress=reporter,
+            force=args.force or (),
+            executor=args.executor,
+            scheduler=args.scheduler,
+        )
+    for e in result.experiments:
+        if e.error:
+            _err(f"layerscope: {e.id}: {e.error}")
+    if not args.quiet:
+        from layerscope.sweep_summary import render_markdown
+
+        console.print(render_markdown(result.summary), markup=False)
+    t = result.summary["totals"]
+    print(
+        f"{result.verdict.upper()}: sweep {result.name} — {t['passed']} pass, {t['failed']} fail, "
+        f"{t['errors']} error; summary in {result.out_dir}/"
+    )
+    return result.exit_code
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from layerscope import api
+    from layerscope.runner.progress import RichReporter
+    from layerscope.sweep_summary import read_summary
+
     _positive(args.limit, "--limit", 0)
+    sweeps = [read_summary(x) is not None for x in (args.old, args.new)]
+    if any(sweeps):
+        if not all(sweeps):
+            raise UsageError("diff compares two sweep summaries or two reports, not one of each")
+        tol = _sweep_tolerance(args.tolerance)
+        found = api.diff_sweeps(args.old, args.new, tolerance=tol)
+        sys.stdout.write(found.render(args.format))
+        return EXIT_THRESHOLD if args.fail_on_regression and found.regressed else EXIT_OK
     # Progress of config sides goes to stderr: stdout carries the diff (md/json are meant to be piped).
     with RichReporter(_console(args.quiet, stderr=True), verbose=getattr(args, "verbose", False)) as reporter:
         result = api.diff(args.old, args.new, tolerance=args.tolerance, cache_dir=args.cache_dir, progress=reporter)
     sys.stdout.write(result.render(args.format, limit=args.limit))
     return EXIT_THRESHOLD if args.fail_on_regression and result.regressed else EXIT_OK
+
+
+def _sweep_tolerance(items: Sequence[str]) -> float:
+    """A sweep diff compares the worst deviation ratio: one relative tolerance (``0.05``), default 10%."""
+    if not items:
+        return 0.1
+    try:
+        value = float(items[-1].rpartition("=")[2])
+    except ValueError:
+        raise UsageError(f"--tolerance {items[-1]!r}: expected a relative tolerance like 0.05") from None
+    if not value >= 0:
+        raise UsageError(f"--tolerance must be at least 0, not {value}")
+    return value
 
 
 def _positive(value: int | None, flag: str, minimum: int = 1) -> int | None:
@@ -485,6 +560,7 @@ _COMMANDS = {
     "validate": cmd_validate,
     "plan": cmd_plan,
     "run": cmd_run,
+    "sweep": cmd_sweep,
     "report": cmd_report,
     "fix": cmd_fix,
     "diff": cmd_diff,

@@ -106,7 +106,7 @@ class DaskExecutor:
                 n_workers=self.workers,
                 threads_per_worker=1,
                 processes=True,
-                dashboard_address=None,
+                dashboard_address=":0",  # any free port: two runs on one machine must not both want 8787
                 resources=dict.fromkeys(resources, 1) or None,
             ) as cluster,
             Client(cluster) as client,

@@ -120,7 +120,7 @@ def dask_cluster() -> Iterator[str]:
     pytest.importorskip("distributed", reason="the dask extra is not installed")
     from distributed import LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
         yield cluster.scheduler_address
 
 
