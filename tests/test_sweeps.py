@@ -180,3 +180,14 @@ def test_diff_of_two_sweep_summaries(write_config, tmp_path: Path, capsys) -> No
     assert found.regressed and len(found.document["changes"]) == 2
     assert main(["diff", a, str(tmp_path / "b" / "exp_runs.fp16.precision=fp16" / "report.json")]) == 2
     assert "not one of each" in capsys.readouterr().err
+
+
+def test_the_example_sweeps_validate() -> None:
+    from layerscope.sweeps import load_experiments, load_spec
+
+    root = Path(__file__).resolve().parents[1] / "configs" / "sweeps"
+    files = sorted(root.glob("*.yaml"))
+    assert files
+    for path in files:
+        spec = load_spec(path)
+        assert len(load_experiments(spec, None)) == len(spec.experiments) >= 2
