@@ -243,7 +243,10 @@ def diff_sweeps(a: str | os.PathLike[str], b: str | os.PathLike[str], *, toleran
         if doc is None:
             raise UsageError(f"{os.fspath(arg)}: not a sweep summary (sweep.json or a sweep's folder)")
     assert old is not None and new is not None
-    return SweepDiff(diff_summaries(old, new, tolerance=tolerance))
+    try:
+        return SweepDiff(diff_summaries(old, new, tolerance=tolerance))
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:  # edited or truncated by hand
+        raise UsageError(f"a sweep summary is malformed ({type(exc).__name__}: {exc}): {a} or {b}") from None
 
 
 def load_report(path: str | os.PathLike[str]) -> Report:

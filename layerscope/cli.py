@@ -42,14 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     def config_cmd(name: str, help: str) -> argparse.ArgumentParser:
         c = sub.add_parser(name, help=help, description=help)
         c.add_argument("config", help="experiment YAML")
-        c.add_argument(
-            "--set",
-            dest="overrides",
-            action="append",
-            default=[],
-            metavar="KEY.PATH=VALUE",
-            help="override a config value before validation (repeatable; ~KEY.PATH removes a key)",
-        )
+        _set_arg(c, "override a config value before validation (repeatable; ~KEY.PATH removes a key)")
         c.add_argument(
             "--cache-dir",
             help="artifact cache (default: $LAYERSCOPE_CACHE_DIR, the config's cache.dir, or the user cache directory)",
@@ -96,14 +89,8 @@ def _parser() -> argparse.ArgumentParser:
         "stages run once. Each experiment's report goes into its own folder of OUT, with sweep.json/.md/.html.",
     )
     sw.add_argument("sweep", help="sweep YAML")
-    sw.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY.PATH=VALUE",
-        help="override a value in every experiment (repeatable)",
-    )
+    _set_arg(sw, "override a value in every experiment (repeatable)")
+    sw.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS)
     sw.add_argument("--cache-dir", help="artifact cache (as for run)")
     sw.add_argument("--out", help="output directory (default: the sweep's report.dir, or sweep-NAME)")
     sw.add_argument("-j", "--jobs", type=int, default=None, help="stages in parallel (default: CPUs, at most 4)")
@@ -173,6 +160,10 @@ def _parser() -> argparse.ArgumentParser:
     dt.add_argument("name", nargs="?")
     dt.add_argument("--cache-dir")
     return p
+
+
+def _set_arg(c: argparse.ArgumentParser, help: str) -> None:
+    c.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE", help=help)
 
 
 def _executor_args(c: argparse.ArgumentParser) -> None:

@@ -222,7 +222,7 @@ def read_summary(path: str | os.PathLike[str]) -> dict[str, Any] | None:
         return None
     try:
         doc = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+    except (OSError, ValueError, RecursionError):  # not a summary: the report reader says what is wrong with it
         return None
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
         return None

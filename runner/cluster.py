@@ -32,7 +32,7 @@ from typing import Any
 from layerscope.runner.cache import Cache, Entry
 from layerscope.runner.capture import routed
 from layerscope.runner.errors import CacheError, UsageError
-from layerscope.runner.execute import NullReporter, Outcome, Reporter, run_stage
+from layerscope.runner.execute import NullReporter, Outcome, Reporter, run_stage, settled
 from layerscope.runner.graph import Plan, PlannedStage
 
 _LOST = frozenset({"failed", "skipped"})
@@ -62,16 +62,7 @@ class DaskExecutor:
         self.warnings: list[str] = []
 
     def execute(self, plan: Plan, decisions: Mapping[str, Any]) -> dict[str, Outcome]:
-        outcomes: dict[str, Outcome] = {}
-        for sid in plan.ids():
-            d = decisions[sid]
-            if d.status == "not-needed":
-                outcomes[sid] = Outcome(sid, "not-needed", d.reason)
-            elif d.status == "cached":
-                outcomes[sid] = Outcome(sid, "cached", "cached", entry=d.lookup.entry)
-                if d.lookup.entry is not None:
-                    self.cache.lookup(d.lookup.entry.kind, d.lookup.entry.key)  # records the use for gc
-                self.reporter.stage_finished(outcomes[sid])
+        outcomes = settled(plan, decisions, self.cache, self.reporter)
         to_run = [sid for sid in plan.ids() if decisions[sid].status == "run"]
         if not to_run:
             return {sid: outcomes[sid] for sid in plan.ids()}

@@ -167,17 +167,8 @@ class Executor:
         return outcomes
 
     def _execute(self, plan: Plan, decisions: Mapping[str, Decision]) -> dict[str, Outcome]:
-        outcomes: dict[str, Outcome] = {}
+        outcomes = settled(plan, decisions, self.cache, self.reporter)
         pending = [sid for sid in plan.ids()]
-        for sid in pending:
-            d = decisions[sid]
-            if d.status == "not-needed":
-                outcomes[sid] = Outcome(sid, "not-needed", d.reason)
-            elif d.status == "cached":
-                outcomes[sid] = Outcome(sid, "cached", "cached", entry=d.lookup.entry)
-                if d.lookup.entry is not None:
-                    self.cache.lookup(d.lookup.entry.kind, d.lookup.entry.key)  # records the use for gc
-                self.reporter.stage_finished(outcomes[sid])
         to_run = [sid for sid in pending if decisions[sid].status == "run"]
         for module in dict.fromkeys(m for sid in to_run for m in plan[sid].stage.imports):
             with contextlib.suppress(ImportError):  # optional (an accelerated path): the stage copes without it
@@ -233,6 +224,21 @@ class Executor:
     def _run_one(self, plan: Plan, sid: str, decision: Decision, inputs: Mapping[str, Entry], threads: int) -> Outcome:
         progress = self.reporter.stage_started(sid, plan[sid].stage.description or sid)
         return run_stage(self.cache, plan[sid], decision.reason, inputs, threads, progress)
+
+
+def settled(plan: Plan, decisions: Mapping[str, Decision], cache: Cache, reporter: Reporter) -> dict[str, Outcome]:
+    """The outcomes of the stages that need not run (cached, or not needed), for any executor."""
+    outcomes: dict[str, Outcome] = {}
+    for sid in plan.ids():
+        d = decisions[sid]
+        if d.status == "not-needed":
+            outcomes[sid] = Outcome(sid, "not-needed", d.reason)
+        elif d.status == "cached":
+            outcomes[sid] = Outcome(sid, "cached", "cached", entry=d.lookup.entry)
+            if d.lookup.entry is not None:
+                cache.lookup(d.lookup.entry.kind, d.lookup.entry.key)  # records the use for gc
+            reporter.stage_finished(outcomes[sid])
+    return outcomes
 
 
 def run_stage(

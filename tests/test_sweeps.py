@@ -15,6 +15,7 @@ import pytest
 
 import layerscope
 from layerscope.__main__ import main
+from layerscope.runner.execute import NullReporter
 from tests.conftest import without_execution
 
 SWEEP = """\
@@ -87,20 +88,9 @@ class KillWorkers:
             for pid in self.pids:
                 os.kill(pid, signal.SIGKILL)
                 self.killed.append(pid)
-        return _Quiet()
+        return NullReporter().stage_started(sid, description)
 
     def stage_finished(self, outcome: Any) -> None:
-        pass
-
-
-class _Quiet:
-    def start(self, total: float | None, description: str = "") -> None:
-        pass
-
-    def advance(self, amount: float = 1.0) -> None:
-        pass
-
-    def log(self, message: str) -> None:
         pass
 
 
@@ -180,6 +170,10 @@ def test_diff_of_two_sweep_summaries(write_config, tmp_path: Path, capsys) -> No
     assert found.regressed and len(found.document["changes"]) == 2
     assert main(["diff", a, str(tmp_path / "b" / "exp_runs.fp16.precision=fp16" / "report.json")]) == 2
     assert "not one of each" in capsys.readouterr().err
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps({"schema": "layerscope-sweep", "schema_version": 1, "experiments": [{"id": 1}]}))
+    assert main(["diff", a, str(broken)]) == 2
+    assert "a sweep summary is malformed" in capsys.readouterr().err
 
 
 def test_the_example_sweeps_validate() -> None:
