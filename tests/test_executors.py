@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import layerscope
-from layerscope.__main__ import main
+from layerscope.cli import main
 from layerscope.executors import choose, read_paths, worker_environment
 from layerscope.runner.errors import UsageError
 from tests.conftest import without_execution

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 import layerscope
-from layerscope.__main__ import main
+from layerscope.cli import main
 from layerscope.runner.execute import NullReporter
 from tests.conftest import without_execution
 
