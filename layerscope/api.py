@@ -324,7 +324,11 @@ def check_room(exp: Experiment, decisions: Mapping[str, Decision], est: Estimate
     the estimate, when dumps are to be made."""
     from layerscope.pipelines.stages.dump import stage_id
 
-    dumping = sum(1 for run in {exp.reference, *exp.candidates} if decisions[stage_id(run)].status == "run")
+    dumping = sum(
+        1
+        for run in {exp.reference, *exp.candidates}
+        if stage_id(run) in decisions and decisions[stage_id(run)].status == "run"
+    )
     if not dumping:
         return None
     from layerscope.pipelines.experiment.budget import check, estimate

@@ -173,6 +173,8 @@ def _experiment(
     runs = phases.quantization(runs, calibration)
     thresholds = phases.thresholds(ld)
     task = task_spec(ld, model)
+    if task is not None and task.active and data.get("dump", {}).get("keep", "all") != "all":
+        ld.problems.add("/dump/keep", "the task metrics (compare.task) need every sample's outputs: use dump.keep: all")
     tensors: tuple[str, ...] = ()
     notes: list[str] = []
     if model is not None:

@@ -105,7 +105,7 @@ def _link_dumps(exp: Experiment, plan: Plan, outcomes: Mapping[str, Outcome], ou
     for run in [exp.reference, *exp.candidates]:
         sid = stage_id(run)
         entry = outcomes[sid].entry if sid in outcomes else None
-        if entry is None:
+        if entry is None and sid in plan.stages:  # (the streaming mode plans no dumps: a stale link goes)
             entry = cache.lookup("dump", plan[sid].key, touch=False).entry
         link = links / f"{run}.h5"
         if entry is None:

@@ -34,6 +34,49 @@ def stage_id(run: str) -> str:
     return f"dump[{run}]"
 
 
+def requested_tensors(
+    exp: Experiment, run: RunSpec, tmap: dict[str, Any]
+) -> tuple[list[str], dict[str, str], list[str]]:
+    """The lowered names of the selected tensors, the value before each Q/DQ pair (quantized runs: what the layer
+    computed, before quantization), and every name to ask the session for."""
+    missing = [t for t in exp.tensors if t not in tmap]
+    if missing:
+        raise StageError(f"the {run.name} build has no value for {', '.join(missing[:5])}")
+    lowered = [tmap[t]["name"] for t in exp.tensors]
+    prequant = {
+        t: tmap[t]["prequant"] for t in exp.tensors if tmap[t].get("prequant", tmap[t]["name"]) != tmap[t]["name"]
+    }
+    return lowered, prequant, list(dict.fromkeys([*lowered, *prequant.values()]))
+
+
+def run_attrs(
+    exp: Experiment, run: RunSpec, lowering: dict[str, Any], hidden: dict[str, str], inputs: dict[str, Any]
+) -> dict[str, Any]:
+    """What a run's dump (or stream) records about the run: backend, versions, device, execution, notes."""
+    backend = backends.get(run.backend)
+    return {
+        "run": run.name,
+        "backend": run.backend,
+        "precision": run.precision,
+        "execution": lowering["execution"],
+        "model_digest": exp.model.digest,
+        "inputs": inputs,
+        "tool_version": __version__,
+        "versions": backend.versions(),
+        "device": backend.device(),
+        "notes": lowering.get("notes", []),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **({"not_observable": hidden} if hidden else {}),
+        **({"audit": lowering["audit"]} if lowering.get("audit") else {}),
+    }
+
+
+def stored_options(exp: Experiment) -> dict[str, Any]:
+    """The dump options that change a dump's bytes: ``keep`` chooses the plan (dump or stream), so it is left out
+    and configs written before it keep their cache keys."""
+    return {k: v for k, v in exp.dump.items() if k not in ("keep", "keep_worst")}
+
+
 def make(exp: Experiment, run: RunSpec, build_id: str) -> Stage:
     backend = backends.get(run.backend)
     inputs = {spec.name: input_material(spec, exp.cache.digests) for spec in exp.inputs}
@@ -41,15 +84,7 @@ def make(exp: Experiment, run: RunSpec, build_id: str) -> Stage:
     def action(ctx: StageContext) -> None:
         lowering = json.loads(ctx.inputs["build"].file("lowering.json").read_text())
         tmap = lowering["tensors"]
-        missing = [t for t in exp.tensors if t not in tmap]
-        if missing:
-            raise StageError(f"the {run.name} build has no value for {', '.join(missing[:5])}")
-        lowered = [tmap[t]["name"] for t in exp.tensors]
-        # Quantized runs: also the value before each Q/DQ pair (what the layer computed, before quantization).
-        prequant = {
-            t: tmap[t]["prequant"] for t in exp.tensors if tmap[t].get("prequant", tmap[t]["name"]) != tmap[t]["name"]
-        }
-        requested = list(dict.fromkeys([*lowered, *prequant.values()]))
+        lowered, prequant, requested = requested_tensors(exp, run, tmap)
         session = backend.open(ctx.inputs["build"].path, exp.model, run, requested, ctx.threads)
         from layerscope.pipelines.dumps import DumpWriter
 
@@ -68,21 +103,7 @@ def make(exp: Experiment, run: RunSpec, build_id: str) -> Stage:
                 }
                 observed = [(t, low) for t, low in zip(exp.tensors, lowered, strict=True) if t not in hidden]
                 prequant = {t: pre for t, pre in prequant.items() if pre not in session.unobservable}
-                attrs = {
-                    "run": run.name,
-                    "backend": run.backend,
-                    "precision": run.precision,
-                    "execution": lowering["execution"],
-                    "model_digest": exp.model.digest,
-                    "inputs": inputs,
-                    "tool_version": __version__,
-                    "versions": backend.versions(),
-                    "device": backend.device(),
-                    "notes": lowering.get("notes", []),
-                    "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                    **({"not_observable": hidden} if hidden else {}),
-                    **({"audit": lowering["audit"]} if lowering.get("audit") else {}),
-                }
+                attrs = run_attrs(exp, run, lowering, hidden, inputs)
                 writer = stack.enter_context(
                     DumpWriter(
                         ctx.out_dir / DUMP_FILE,
@@ -145,7 +166,7 @@ def make(exp: Experiment, run: RunSpec, build_id: str) -> Stage:
             "tensors": list(exp.tensors),
             "inputs": inputs,
             "samples": exp.samples,
-            "dump": dict(exp.dump),
+            "dump": stored_options(exp),
             "backend_dump": backend.dump_material(run),
         },
         action=action,

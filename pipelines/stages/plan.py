@@ -2,6 +2,8 @@
 
 build[run] -> dump[run] --+--> compare[candidate] --> report
               dump[ref] --+--> task[candidate] ----^   (with compare.classification / compare.func)
+
+Streaming (dump.keep: none | failing): build[ref] + build[candidate] --> stream[candidate] --> report.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from layerscope.pipelines.lowering.formats import FORMATS
-from layerscope.pipelines.stages import attribute, build, calibrate, compare, dump, report, task
+from layerscope.pipelines.stages import attribute, build, calibrate, compare, dump, report, stream, task
 from layerscope.runner.graph import Plan, Stage
 
 if TYPE_CHECKING:
@@ -22,6 +24,7 @@ KINDS = {
     "compare": compare,
     "attribute": attribute,
     "task": task,
+    "stream": stream,
     "report": report,
 }
 
@@ -34,7 +37,10 @@ def stages_for(exp: Experiment) -> list[Stage]:
     for name in used:
         run = exp.runs[name]
         stages.append(build.make(exp, run, calibrate.STAGE_ID if FORMATS[run.precision].quantized else None))
-        stages.append(dump.make(exp, run, build.stage_id(name)))
+        if not stream.streaming(exp):
+            stages.append(dump.make(exp, run, build.stage_id(name)))
+    if stream.streaming(exp):
+        return [*stages, *_streamed(exp)]
     compare_ids, attribute_ids, task_ids = {}, {}, {}
     for cand in exp.candidates:
         run = exp.runs[cand]
@@ -48,6 +54,18 @@ def stages_for(exp: Experiment) -> list[Stage]:
             task_ids[cand] = task.stage_id(cand)
     stages.append(report.make(exp, compare_ids, attribute_ids, task_ids))
     return stages
+
+
+def _streamed(exp: Experiment) -> list[Stage]:
+    """No dumps: each candidate's stream stage compares as it runs; attribution, which runs each layer on the
+    reference's dumped inputs, says why it is unavailable (the task stage is refused when the config loads)."""
+    ref = exp.runs[exp.reference]
+    stages = [
+        stream.make(exp, ref, exp.runs[c], build.stage_id(exp.reference), build.stage_id(c)) for c in exp.candidates
+    ]
+    unavailable = {c: stream.ATTRIBUTION_NEEDS_DUMPS for c in exp.candidates} if exp.attribution else {}
+    ids = {c: stream.stage_id(c) for c in exp.candidates}
+    return [*stages, report.make(exp, ids, attribution_unavailable=unavailable)]
 
 
 def plan_for(exp: Experiment) -> Plan:

@@ -104,8 +104,11 @@ def make(
     compare_ids: dict[str, str],
     attribute_ids: dict[str, str] | None = None,
     task_ids: dict[str, str] | None = None,
+    attribution_unavailable: dict[str, str] | None = None,
 ) -> Stage:
+    """``attribution_unavailable``: candidates whose attribution cannot run, with why (streaming keeps no dumps)."""
     attribute_ids, task_ids = attribute_ids or {}, task_ids or {}
+    unavailable = attribution_unavailable or {}
     record = experiment_record(exp)
     producer = exp.model.summary.producer_of()
     limits = {t: exp.thresholds.for_layer(producer[t].name if t in producer else t) for t in exp.tensors}
@@ -121,6 +124,8 @@ def make(
                 attribution = {
                     "unavailable": f"the stage {attribute_ids[cand]} failed (its error is in the stage list)"
                 }
+            elif cand in unavailable:
+                attribution = {"unavailable": unavailable[cand]}
             else:
                 attribution = {"off": True}
             comparison = _comparison(exp.reference, cand, data, limits, attribution)
@@ -146,6 +151,7 @@ def make(
             "record": record,
             "limits": {t: lim.to_json() for t, lim in limits.items()},
             **({"task_limits": exp.thresholds.task.to_json()} if task_ids else {}),
+            **({"attribution_unavailable": unavailable} if unavailable else {}),
         },
         action=action,
         version=code_version(__name__),
