@@ -50,7 +50,7 @@ class Evaluation:
 class Cost:
     ran: int = 0
     cached: int = 0
-    inference_runs: int = 0  # dump stages that actually ran (each: every sample through one model)
+    inference_runs: int = 0  # every sample through one model: a dump stage that ran, or each side of a stream stage
 
 
 @dataclass
@@ -107,6 +107,7 @@ class Search:
         import json
 
         from layerscope.pipelines.stages import stages_for
+        from layerscope.pipelines.stages.plan import comparison_id
         from layerscope.runner.execute import plan_decisions, run_plan
         from layerscope.runner.graph import Plan
 
@@ -127,11 +128,12 @@ class Search:
             if o.status == "ran":
                 self.cost.ran += 1
                 self.cost.inference_runs += o.sid.startswith("dump[")
+                self.cost.inference_runs += 2 * o.sid.startswith("stream[")  # (dump.keep: none) runs both models
             elif o.status == "cached":
                 self.cost.cached += 1
         docs = []
         for v in variants:
-            entry = outcomes[f"compare[{v.candidates[0]}]"].entry
+            entry = outcomes[comparison_id(v, v.candidates[0])].entry
             assert entry is not None
             docs.append(json.loads(entry.file("compare.json").read_text()))
         return docs

@@ -68,5 +68,10 @@ def _streamed(exp: Experiment) -> list[Stage]:
     return [*stages, report.make(exp, ids, attribution_unavailable=unavailable)]
 
 
+def comparison_id(exp: Experiment, candidate: str) -> str:
+    """The stage whose compare.json holds a candidate's per-layer metrics: compare, or stream when streaming."""
+    return stream.stage_id(candidate) if stream.streaming(exp) else compare.stage_id(candidate)
+
+
 def plan_for(exp: Experiment) -> Plan:
     return Plan(stages_for(exp))

@@ -123,3 +123,10 @@ def test_snippet_is_valid_yaml_for_awkward_names() -> None:
 
     for name in ["conv0", "/enc/conv0/Conv", "p2o.BatchNormalization.1", "a: b", "0abc"]:
         assert yaml.safe_load(f"[{_yaml_name(name)}]") == [name]
+
+
+def test_fix_works_in_the_streaming_mode(hostile: Path) -> None:
+    """dump.keep: none plans stream stages, not compare stages: the search reads their compare.json."""
+    result = Search(load_experiment(hostile, ["dump.keep=none"]), "fp16").search()
+    assert result.found == ("conv1",) and result.minimal
+    assert result.cost.inference_runs > 0 and result.cost.inference_runs % 2 == 0  # each stream runs both models
