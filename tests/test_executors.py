@@ -14,11 +14,20 @@ from layerscope.runner.errors import UsageError
 from tests.conftest import without_execution
 
 
-def test_dask_gives_the_report_the_local_threads_give(write_config, tmp_path: Path, dask_cluster: str) -> None:
+@pytest.mark.parametrize("keep", ["all", "failing"])
+def test_dask_gives_the_report_the_local_threads_give(
+    write_config, tmp_path: Path, dask_cluster: str, keep: str
+) -> None:
     config = write_config()
-    local = layerscope.run(config, out=tmp_path / "local", cache_dir=tmp_path / "c1")
+    sets = [f"dump.keep={keep}"]  # failing: the streaming mode's stream stage runs on a worker too
+    local = layerscope.run(config, overrides=sets, out=tmp_path / "local", cache_dir=tmp_path / "c1")
     remote = layerscope.run(
-        config, out=tmp_path / "dask", cache_dir=tmp_path / "c2", executor="dask", scheduler=dask_cluster
+        config,
+        overrides=sets,
+        out=tmp_path / "dask",
+        cache_dir=tmp_path / "c2",
+        executor="dask",
+        scheduler=dask_cluster,
     )
     a = json.loads((tmp_path / "local" / "report.json").read_text())
     b = json.loads((tmp_path / "dask" / "report.json").read_text())
