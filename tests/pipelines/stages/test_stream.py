@@ -100,6 +100,9 @@ def test_plan_keys_in_streaming_mode(write_config) -> None:
         ("thresholds.layers=[{match: conv0, max_deviation_ratio: 0.3}]", {"report"}),
         ("thresholds.rel_error=0.2", {"stream[fp16]", "report"}),  # which elements deviate: exact, from elements
         ("samples=3", {"stream[fp16]", "report"}),
+        ("thresholds.abs_floor=1e-6", {"stream[fp16]", "report"}),
+        ("dump.compression=lzf", {"report"}),  # nothing is dumped; the report records the config
+        ("description=what changed", {"report"}),
         ("dump.keep=failing", {"stream[fp16]", "report"}),
         ("runs.fp16.precision=bf16", {"build[fp16]", "stream[fp16]", "report"}),
     ]:
