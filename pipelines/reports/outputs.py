@@ -97,30 +97,41 @@ def _stage_warnings(outcome: Outcome) -> list[str]:
 
 
 def _link_dumps(exp: Experiment, plan: Plan, outcomes: Mapping[str, Outcome], out_dir: Path, cache: Cache) -> None:
-    """dumps/<run>.h5 -> the dump in the cache (a link: dumps can be gigabytes; kept while the entry lives)."""
-    from layerscope.pipelines.stages.dump import DUMP_FILE, stage_id
+    """dumps/<run>.h5 -> the dump in the cache (a link: dumps can be gigabytes; kept while the entry lives), and in
+    the streaming mode kept/<candidate>.h5 -> the worst samples a stream stage kept (dump.keep: failing)."""
+    from layerscope.pipelines.stages import dump, stream
 
-    links = out_dir / "dumps"
-    links.mkdir(exist_ok=True)
-    for run in [exp.reference, *exp.candidates]:
-        sid = stage_id(run)
-        entry = outcomes[sid].entry if sid in outcomes else None
-        if entry is None and sid in plan.stages:  # (the streaming mode plans no dumps: a stale link goes)
-            entry = cache.lookup("dump", plan[sid].key, touch=False).entry
-        link = links / f"{run}.h5"
-        if entry is None:
-            with contextlib.suppress(FileNotFoundError):
-                link.unlink()
-            continue
-        tmp = links / f".{run}.h5.{os.getpid()}.tmp"
+    for folder, kind, ids, file in (
+        ("dumps", "dump", {run: dump.stage_id(run) for run in [exp.reference, *exp.candidates]}, dump.DUMP_FILE),
+        ("kept", "stream", {c: stream.stage_id(c) for c in exp.candidates}, stream.KEPT_FILE),
+    ):
+        links = out_dir / folder
+        for run, sid in ids.items():
+            entry = outcomes[sid].entry if sid in outcomes else None
+            if entry is None and sid in plan.stages:
+                entry = cache.lookup(kind, plan[sid].key, touch=False).entry
+            target = entry.file(file) if entry is not None else None
+            _link(links, f"{run}.h5", target if target is not None and target.is_file() else None)
+
+
+def _link(links: Path, name: str, target: Path | None) -> None:
+    """links/name -> target, made atomically (a concurrent run never sees a missing or half-made link); without
+    a target a stale link goes (the mode changed, the entry is gone)."""
+    link = links / name
+    if target is None:
         with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        try:
-            os.symlink(entry.file(DUMP_FILE), tmp)
-            os.replace(tmp, link)  # atomic: a concurrent run never sees a missing or half-made link
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)  # only left when replacing failed: never leave a temporary behind
+            link.unlink()
+        return
+    links.mkdir(exist_ok=True)
+    tmp = links / f".{name}.{os.getpid()}.tmp"
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    try:
+        os.symlink(target, tmp)
+        os.replace(tmp, link)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)  # only left when replacing failed: never leave a temporary behind
 
 
 def _copy_calibration_cache(plan: Plan, outcomes: Mapping[str, Outcome], out_dir: Path, cache: Cache) -> None:

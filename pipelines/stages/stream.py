@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import heapq
 import json
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -88,17 +89,8 @@ def make(exp: Experiment, reference: RunSpec, candidate: RunSpec, ref_build: str
             stored: dict[str, str] = {}
             pairs: list[tuple[str, str, str]] = []
             reasons: dict[str, str] = {}
-            for i in range(exp.samples):
-                feeds = {name: read(i) for name, read in readers.items()}
-                r_values, c_values = ref.run(feeds), cand.run(feeds)
-                if i == 0:  # a runtime may only learn at its first run which tensors it cannot observe
-                    pairs, reasons = _observed(exp, r_names, c_names, ref, cand, r_values, inside)
-                    for t, _, _ in pairs:
-                        shapes[t] = tuple(int(d) for d in r_values[rmap[t]["name"]].shape)
-                        stored[t] = str(c_values[cmap[t]["name"]].dtype)
-                        stats[t] = TensorStats(_config(settings, t, cmap[t].get("quant")), threads=ctx.threads)
-                        if t in c_pre and c_pre[t] not in cand.unobservable:
-                            pre[t] = TensorStats(replace(stats[t].config, quant=None), threads=ctx.threads)
+
+            def accumulate(i: int, r_values: dict[str, Any], c_values: dict[str, Any]) -> None:
                 for t, r_name, c_name in pairs:
                     r, c = r_values[r_name], c_values[c_name]
                     if tuple(r.shape) != shapes[t] or r.shape != c.shape:
@@ -112,8 +104,29 @@ def make(exp: Experiment, reference: RunSpec, candidate: RunSpec, ref_build: str
                         pre[t].update(r, c_values[c_pre[t]])
                     if before is not None:
                         _keep_worst(kept.setdefault(t, []), worst, i, before, stats[t], r, c)
-                del r_values, c_values
                 ctx.progress.advance()
+
+            # Sample i is accumulated while sample i+1 runs (the runtimes and the kernel release the GIL), in
+            # sample order as the compare stage reads them: at most two samples of both runs are in memory.
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="stream-stats") as pool:
+                pending: Future[None] | None = None
+                for i in range(exp.samples):
+                    feeds = {name: read(i) for name, read in readers.items()}
+                    r_values, c_values = ref.run(feeds), cand.run(feeds)
+                    if i == 0:  # a runtime may only learn at its first run which tensors it cannot observe
+                        pairs, reasons = _observed(exp, r_names, c_names, ref, cand, r_values, inside)
+                        for t, _, _ in pairs:
+                            shapes[t] = tuple(int(d) for d in r_values[rmap[t]["name"]].shape)
+                            stored[t] = str(c_values[cmap[t]["name"]].dtype)
+                            stats[t] = TensorStats(_config(settings, t, cmap[t].get("quant")), threads=ctx.threads)
+                            if t in c_pre and c_pre[t] not in cand.unobservable:
+                                pre[t] = TensorStats(replace(stats[t].config, quant=None), threads=ctx.threads)
+                    if pending is not None:
+                        pending.result()
+                    pending = pool.submit(accumulate, i, r_values, c_values)
+                    del r_values, c_values
+                if pending is not None:
+                    pending.result()
         layers = [_layer(t, rmap[t], cmap[t], shapes[t], stored[t], stats[t], pre.get(t)) for t, _, _ in pairs]
         layers.sort(key=lambda x: (x["index"], x["tensor"]))  # the dump reader's order: compare.json's
         missing = [t for t in exp.tensors if t in reasons]

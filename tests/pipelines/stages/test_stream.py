@@ -117,6 +117,9 @@ def test_attribution_says_it_needs_dumps_and_the_report_is_written(write_config)
     comparison = report["comparisons"][0]
     assert ATTRIBUTION_NEEDS_DUMPS in json.dumps(comparison)
     assert comparison["layers"]
+    assert not Path("o/dumps/fp16.h5").exists() and not Path("o/kept").exists()  # keep: none keeps nothing
+    assert main(["run", str(path), "--out", "o", "-q"]) == 0  # back to dumps: the links are there again
+    assert Path("o/dumps/fp16.h5").is_file()
 
 
 def test_task_metrics_need_dumps(write_config, capsys) -> None:
@@ -134,7 +137,8 @@ def test_failing_keeps_a_bounded_set_of_the_worst_samples(write_config) -> None:
     doc = json.loads(stage_file(path, keep, "stream[fp16]", "compare.json").read_text())
     failing = {x["tensor"]: x for x in doc["layers"] if x["metrics"]["deviating"]}
     assert failing
-    with h5py.File(stage_file(path, keep, "stream[fp16]", "kept.h5")) as f:
+    assert Path("o/kept/fp16.h5").resolve() == stage_file(path, keep, "stream[fp16]", "kept.h5").resolve()
+    with h5py.File("o/kept/fp16.h5") as f:
         names = {ds.attrs["onnx_name"] for ds in f["candidate"].values()}
         assert names == set(failing)
         for ds in f["candidate"].values():
