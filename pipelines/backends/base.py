@@ -84,9 +84,18 @@ class Backend(Protocol):
         ...
 
     def open(
-        self, build_dir: Path, model: ResolvedModel, run: RunSpec, tensors: Sequence[str], threads: int
+        self,
+        build_dir: Path,
+        model: ResolvedModel,
+        run: RunSpec,
+        tensors: Sequence[str],
+        threads: int,
+        *,
+        spin: bool = True,
     ) -> Session:
-        """A session returning the requested *lowered* tensor names for each sample."""
+        """A session returning the requested *lowered* tensor names for each sample. ``spin=False``: the runtime's
+        threads must not busy-wait between runs (ONNX Runtime's default), because other CPU work runs alongside
+        (the stream stage's metrics kernel, which spinning threads slowed 3-10x on 2 cores); values are the same."""
         ...
 
 

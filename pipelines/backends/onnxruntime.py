@@ -192,7 +192,14 @@ class OnnxRuntimeBackend:
 
     # -- dump -------------------------------------------------------------------------------------------
     def open(
-        self, build_dir: Path, model: ResolvedModel, run: RunSpec, tensors: Sequence[str], threads: int
+        self,
+        build_dir: Path,
+        model: ResolvedModel,
+        run: RunSpec,
+        tensors: Sequence[str],
+        threads: int,
+        *,
+        spin: bool = True,
     ) -> _OrtSession:
         import onnx
 
@@ -203,18 +210,20 @@ class OnnxRuntimeBackend:
             if name not in present:
                 proto.graph.output.append(onnx.ValueInfoProto(name=name))
                 present.add(name)
-        return _OrtSession(proto, run, list(tensors), threads)
+        return _OrtSession(proto, run, list(tensors), threads, spin)
 
 
 class _OrtSession:
     unobservable: Mapping[str, str] = {}  # ORT does not fuse a node whose output is a graph output
 
-    def __init__(self, proto: Any, run: RunSpec, outputs: list[str], threads: int) -> None:
+    def __init__(self, proto: Any, run: RunSpec, outputs: list[str], threads: int, spin: bool = True) -> None:
         import tempfile
 
         import onnxruntime as ort
 
         so = session_options(run, threads)
+        if not spin:  # (a scheduling choice: the same kernels and summation order, so the same values)
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if proto.ByteSize() > _MAX_PROTO:
             self._tmp = tempfile.TemporaryDirectory(prefix="layerscope-ort-")

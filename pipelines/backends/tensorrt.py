@@ -237,7 +237,14 @@ class TensorRTBackend:
 
     # -- dump -------------------------------------------------------------------------------------------
     def open(
-        self, build_dir: Path, model: ResolvedModel, run: RunSpec, tensors: Sequence[str], threads: int
+        self,
+        build_dir: Path,
+        model: ResolvedModel,
+        run: RunSpec,
+        tensors: Sequence[str],
+        threads: int,
+        *,
+        spin: bool = True,
     ) -> TensorRTSession:
         from layerscope.pipelines.backends.trt.runtime import EngineRunner, TensorRTSession
 

@@ -22,7 +22,7 @@ from layerscope.runner.jsonio import write_json
 if TYPE_CHECKING:
     from layerscope.pipelines.dumps import DumpReader, TensorMeta
     from layerscope.pipelines.experiment import Experiment, RunSpec
-    from layerscope.pipelines.metrics.stats import MetricConfig
+    from layerscope.pipelines.metrics.stats import MetricConfig, TensorStats
 
 RUN_ATTRS = (
     "backend",
@@ -108,16 +108,15 @@ def make(exp: Experiment, candidate: RunSpec, ref_dump: str, cand_dump: str) -> 
             # Two workers: one reads HDF5 while the other's metrics kernel (which uses every core) computes.
             with ThreadPoolExecutor(max_workers=2) as pool:
                 layers = list(pool.map(one, pairs))
-            doc = {
-                "reference": {k: ref.json_attr(k) for k in RUN_ATTRS if k in ref.attrs},
-                "candidate": {k: cand.json_attr(k) for k in RUN_ATTRS if k in cand.attrs},
-                "samples": ref.samples,
-                "format": settings["format"],
-                "format_limits": settings["limits"],
-                "layers": layers,
-                "not_observable": missing,
-                "not_observable_reasons": reasons,
-            }
+            doc = document(
+                {k: ref.json_attr(k) for k in RUN_ATTRS if k in ref.attrs},
+                {k: cand.json_attr(k) for k in RUN_ATTRS if k in cand.attrs},
+                ref.samples,
+                settings,
+                layers,
+                missing,
+                reasons,
+            )
         write_json(ctx.out_dir / "compare.json", doc)
         ctx.result.update({"layers": len(layers)})
 
@@ -131,6 +130,28 @@ def make(exp: Experiment, candidate: RunSpec, ref_dump: str, cand_dump: str) -> 
         description=f"compare {candidate.name}",
         imports=("numpy", "h5py", "layerscope.pipelines.metrics.kernel"),
     )
+
+
+def document(
+    reference: dict[str, Any],
+    candidate: dict[str, Any],
+    samples: int,
+    settings: dict[str, Any],
+    layers: list[dict[str, Any]],
+    missing: list[str],
+    reasons: dict[str, str],
+) -> dict[str, Any]:
+    """compare.json, as the compare stage and the stream stage (the streaming mode) both write it."""
+    return {
+        "reference": reference,
+        "candidate": candidate,
+        "samples": samples,
+        "format": settings["format"],
+        "format_limits": settings["limits"],
+        "layers": layers,
+        "not_observable": missing,
+        "not_observable_reasons": reasons,
+    }
 
 
 def _same_inputs(ref: DumpReader, cand: DumpReader, ref_id: str, cand_id: str) -> None:
@@ -184,12 +205,7 @@ def _layer(
         if pre is not None and pds is not None:
             pre.update(reference, pds[i])
         ctx.progress.advance()
-    extra: dict[str, Any] = {}
-    if pre is not None:
-        prequant = pre.result()
-        prequant.pop("histograms")
-        extra["prequant_metrics"] = prequant
-    return {
+    fields = {
         "tensor": r.onnx_name,
         "node": r.node,
         "op_type": r.op_type,
@@ -199,9 +215,25 @@ def _layer(
         "dtype_candidate": c.dtype_executed,
         "stored_candidate": c.stored,
         "execution": c.execution,
-        "rel_error_threshold": config.rel_error,
-        "abs_floor": config.abs_floor,
+    }
+    return layer_doc(fields, stats, pre, c.weights)
+
+
+def layer_doc(
+    fields: dict[str, Any], stats: TensorStats, pre: TensorStats | None, weights: dict[str, Any] | None
+) -> dict[str, Any]:
+    """A layer of compare.json (compare and stream stages): its fields, settings, metrics, and the metrics of the
+    value before its Q/DQ pair (quantized runs)."""
+    extra: dict[str, Any] = {}
+    if pre is not None:
+        prequant = pre.result()
+        prequant.pop("histograms")
+        extra["prequant_metrics"] = prequant
+    return {
+        **fields,
+        "rel_error_threshold": stats.config.rel_error,
+        "abs_floor": stats.config.abs_floor,
         "metrics": stats.result(),
-        **({"weights": c.weights} if c.weights else {}),
+        **({"weights": weights} if weights else {}),
         **extra,
     }

@@ -31,7 +31,14 @@ from typing import TYPE_CHECKING, Any
 from layerscope.pipelines import backends
 from layerscope.pipelines.backends.base import code_modules, worker_resources
 from layerscope.pipelines.experiment.inputs import input_material, sample_reader
-from layerscope.pipelines.stages.compare import RUN_ATTRS, _config, metric_settings, subgraph_tensors
+from layerscope.pipelines.stages.compare import (
+    RUN_ATTRS,
+    _config,
+    document,
+    layer_doc,
+    metric_settings,
+    subgraph_tensors,
+)
 from layerscope.pipelines.stages.dump import requested_tensors, run_attrs
 from layerscope.runner.codeversion import code_version
 from layerscope.runner.errors import StageError
@@ -77,10 +84,13 @@ def make(exp: Experiment, reference: RunSpec, candidate: RunSpec, ref_build: str
         c_names, c_pre, c_requested = requested_tensors(exp, candidate, cmap)
         ctx.progress.start(exp.samples, f"stream {candidate.name}")
         with contextlib.ExitStack() as stack:
-            # The sessions are opened as the dump stage opens them (same threads): the same values, run for run.
+            # The sessions are opened as the dump stage opens them (same threads): the same values, run for run;
+            # but their threads must not spin between runs, or they take the cores from the metrics kernel.
             ref_path, cand_path = ctx.inputs["reference"].path, ctx.inputs["candidate"].path
-            ref = _opened(stack, ref_backend.open(ref_path, exp.model, reference, r_requested, ctx.threads))
-            cand = _opened(stack, cand_backend.open(cand_path, exp.model, candidate, c_requested, ctx.threads))
+            ref = _opened(stack, ref_backend.open(ref_path, exp.model, reference, r_requested, ctx.threads, spin=False))
+            cand = _opened(
+                stack, cand_backend.open(cand_path, exp.model, candidate, c_requested, ctx.threads, spin=False)
+            )
             readers = {s.name: stack.enter_context(sample_reader(s, exp.samples)) for s in exp.inputs}
             stats: dict[str, TensorStats] = {}
             pre: dict[str, TensorStats] = {}
@@ -132,16 +142,15 @@ def make(exp: Experiment, reference: RunSpec, candidate: RunSpec, ref_build: str
         missing = [t for t in exp.tensors if t in reasons]
         missing += [t for t in reasons if t not in missing]
         hidden_r, hidden_c = _hidden(exp, rmap, ref), _hidden(exp, cmap, cand)
-        doc = {
-            "reference": _run_doc(exp, reference, ref_low, hidden_r, inputs),
-            "candidate": _run_doc(exp, candidate, cand_low, hidden_c, inputs),
-            "samples": exp.samples,
-            "format": settings["format"],
-            "format_limits": settings["limits"],
-            "layers": layers,
-            "not_observable": missing,
-            "not_observable_reasons": reasons,
-        }
+        doc = document(
+            _run_doc(exp, reference, ref_low, hidden_r, inputs),
+            _run_doc(exp, candidate, cand_low, hidden_c, inputs),
+            exp.samples,
+            settings,
+            layers,
+            missing,
+            reasons,
+        )
         write_json(ctx.out_dir / "compare.json", doc)
         write_json(
             ctx.out_dir / "stats.json",
@@ -281,13 +290,8 @@ def _layer(
     stats: TensorStats,
     pre: TensorStats | None,
 ) -> dict[str, Any]:
-    """A layer of compare.json, with the fields (and their order) the compare stage writes."""
-    extra: dict[str, Any] = {}
-    if pre is not None:
-        prequant = pre.result()
-        prequant.pop("histograms")
-        extra["prequant_metrics"] = prequant
-    return {
+    """A layer of compare.json, with the fields the compare stage reads from the dumps' attributes."""
+    fields = {
         "tensor": t,
         "node": r["node"],
         "op_type": r["op_type"],
@@ -297,9 +301,5 @@ def _layer(
         "dtype_candidate": c["dtype"],
         "stored_candidate": stored,
         "execution": c["execution"],
-        "rel_error_threshold": stats.config.rel_error,
-        "abs_floor": stats.config.abs_floor,
-        "metrics": stats.result(),
-        **({"weights": c["weights"]} if c.get("weights") else {}),
-        **extra,
     }
+    return layer_doc(fields, stats, pre, c.get("weights"))

@@ -19,24 +19,9 @@ from layerscope.pipelines.stages.compare import _config, metric_settings
 from layerscope.pipelines.stages.stream import ATTRIBUTION_NEEDS_DUMPS
 from layerscope.runner.jsonio import finite_json
 from tests.conftest import SMALL_UNET
+from tests.pipelines.lowering.test_quantize import INT8_TEMPLATE
 
-INT8 = """\
-name: q
-model:
-  builtin: unet
-  options: {base_channels: 8, depth: 1}
-samples: 3
-inputs:
-  input:
-    shape: [1, 3, 16, 16]
-    source: {random: normal, seed: 0}
-runs:
-  fp32: {precision: fp32, options: {graph_optimization: disabled}}
-  int8: {precision: int8, options: {graph_optimization: disabled}}
-compare: {reference: fp32}
-calibration: {samples: 4}
-thresholds: {max_deviation_ratio: 1.0}
-"""
+INT8 = INT8_TEMPLATE.replace("{extra_runs}", "").replace("samples: 2", "samples: 3")
 
 
 def stage_file(path: Path, overrides: list[str], stage: str, name: str) -> Path:
