@@ -19,6 +19,7 @@ from layerscope.pipelines.stages.compare import _config, metric_settings
 from layerscope.pipelines.stages.stream import ATTRIBUTION_NEEDS_DUMPS
 from layerscope.runner.jsonio import finite_json
 from tests.conftest import SMALL_UNET
+from tests.models import chain_model, hostile_model
 from tests.pipelines.lowering.test_quantize import INT8_TEMPLATE
 
 INT8 = INT8_TEMPLATE.replace("{extra_runs}", "").replace("samples: 2", "samples: 3")
@@ -52,6 +53,35 @@ def test_stream_metrics_are_identical_to_dump_and_compare(write_config, text, ca
         assert a[key] == b[key], key
     if candidate == "int8":
         assert any("prequant_metrics" in layer for layer in b["layers"])
+
+
+HARD = """\
+name: hard
+model: m.onnx
+samples: 3
+inputs:
+  input: {shape: [1, 4, 8, 8], source: {random: normal, seed: 0}}
+runs:
+  fp32: {precision: fp32}
+  fp16: {precision: fp16}
+thresholds: {rel_error: 0.1}
+"""
+
+
+@pytest.mark.parametrize("make", [hostile_model, lambda p: chain_model(p, scale=1e5)], ids=["clamped", "overflow"])
+def test_stream_is_identical_on_hard_cases(write_config, make) -> None:
+    """Weights FP16 cannot hold (the layer's `weights` record), and an overflow to Inf (infinite errors)."""
+    path = write_config(HARD)
+    make(path.parent / "m.onnx")
+    run(path, out="dumped")
+    run(path, overrides=["dump.keep=none"], out="streamed")
+    a = json.loads(stage_file(path, [], "compare[fp16]", "compare.json").read_text())
+    b = json.loads(stage_file(path, ["dump.keep=none"], "stream[fp16]", "compare.json").read_text())
+    assert a["layers"] == b["layers"]
+    if make is hostile_model:
+        assert any("weights" in layer for layer in b["layers"])
+    else:
+        assert any(layer["metrics"]["infinite_errors"] for layer in b["layers"])
 
 
 def test_stats_state_gives_back_the_metrics(write_config) -> None:
