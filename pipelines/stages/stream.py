@@ -3,8 +3,8 @@
 The reference and the candidate run sample by sample on the sessions of their build stages, and each selected
 tensor's statistics are accumulated with the compare stage's kernel (:class:`.metrics.stats.TensorStats`, fed the
 same arrays in the same order), so ``compare.json`` here is the one that dump[ref] + dump[cand] + compare[cand]
-write for the same inputs. Memory holds one sample of both runs (plus the kept samples); disk grows with the
-layers, not the samples:
+write for the same inputs. Memory holds two samples of both runs (one accumulated while the next runs) plus the
+kept samples; disk grows with the layers, not the samples:
 
 * ``compare.json``: what the report reads, as the compare stage writes it;
 * ``stats.json``: each tensor's accumulator state (counts, sums, extremes, the relative-error histogram), which
