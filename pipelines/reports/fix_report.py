@@ -61,7 +61,21 @@ def markdown(exp: Experiment, result: SearchResult) -> str:
         "",
     ]
     out += [f"- {n}" for n in result.notes]
-    if result.sensitivity:
+    if result.sensitivity and result.ranked_by == "attribution":
+        out += [
+            "## Ranking (error attribution)",
+            "",
+            "Each layer's error alone on the reference's inputs; the layers that fail locally (root causes) are "
+            "tried first.",
+            "",
+            "| Layer | Fails locally | Local SQNR dB | Local MSE |",
+            "|---|---|---:|---:|",
+        ]
+        for r in result.sensitivity:
+            fails = "—" if r["local_fails"] is None else ("**yes**" if r["local_fails"] else "no")
+            out.append(f"| {r['layer']} | {fails} | {fmt_num(r['local_sqnr_db'], 4)} | {fmt_num(r['local_mse'], 4)} |")
+        out.append("")
+    elif result.sensitivity:
         out += [
             "## Sensitivity",
             "",
@@ -76,10 +90,21 @@ def markdown(exp: Experiment, result: SearchResult) -> str:
                 f"| {fmt_num(_db(r['error_alone']), 4)} |"
             )
         out.append("")
-    out += ["## Search", "", "| # | Step | Pinned | Result | Output SQNR dB |", "|---:|---|---:|---|---:|"]
+    out += [
+        "## Search",
+        "",
+        "Each try judges the tensors that failed in the baseline and the targets; the last step confirms the set on "
+        "every compared tensor.",
+        "",
+        "| # | Step | Pinned | Tensors judged | Result | Output SQNR dB |",
+        "|---:|---|---:|---:|---|---:|",
+    ]
     for i, step in enumerate(result.steps, 1):
         verdict = "PASS" if step["passed"] else f"{step['failing_layers']} layers fail (first: {step['first_failing']})"
-        out.append(f"| {i} | {step['action']} | {step['size']} | {verdict} | {fmt_num(step['output_sqnr_db'], 4)} |")
+        out.append(
+            f"| {i} | {step['action']} | {step['size']} | {step.get('tensors_judged', '—')} | {verdict} "
+            f"| {fmt_num(step['output_sqnr_db'], 4)} |"
+        )
     return "\n".join(out) + "\n"
 
 
