@@ -36,6 +36,7 @@ class LayerCutter:
         self.layers = {n.name for n in summary.nodes}  # nodes of the original model; the rest were inserted
         self.summary = summary
         self.by_name = {n.name: n for n in g.node}
+        self.position = {n.name: i for i, n in enumerate(g.node)}
         self.producer = {o: n for n in g.node for o in n.output if o}
         self.initializers = {i.name: i for i in g.initializer}
         self.consumers: dict[str, list[Any]] = {}
@@ -104,7 +105,7 @@ class LayerCutter:
             outputs.append(target)
         used = {i for n in nodes.values() for i in n.input}
         inits = [self.initializers[i] for i in used if i in self.initializers]
-        order = [n for n in self.model.graph.node if n.name in nodes]  # the lowered graph is topologically sorted
+        order = sorted(nodes.values(), key=lambda n: self.position[n.name])  # the lowered graph is topologically sorted
         graph = helper.make_graph(
             order,
             f"layer_{node_name}",
