@@ -182,14 +182,15 @@ class DumpReader:
         return out
 
     def dataset(self, name: str, group: str = "tensors") -> Any:
-        return self._f[group][escape(name)]
+        ds = self._open.get((group, name))
+        if ds is None:  # h5py's name lookup costs ~0.1 ms: thousands of small tensors are read many times
+            ds = self._open[(group, name)] = self._f[group][escape(name)]
+        return ds
 
     def read(self, name: str, sample: int, group: str = "tensors") -> np.ndarray:
         import numpy as np
 
-        ds = self._open.get((group, name))
-        if ds is None:  # h5py's name lookup costs ~0.1 ms: thousands of small tensors are read many times
-            ds = self._open[(group, name)] = self._f[group][escape(name)]
+        ds = self.dataset(name, group)
         # A 0-d per-sample tensor reads as a numpy scalar; callers (ONNX Runtime feeds, metrics) need an array.
         return np.asarray(ds[sample])
 

@@ -14,8 +14,8 @@ after a run, reuses everything already computed. Nothing edits the user's config
   every compared layer at the end; when that confirmation fails (pinning moved the failure elsewhere), the
   search is repeated with every compared layer watched.
 * **Search**: the shortest passing prefix of the ranking, starting at the number of root causes, by doubling
-  then bisection; then each layer, least useful first, is dropped while the thresholds still pass, until
-  removing any single layer fails (each layer is re-checked against the final set): minimal in that sense.
+  then bisection; then each layer, least useful first, is dropped while the thresholds still pass (one try
+  per layer). ``minimal`` is claimed only when every kept layer's removal failed against the final set.
 """
 
 from __future__ import annotations
@@ -347,14 +347,19 @@ class Search:
         self.watched = tuple(dict.fromkeys([*base.failing_tensors, *(t for t in self.targets)]))
         self.log(f"each try compares {len(self.watched)} of {len(self.exp.tensors)} tensors")
         for attempt in range(2):
-            chosen = self._shrink(result, ranked, self._prefix(result, ranked, roots))
+            chosen, verified = self._shrink(result, ranked, self._prefix(result, ranked, roots))
             if chosen is None:
                 break
             final = self.evaluate(chosen, full=True)
             self._step(result, f"confirm on all {len(self.exp.tensors)} compared tensors", final)
             if final.passed:
                 result.found = tuple(sorted(chosen, key=ranked.index))
-                result.minimal = True
+                result.minimal = verified
+                if not verified:
+                    result.notes.append(
+                        "each layer's removal was tried once; some were tried before a later removal, against a "
+                        "larger set: the set is minimal if pinning more layers never hurts"
+                    )
                 break
             if attempt == 0:
                 result.notes.append(
@@ -392,25 +397,26 @@ class Search:
             lo, hi = (lo, mid) if ev.passed else (mid, hi)
         return list(ranked[:hi])
 
-    def _shrink(self, result: SearchResult, ranked: list[str], chosen: list[str] | None) -> list[str] | None:
-        """Drop layers, least useful (last ranked) first, while the thresholds pass, until removing any one
-        fails against the final set (a layer kept before a later removal is checked again)."""
+    def _shrink(
+        self, result: SearchResult, ranked: list[str], chosen: list[str] | None
+    ) -> tuple[list[str] | None, bool]:
+        """Drop layers, least useful (last ranked) first, while the thresholds pass: each layer is tried once.
+        Returns the set and whether it is verified minimal (every kept layer's removal failed against the final
+        set; a layer kept before a later removal was tested against a larger set, which proves minimality only
+        if pinning more layers never hurts: re-testing it would cost a pass per kept layer per removal)."""
         if chosen is None:
-            return None
+            return None, False
         kept_against: dict[str, frozenset[str]] = {}
-        while True:
-            current = frozenset(chosen)
-            todo = [x for x in sorted(chosen, key=ranked.index, reverse=True) if kept_against.get(x) != current]
-            if not todo:
-                return chosen
-            layer = todo[0]
+        for layer in sorted(chosen, key=ranked.index, reverse=True):
             trial = [x for x in chosen if x != layer]
             ev = self.evaluate(trial)
             self._step(result, f"without {layer}", ev)
             if ev.passed:
                 chosen = trial
             else:
-                kept_against[layer] = current
+                kept_against[layer] = frozenset(chosen)
+        final = frozenset(chosen)
+        return chosen, all(kept_against.get(x) == final for x in chosen)
 
     def _step(self, result: SearchResult, action: str, ev: Evaluation) -> None:
         extra = tuple(p for p in ev.pinned if p not in self.run.pinned)

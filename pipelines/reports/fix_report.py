@@ -24,7 +24,9 @@ def snippet(exp: Experiment, result: SearchResult) -> str:
         f"# layerscope fix {exp.source} --run {result.run}",
         f"# {len(result.found)} layer(s) to keep in FP32 so that every threshold passes"
         + (f" (besides the {len(result.base_pinned)} the run pins already)" if result.base_pinned else ""),
-        "# minimal: removing any one of them fails a threshold. Paste under runs:",
+        "# minimal: removing any one of them fails a threshold. Paste under runs:"
+        if result.minimal
+        else "# removing each of them failed a threshold when it was tried (see the report). Paste under runs:",
     ]
     if not layers:
         return "\n".join([*head[:1], "# the run already passes: nothing to pin"]) + "\n"
@@ -49,9 +51,14 @@ def markdown(exp: Experiment, result: SearchResult) -> str:
     elif not result.found:
         out += ["The run passes every threshold as it is: nothing to pin.", ""]
     else:
+        claim = (
+            "Removing any one of them fails a threshold (minimal)"
+            if result.minimal
+            else "Removing each of them failed a threshold when it was tried (some against a larger set)"
+        )
         out += [
-            f"**Pin {len(result.found)} layer(s) to FP32: {', '.join(result.found)}.** Removing any one of "
-            "them fails a threshold (minimal); it is not guaranteed to be the smallest such set.",
+            f"**Pin {len(result.found)} layer(s) to FP32: {', '.join(result.found)}.** {claim}; it is not "
+            "guaranteed to be the smallest such set.",
             "",
         ]
     c = result.cost
