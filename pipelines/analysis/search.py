@@ -12,7 +12,7 @@ after a run, reuses everything already computed. Nothing edits the user's config
   and compares only the layers that failed there plus the target tensors (the *watched* set), so its build
   marks and its dump writes a handful of tensors instead of the whole model. The set found is confirmed on
   every compared layer at the end; when that confirmation fails (pinning moved the failure elsewhere), the
-  search is repeated with every compared layer watched.
+  search is repeated watching those layers too, and if it fails again, with every compared layer watched.
 * **Search**: the shortest passing prefix of the ranking, starting at the number of root causes, by doubling
   then bisection; then each layer, least useful first, is dropped while the thresholds still pass (one try
   per layer). ``minimal`` is claimed only when every kept layer's removal failed against the final set.
@@ -346,7 +346,7 @@ class Search:
         # tries judge only the layers that failed and the targets; the end result is confirmed on everything
         self.watched = tuple(dict.fromkeys([*base.failing_tensors, *(t for t in self.targets)]))
         self.log(f"each try compares {len(self.watched)} of {len(self.exp.tensors)} tensors")
-        for attempt in range(2):
+        for attempt in range(3):
             chosen, verified = self._shrink(result, ranked, self._prefix(result, ranked, roots))
             if chosen is None:
                 break
@@ -361,12 +361,16 @@ class Search:
                         "larger set: the set is minimal if pinning more layers never hurts"
                     )
                 break
-            if attempt == 0:
+            if attempt == 0 and self.watched is not None:  # watch what failed too, and search again
                 result.notes.append(
-                    f"pinning {len(chosen)} layers made {final.first_failing} fail: searched again with every "
-                    "compared layer judged"
+                    f"pinning {len(chosen)} layers made {final.first_failing} fail: searched again watching it too"
                 )
+                self.watched = tuple(dict.fromkeys([*self.watched, *final.failing_tensors]))
+            elif attempt == 1 and self.watched is not None:
+                result.notes.append("the set failed again elsewhere: searched again with every compared layer judged")
                 self.watched = None
+            else:
+                break
         result.cost = self.cost
         return result
 
