@@ -136,6 +136,7 @@ class DumpWriter:
         self._dataset("inputs", self._inputs, name, value, {})[sample] = value
 
     def close(self) -> None:
+        self._open.clear()  # the handles go first: h5py must not meet them once the file is closed (a crash)
         self._f.close()
 
     def __enter__(self) -> DumpWriter:
@@ -202,6 +203,7 @@ class DumpReader:
         return json.loads(value) if isinstance(value, str) and value[:1] in "{[" else value
 
     def close(self) -> None:
+        self._open.clear()  # as in DumpWriter.close: the handles before the file
         self._f.close()
 
     def __enter__(self) -> DumpReader:
