@@ -29,7 +29,6 @@ if TYPE_CHECKING:
     from layerscope.results import Diff, FixResult, Plan
     from layerscope.runner.cache import Cache
     from layerscope.runner.execute import Decision, Outcome, Reporter
-    from layerscope.runner.graph import Plan as StagePlan
 
 Config = Union[str, "os.PathLike[str]", Mapping[str, Any]]
 F = TypeVar("F", bound=Callable[..., Any])
@@ -151,9 +150,11 @@ def fix(
 ) -> FixResult:
     """Search a minimal set of layers of candidate ``run`` to keep in FP32 so that every threshold passes.
 
-    Layers are ranked by how much pinning each alone helps the ``targets`` (default: the model's outputs; at
-    most ``max_candidates`` layers, those with the largest local error), then a short passing prefix of the
-    ranking is shrunk until no layer can be dropped. Every configuration tried goes through the cache. The
+    Layers are ranked by attribution's local error, the layers that fail locally (root causes) first (at most
+    ``max_candidates``; without attribution: by how much pinning each alone helps the ``targets``, default the
+    model's outputs), then a short passing prefix of the ranking is shrunk until no layer can be dropped. Each
+    try dumps and judges only the layers that failed and the targets; the set found is confirmed on every
+    compared layer. Every configuration tried goes through the cache. The
     snippet and a report of the search are written into ``out`` (default: the config's ``report.dir``);
     the config is never edited. ``log`` receives one line per step (with ``progress=True``: stderr)."""
     from layerscope.pipelines.analysis.search import Search
@@ -168,7 +169,7 @@ def fix(
         log = _stderr_log if progress else _no_log
     n = _jobs(jobs)
     search = Search(exp, run, targets=targets, max_candidates=max_candidates, jobs=n, reporter=reporter, log=log)
-    result = search.search(attribution=_local_errors(exp, run, n, reporter))
+    result = search.search()
     files = fix_report.write(exp, result, Path(out) if out else Path(exp.report_dir))
     snippet = fix_report.snippet(exp, result) if result.found is not None else None
     return _fix_result(result, snippet, files)
@@ -387,31 +388,6 @@ def _stderr_log(message: str) -> None:
     print(message, file=sys.stderr)
 
 
-def _local_errors(exp: Experiment, run: str, jobs: int, reporter: Reporter) -> dict[str, float] | None:
-    """Local error power per layer from the attribution stage (run, or from the cache), to pick candidates."""
-    from layerscope.pipelines.stages import plan_for
-    from layerscope.pipelines.stages.attribute import stage_id
-    from layerscope.runner.execute import plan_decisions, run_plan
-    from layerscope.runner.jsonio import as_float, read_json
-
-    if not exp.attribution or run not in exp.candidates:
-        return None
-    stage_plan: StagePlan = plan_for(exp)
-    sid = stage_id(run)
-    decisions = plan_decisions(stage_plan, exp.cache, exp.scope, only=[sid])
-    outcome = run_plan(stage_plan, exp.cache, exp.scope, decisions, jobs=jobs, reporter=reporter)[sid]
-    if outcome.entry is None:
-        return None
-    doc = read_json(outcome.entry.file("attribution.json"))
-    producer = exp.model.summary.producer_of()
-    errors: dict[str, float] = {}
-    for tensor, result in doc["tensors"].items():
-        if result["status"] == "ok" and tensor in producer:
-            node = producer[tensor].name
-            errors[node] = max(errors.get(node, 0.0), as_float(result["local"]["rmse"]) ** 2)
-    return errors
-
-
 def _fix_result(result: SearchResult, snippet: str | None, files: dict[str, Path]) -> FixResult:
     from layerscope.results import FixCost, FixResult
 
@@ -428,5 +404,6 @@ def _fix_result(result: SearchResult, snippet: str | None, files: dict[str, Path
         cost=FixCost(c.ran, c.cached, c.inference_runs),
         notes=tuple(result.notes),
         snippet=snippet,
+        ranked_by=result.ranked_by,
         files=files,
     )

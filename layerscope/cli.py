@@ -104,7 +104,8 @@ def _parser() -> argparse.ArgumentParser:
         help="rank at most N layers (the ones with the largest local error); default 64",
     )
     f.add_argument("-j", "--jobs", type=int, default=None, help="stages in parallel (default: CPUs, at most 4)")
-    f.add_argument("-q", "--quiet", action="store_true", help="no progress, only the result")
+    f.add_argument("--out", help="where fix-RUN.yaml/.md/.json go (default: the config's report.dir)")
+    f.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr, only the snippet on stdout")
     r = sub.add_parser("report", help="re-render a run directory or report.json without running anything")
     r.add_argument("path", help="run directory or report.json")
     r.add_argument("--format", choices=["table", "md", "json", "html"], default="table")
@@ -433,27 +434,33 @@ def cmd_fix(args: argparse.Namespace) -> int:
 
     jobs = _jobs(args)
     _positive(args.candidates, "--candidates")
-    console = _console(args.quiet)
+    console = _console(args.quiet, stderr=True)  # stdout carries only the snippet, so it can be redirected
     log = (lambda m: None) if args.quiet else (lambda m: console.print(f"[dim]{_escape(m)}[/dim]"))
     result = api.fix(
         args.config,
         args.run,
         overrides=args.overrides,
         cache_dir=args.cache_dir,
+        out=args.out,
         targets=args.target,
         max_candidates=args.candidates,
         jobs=jobs,
         log=log,
     )
     if result.snippet is None:
-        print(f"no set of the ranked layers passes every threshold — search report in {result.files['md']}")
+        print(
+            f"no set of the ranked layers passes every threshold — search report in {result.files['md']}",
+            file=sys.stderr,
+        )
         return EXIT_THRESHOLD
     print(result.snippet, end="")
     c = result.cost
-    print(
-        f"cost: {c.ran} stages ran ({c.inference_runs} inference passes), {c.cached} from the cache — "
-        f"report in {result.files['md']}"
-    )
+    if not args.quiet:
+        print(
+            f"cost: {c.ran} stages ran ({c.inference_runs} inference passes), {c.cached} from the cache — "
+            f"report in {result.files['md']}",
+            file=sys.stderr,
+        )
     return EXIT_OK
 
 

@@ -138,6 +138,7 @@ class FixResult:
     notes: tuple[str, ...]
     snippet: str | None  # the ``overrides`` YAML to paste under the run (None when nothing passes)
     files: dict[str, Path] = field(default_factory=dict)  # md, json and (when found) yaml
+    ranked_by: str = "attribution"  # or "sensitivity" when attribution is off or unavailable
 
     @property
     def passed(self) -> bool:

@@ -199,14 +199,13 @@ class TensorStats:
         seen = self.count("rel_zero")
         if rank <= seen:
             return 0.0
-        hist = {**REL_HIST, "underflow_bin": True}
-        for i, count in enumerate(self.rel_hist):
-            seen += int(count)
-            if seen >= rank:
-                if i == self.rel_hist.size - 1:
-                    return self.max_rel  # above the histogram's top edge
-                return bin_bounds(hist, i)[1]
-        return math.inf
+        # the first bin at which the running count reaches the rank (one vectorised pass: ~2,000 bins)
+        i = int(np.searchsorted(np.cumsum(self.rel_hist) + seen, rank))
+        if i >= self.rel_hist.size:
+            return math.inf
+        if i == self.rel_hist.size - 1:
+            return self.max_rel  # above the histogram's top edge
+        return bin_bounds({**REL_HIST, "underflow_bin": True}, i)[1]
 
     def result(self) -> dict[str, Any]:
         c, s = self.count, self.total
