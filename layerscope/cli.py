@@ -108,7 +108,19 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("report", help="re-render a run directory or report.json without running anything")
     r.add_argument("path", help="run directory or report.json")
     r.add_argument("--format", choices=["table", "md", "json", "html"], default="table")
-    r.add_argument("-o", "--output", help="write to this file instead of standard output")
+    r.add_argument(
+        "-o",
+        "--output",
+        help="write to this file instead of standard output (`-o -`: standard output even when it is a terminal)",
+    )
+    r.add_argument(
+        "--rows",
+        type=int,
+        default=None,
+        metavar="N",
+        help="table: at most N rows per comparison, failing and root-cause layers always (default 40; 0: all)",
+    )
+    r.add_argument("--all", action="store_true", help="table: every layer (same as --rows 0)")
     d = sub.add_parser(
         "diff",
         help="what changed between two reports, run directories, configs, or configs at a git revision",
@@ -340,14 +352,24 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from layerscope import api
+    from layerscope.pipelines.reports.terminal import TERMINAL_ROWS
 
+    rows = _positive(args.rows, "--rows", 0)
+    if args.format != "table" and (rows is not None or args.all):
+        raise UsageError("--rows and --all shorten the terminal table: md, json and html always list every layer")
+    if args.format in ("json", "html") and args.output is None and sys.stdout.isatty():
+        # report.json of a real model is megabytes: printed by accident it floods the terminal for minutes.
+        raise UsageError(
+            f"--format {args.format} is not printed to a terminal",
+            hint=f"write it with -o FILE, pipe it (`| jq`, `> report.{args.format}`), or pass -o - to print it anyway",
+        )
     report = api.load_report(args.path).to_dict()
     if args.format == "table":
         if args.output:
             raise UsageError("-o/--output writes a file: use it with --format md, json or html")
         from layerscope.pipelines.reports.terminal import print_summary
 
-        print_summary(report, _console(), all_rows=True)
+        print_summary(report, _console(), rows=0 if args.all else TERMINAL_ROWS if rows is None else rows)
     else:
         from layerscope.pipelines.reports.outputs import render
 
@@ -356,7 +378,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def _write(text: str, output: str | None) -> None:
-    if output is None:
+    if output is None or output == "-":
         sys.stdout.write(text)
         return
     try:

@@ -161,6 +161,35 @@ def test_report_command_rerenders(write_config, capsys: pytest.CaptureFixture[st
     assert Path("again.md").read_text() == Path("o/report.md").read_text()
 
 
+def test_report_json_reaches_a_terminal_only_when_asked(
+    write_config, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_config()
+    run_ok(["run", str(path), "--out", "o", "-q"])
+    capsys.readouterr()
+    monkeypatch.setattr("sys.stdout.isatty", lambda: True)
+    for fmt in ("json", "html"):
+        run_ok(["report", "o", "--format", fmt], 2)
+        err = capsys.readouterr().err
+        assert f"--format {fmt} is not printed to a terminal" in err and "-o -" in err
+    run_ok(["report", "o", "--format", "json", "-o", "-"])
+    assert json.loads(capsys.readouterr().out)["verdict"] == "pass"
+    run_ok(["report", "o", "--format", "md", "--rows", "3"], 2)
+    assert "--rows and --all shorten the terminal table" in capsys.readouterr().err
+
+
+def test_report_table_is_shortened_like_run(write_config, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_config(SMALL_UNET.replace("max_deviation_ratio: 0.5", "max_deviation_ratio: 0.004"))
+    run_ok(["run", str(path), "--out", "o", "-q"], 1)
+    capsys.readouterr()
+    run_ok(["report", "o", "--rows", "4"])
+    out = " ".join(capsys.readouterr().out.split())
+    failing = report(Path("o"))["comparisons"][0]["failing_layers"]
+    assert failing > 0 and f"{failing} failing layer" in out and "of 22 layers" in out
+    run_ok(["report", "o", "--all"])
+    assert "of 22 layers:" not in " ".join(capsys.readouterr().out.split())
+
+
 def test_no_cache_keeps_artifacts_private(write_config, isolated_cache: Path) -> None:
     path = write_config()
     run_ok(["run", str(path), "--out", "o", "-q", "--no-cache"])
