@@ -30,7 +30,13 @@ from layerscope.runner.errors import (
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> Any:  # argparse exits with 2 by itself; keep it inside main()
-        raise UsageError(f"{self.prog}: {message}", hint=f"see `{self.prog} --help`")
+        # main() prefixes every message with "layerscope: "; a subcommand's name is worth keeping.
+        where = self.prog.removeprefix("layerscope").strip()
+        hint = f"see `{self.prog} --help`"
+        extras = message.removeprefix("unrecognized arguments: ").split()
+        if message.startswith("unrecognized arguments") and all(x.endswith((".yaml", ".yml")) for x in extras):
+            hint = "each command takes one CONFIG: run one command per config"
+        raise UsageError(f"{where}: {message}" if where else message, hint=hint)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -62,7 +62,9 @@ def test_plan_says_what_would_run_and_why(write_config) -> None:
     path = write_config()
     before = layerscope.plan(path)
     assert isinstance(before, layerscope.Plan) and not before.cached
-    assert {s.status for s in before.stages} == {"run"} and {s.reason for s in before.stages} == {"never run"}
+    assert {s.status for s in before.stages} == {"run"} and {s.reason for s in before.stages} == {
+        "first run: nothing cached for it"
+    }
     layerscope.run(path, out="o")
     assert layerscope.plan(path).cached
     pinned = layerscope.plan(path, overrides=["runs.fp16.overrides=[{layers: [conv0], precision: fp32}]"])

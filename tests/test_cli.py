@@ -260,3 +260,23 @@ def test_only_runs_the_selected_stages_and_their_inputs(write_config, capsys: py
     out = capsys.readouterr().out
     assert out.startswith("done: build[fp16], dump[fp16] (--only: no report written)")
     assert not Path("o/report.json").exists()
+
+
+def test_one_bad_precision_is_one_error_with_a_suggestion_whatever_its_case(
+    write_config, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_config(SMALL_UNET.replace("fp16: {backend: onnxruntime, precision: fp16}", "fp16: {precision: FP16}"))
+    run_ok(["validate", str(path)], 2)
+    err = capsys.readouterr().err
+    assert '"FP16" is not one of' in err and "(did you mean 'fp16'?)" in err
+    assert "no run named" not in err and err.rstrip().endswith("1 error")
+
+
+def test_usage_errors_name_the_program_once(write_config, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_config()
+    run_ok(["run", str(path), str(path)], 2)
+    err = capsys.readouterr().err
+    assert err.startswith("layerscope: unrecognized arguments: ") and "layerscope: layerscope" not in err
+    assert "each command takes one CONFIG" in err
+    run_ok(["run"], 2)
+    assert capsys.readouterr().err.startswith("layerscope: run: the following arguments are required: config")
