@@ -116,13 +116,17 @@ def diff(
     b: str | os.PathLike[str],
     *,
     tolerance: Iterable[str] = (),
+    overrides: Iterable[str] = (),
+    overrides_a: Iterable[str] = (),
+    overrides_b: Iterable[str] = (),
     cache_dir: str | os.PathLike[str] | None = None,
     jobs: int | None = None,
     progress: Progress = False,
 ) -> Diff:
     """What changed from ``a`` to ``b``. Each is a report.json, a run directory, a config or
     ``REV:path/to/config.yaml`` (read with git); a config's report comes from the cache, missing stages run
-    first. ``tolerance`` items are ``0.05`` (every metric) or ``cosine=0.5`` (one metric)."""
+    first. ``tolerance`` items are ``0.05`` (every metric) or ``cosine=0.5`` (one metric). ``overrides``
+    (``--set`` items) apply to both config sides, ``overrides_a``/``overrides_b`` to one, after them."""
     from layerscope import sides
     from layerscope.pipelines.reports.diff import Tolerance, diff_reports
     from layerscope.results import Diff
@@ -130,8 +134,9 @@ def diff(
     tol = Tolerance.parse(tolerance)  # before running anything: a typo should not cost a run
     cache = _str(cache_dir)
     reporter = _reporter(progress)
-    old = sides.load_side(str(a), cache_dir=cache, reporter=reporter, jobs=_jobs(jobs))
-    new = sides.load_side(str(b), cache_dir=cache, reporter=reporter, jobs=_jobs(jobs))
+    both = list(overrides)
+    old = sides.load_side(str(a), cache_dir=cache, reporter=reporter, jobs=_jobs(jobs), overrides=[*both, *overrides_a])
+    new = sides.load_side(str(b), cache_dir=cache, reporter=reporter, jobs=_jobs(jobs), overrides=[*both, *overrides_b])
     return Diff.from_dict(diff_reports(old.report, new.report, labels=(old.label, new.label), tolerance=tol))
 
 

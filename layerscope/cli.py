@@ -149,7 +149,21 @@ def _parser() -> argparse.ArgumentParser:
         metavar="[METRIC=]REL",
         help="how much worse a metric may get, relative (default 0.1 = 10%%; e.g. 0.05 or cosine=0.5; repeatable)",
     )
-    d.add_argument("--limit", type=int, default=20, help="layers shown per comparison in text/md (0: all)")
+    d.add_argument(
+        "--limit",
+        type=int,
+        default=20,
+        help="layers shown per comparison in text/md, every regressed layer always (0: all)",
+    )
+    d.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value on both config sides (repeatable)",
+    )
+    d.add_argument("--set-a", action="append", default=[], metavar="KEY=VALUE", help="override on side A only")
+    d.add_argument("--set-b", action="append", default=[], metavar="KEY=VALUE", help="override on side B only")
     d.add_argument("--cache-dir", help="artifact cache for config sides (as for run)")
     d.add_argument("-q", "--quiet", action="store_true", help="no progress while config sides run")
     c = sub.add_parser("cache", help="inspect or clean the artifact cache")
@@ -400,7 +414,16 @@ def cmd_diff(args: argparse.Namespace) -> int:
     _positive(args.limit, "--limit", 0)
     # Progress of config sides goes to stderr: stdout carries the diff (md/json are meant to be piped).
     with RichReporter(_console(args.quiet, stderr=True), verbose=getattr(args, "verbose", False)) as reporter:
-        result = api.diff(args.old, args.new, tolerance=args.tolerance, cache_dir=args.cache_dir, progress=reporter)
+        result = api.diff(
+            args.old,
+            args.new,
+            tolerance=args.tolerance,
+            overrides=args.set,
+            overrides_a=args.set_a,
+            overrides_b=args.set_b,
+            cache_dir=args.cache_dir,
+            progress=reporter,
+        )
     sys.stdout.write(result.render(args.format, limit=args.limit))
     return EXIT_THRESHOLD if args.fail_on_regression and result.regressed else EXIT_OK
 
