@@ -305,7 +305,14 @@ def execute(
     est = check_room(exp, decisions)
     caught: list[str] = []
     outcomes = run_plan(
-        stage_plan, exp.cache, exp.scope, decisions, jobs=n, reporter=_reporter(progress), warnings=caught
+        stage_plan,
+        exp.cache,
+        exp.scope,
+        decisions,
+        jobs=n,
+        reporter=_reporter(progress),
+        warnings=caught,
+        experiment=exp.name,
     )
     _say_needs(outcomes, est, decisions)
     if any(o.status in ("failed", "skipped") and not _optional(stage_plan, o.sid) for o in outcomes.values()):
@@ -327,7 +334,9 @@ def report_for(exp: Experiment, *, jobs: int | None = None, progress: Progress =
     stage_plan = plan_for(exp)
     decisions = plan_decisions(stage_plan, exp.cache, exp.scope)
     check_room(exp, decisions)
-    outcomes = run_plan(stage_plan, exp.cache, exp.scope, decisions, jobs=_jobs(jobs), reporter=_reporter(progress))
+    outcomes = run_plan(
+        stage_plan, exp.cache, exp.scope, decisions, jobs=_jobs(jobs), reporter=_reporter(progress), experiment=exp.name
+    )
     failed = [o for o in outcomes.values() if o.status == "failed" and not _optional(stage_plan, o.sid)]
     entry = outcomes["report"].entry
     if failed or entry is None:
@@ -404,7 +413,9 @@ def _local_errors(exp: Experiment, run: str, jobs: int, reporter: Reporter) -> d
     stage_plan: StagePlan = plan_for(exp)
     sid = stage_id(run)
     decisions = plan_decisions(stage_plan, exp.cache, exp.scope, only=[sid])
-    outcome = run_plan(stage_plan, exp.cache, exp.scope, decisions, jobs=jobs, reporter=reporter)[sid]
+    outcome = run_plan(stage_plan, exp.cache, exp.scope, decisions, jobs=jobs, reporter=reporter, experiment=exp.name)[
+        sid
+    ]
     if outcome.entry is None:
         return None
     doc = read_json(outcome.entry.file("attribution.json"))

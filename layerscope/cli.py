@@ -170,7 +170,15 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("action", choices=["ls", "gc", "clear"])
     c.add_argument("--cache-dir")
     c.add_argument("--max-size", help="gc: shrink the cache to this size (e.g. 20G, 500M), least recently used first")
-    c.add_argument("--older-than", help="gc: remove entries unused for this long (e.g. 30d, 12h)")
+    c.add_argument("--older-than", help="gc: remove entries unused for this long (e.g. 30d, 12h); ls: list only those")
+    c.add_argument(
+        "--kind",
+        action="append",
+        default=[],
+        help="ls: only entries of this kind (build, dump, compare, attribute, report, ...; repeatable)",
+    )
+    c.add_argument("--experiment", metavar="NAME", help="ls: only entries of this experiment (a glob: 'unet*')")
+    c.add_argument("--entries", action="store_true", help="ls: one row per entry instead of per experiment and run")
     c.add_argument("--dry-run", action="store_true", help="gc: say what would be removed")
     c.add_argument("-y", "--yes", action="store_true", help="clear: do not ask for confirmation")
     sub.add_parser("backends", help="list backends and whether they can run here")

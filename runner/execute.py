@@ -159,8 +159,11 @@ def _why_missing(ps: PlannedStage, lk: Lookup, state: Mapping[str, Any] | None) 
 
 
 class Executor:
-    def __init__(self, cache: Cache, *, jobs: int = 1, reporter: Reporter | None = None) -> None:
+    def __init__(
+        self, cache: Cache, *, jobs: int = 1, reporter: Reporter | None = None, experiment: str | None = None
+    ) -> None:
         self.cache = cache
+        self.experiment = experiment  # recorded in the entries it makes, for `cache ls` (not part of any key)
         self.jobs = max(1, jobs)
         self.reporter = reporter or NullReporter()
         self.cpus = os.cpu_count() or 1
@@ -261,7 +264,12 @@ class Executor:
                         stage.kind,
                         key,
                         tmp,
-                        {"stage": sid, "material": dict(ps.key_material), "result": ctx.result},
+                        {
+                            "stage": sid,
+                            "material": dict(ps.key_material),
+                            "result": ctx.result,
+                            **({"experiment": self.experiment} if self.experiment else {}),
+                        },
                     )
             return Outcome(
                 sid, "ran", decision.reason, entry=entry, seconds=time.perf_counter() - start, without=tuple(without)
@@ -313,10 +321,12 @@ def run_plan(
     jobs: int = 1,
     reporter: Reporter | None = None,
     warnings: list[str] | None = None,
+    experiment: str | None = None,
 ) -> dict[str, Outcome]:
     """Execute decided stages and remember what each stage last ran with (to explain staleness later).
-    Warnings raised outside a stage's own thread are appended to ``warnings`` (each stage's are in its entry)."""
-    executor = Executor(cache, jobs=jobs, reporter=reporter)
+    Warnings raised outside a stage's own thread are appended to ``warnings`` (each stage's are in its entry).
+    ``experiment`` names the experiment in the entries made (``cache ls`` groups by it)."""
+    executor = Executor(cache, jobs=jobs, reporter=reporter, experiment=experiment)
     outcomes = executor.execute(plan, decisions)
     if warnings is not None:
         warnings.extend(executor.warnings)

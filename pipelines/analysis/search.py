@@ -118,7 +118,13 @@ class Search:
         plan = Plan(stages.values())
         decisions = plan_decisions(plan, self.exp.cache, self.exp.scope + "-fix")
         outcomes = run_plan(
-            plan, self.exp.cache, self.exp.scope + "-fix", decisions, jobs=self.jobs, reporter=self.reporter
+            plan,
+            self.exp.cache,
+            self.exp.scope + "-fix",
+            decisions,
+            jobs=self.jobs,
+            reporter=self.reporter,
+            experiment=self.exp.name,
         )
         failed = [o for o in outcomes.values() if o.status in ("failed", "skipped")]
         if failed:
