@@ -1,4 +1,4 @@
-"""The Python API: run an experiment, plan it, diff two results, search what to pin, load a report.
+"""The Python API: run an experiment, plan it, diff two results, search what to pin, load and export a report.
 
 Every function takes what the command line takes (a config as a path or as a dict, ``--set`` overrides as
 strings) and returns typed results; problems are raised as the same exceptions the command line turns into
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from layerscope.pipelines.experiment import Experiment
     from layerscope.pipelines.experiment.budget import Estimate
     from layerscope.pipelines.reports.model import Report
-    from layerscope.results import Diff, FixResult, Plan
+    from layerscope.results import Diff, Exported, FixResult, Plan
     from layerscope.runner.cache import Cache
     from layerscope.runner.execute import Decision, Outcome, Reporter
     from layerscope.runner.graph import Plan as StagePlan
@@ -185,6 +185,47 @@ def load_report(path: str | os.PathLike[str]) -> Report:
     from layerscope.pipelines.reports.read import load_report as read
 
     return read(path)
+
+
+def export(
+    report: str | os.PathLike[str] | Report,
+    format: str,
+    *,
+    out: str | os.PathLike[str] | None = None,
+    tracking_uri: str | None = None,
+    mlflow_experiment: str | None = None,
+) -> Exported:
+    """Export a report (a run directory, a report.json or a :class:`Report`) for another tool.
+
+    ``csv`` / ``parquet``: the per-layer table, one row per (comparison, layer), to ``out`` (default
+    ``layers.csv`` / ``layers.parquet`` beside report.json). ``dvc``: ``metrics.json`` (the headline numbers)
+    and ``layers.csv`` into the folder ``out`` (default ``dvc/`` beside report.json). ``mlflow``: the headline
+    metrics, verdict tags, the per-layer table and the report files, logged to the active MLflow run (or a new
+    one named after the experiment) at ``tracking_uri`` (default: MLflow's own, ``$MLFLOW_TRACKING_URI``)."""
+    from layerscope.pipelines.reports import export as ex
+    from layerscope.pipelines.reports.model import Report as ReportType
+    from layerscope.results import Exported
+
+    if format not in ex.FORMATS:
+        raise UsageError(f"unknown export format {format!r}; formats: {', '.join(ex.FORMATS)}")
+    if format != "mlflow" and (tracking_uri or mlflow_experiment):
+        raise UsageError("tracking_uri and mlflow_experiment apply to the mlflow format only")
+    loaded = report if isinstance(report, ReportType) else load_report(report)
+    base = Path(loaded.files["json"]).parent if "json" in loaded.files else Path.cwd()
+    if format == "mlflow":
+        if out is not None:
+            raise UsageError("the mlflow export logs to a tracking server: it takes no output path")
+        return Exported(format, {}, ex.log_mlflow(loaded, tracking_uri=tracking_uri, experiment=mlflow_experiment))
+    if format == "dvc":
+        return Exported(format, ex.write_dvc(loaded, Path(out) if out is not None else base / "dvc"))
+    path = Path(out) if out is not None else base / f"layers.{format}"
+    if format == "csv":
+        from layerscope.runner.files import atomic_write
+
+        atomic_write(path, ex.to_csv(loaded))
+    else:
+        ex.write_parquet(loaded, path)
+    return Exported(format, {"table": path})
 
 
 # -- shared with the command line -------------------------------------------------------------------------

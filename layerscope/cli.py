@@ -94,6 +94,12 @@ def _parser() -> argparse.ArgumentParser:
             )
             c.add_argument("--out", help="output directory (default: the config's report.dir)")
             c.add_argument("-q", "--quiet", action="store_true", help="no progress or tables, only the verdict")
+            c.add_argument(
+                "--exit-zero",
+                action="store_true",
+                help="exit 0 when only a threshold failed (the verdict is in the report): for pipelines that "
+                "track the result, like DVC; a failed stage or a bad config still exits 3 or 2",
+            )
     f = config_cmd("fix", "find a small set of layers to keep in FP32 so that the thresholds pass")
     f.add_argument("--run", required=True, help="the candidate run to fix")
     f.add_argument(
@@ -166,6 +172,20 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--set-b", action="append", default=[], metavar="KEY=VALUE", help="override on side B only")
     d.add_argument("--cache-dir", help="artifact cache for config sides (as for run)")
     d.add_argument("-q", "--quiet", action="store_true", help="no progress while config sides run")
+    e = sub.add_parser(
+        "export",
+        help="export a report: per-layer table (csv, parquet), DVC metrics and plots files, an MLflow run",
+        description="csv/parquet: one row per comparison x layer, flat numeric columns (default: layers.csv / "
+        "layers.parquet beside report.json; csv: -o - prints it). dvc: metrics.json (headline numbers, for "
+        "`dvc metrics`) and layers.csv (for `dvc plots`) into a folder (default: dvc/ beside report.json). "
+        "mlflow: headline metrics, verdict tags, the per-layer table and the report files logged to the active "
+        "MLflow run, or a new one named after the experiment.",
+    )
+    e.add_argument("path", help="run directory or report.json")
+    e.add_argument("--format", required=True, choices=["csv", "parquet", "dvc", "mlflow"])
+    e.add_argument("-o", "--output", help="file (csv, parquet; csv: - for standard output) or folder (dvc)")
+    e.add_argument("--tracking-uri", help="mlflow: the tracking URI (default: MLflow's, $MLFLOW_TRACKING_URI)")
+    e.add_argument("--mlflow-experiment", metavar="NAME", help="mlflow: the MLflow experiment to log to")
     c = sub.add_parser("cache", help="inspect or clean the artifact cache")
     c.add_argument("action", choices=["ls", "gc", "clear"])
     c.add_argument("--cache-dir")
@@ -375,7 +395,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print_summary(report, console)
     formats = ", ".join(result.experiment.report_formats)
     print(f"{report['verdict'].upper()}: {result.experiment.name} — report in {result.out_dir}/ ({formats})")
-    return EXIT_OK if report["verdict"] == "pass" else EXIT_THRESHOLD
+    return EXIT_OK if report["verdict"] == "pass" or args.exit_zero else EXIT_THRESHOLD
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -434,6 +454,32 @@ def cmd_diff(args: argparse.Namespace) -> int:
         )
     sys.stdout.write(result.render(args.format, limit=args.limit))
     return EXIT_THRESHOLD if args.fail_on_regression and result.regressed else EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from layerscope import api
+
+    if args.format != "mlflow" and (args.tracking_uri or args.mlflow_experiment):
+        raise UsageError("--tracking-uri and --mlflow-experiment apply to --format mlflow only")
+    if args.output == "-":
+        if args.format != "csv":
+            raise UsageError("-o - prints the table: it applies to --format csv only")
+        from layerscope.pipelines.reports.export import to_csv
+
+        sys.stdout.write(to_csv(api.load_report(args.path)))
+        return EXIT_OK
+    result = api.export(
+        args.path,
+        args.format,
+        out=args.output,
+        tracking_uri=args.tracking_uri,
+        mlflow_experiment=args.mlflow_experiment,
+    )
+    for path in result.files.values():
+        print(f"wrote {path}")
+    if result.mlflow_run_id:
+        print(f"logged to MLflow run {result.mlflow_run_id}")
+    return EXIT_OK
 
 
 def _positive(value: int | None, flag: str, minimum: int = 1) -> int | None:
@@ -530,6 +576,7 @@ _COMMANDS = {
     "fix": cmd_fix,
     "diff": cmd_diff,
     "cache": cmd_cache,
+    "export": cmd_export,
     "backends": cmd_backends,
     "models": cmd_models,
     "data": cmd_data,
