@@ -1,4 +1,4 @@
-"""The Python API: run an experiment, plan it, diff two results, search what to pin, load a report.
+"""The Python API: run an experiment, plan it, diff two results, search what to pin, load and export a report.
 
 Every function takes what the command line takes (a config as a path or as a dict, ``--set`` overrides as
 strings) and returns typed results; problems are raised as the same exceptions the command line turns into
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from layerscope.pipelines.experiment import Experiment
     from layerscope.pipelines.experiment.budget import Estimate
     from layerscope.pipelines.reports.model import Report
-    from layerscope.results import Diff, FixResult, Plan
+    from layerscope.results import Diff, Exported, FixResult, Plan
     from layerscope.runner.cache import Cache
     from layerscope.runner.execute import Decision, Outcome, Reporter
 
@@ -115,13 +115,17 @@ def diff(
     b: str | os.PathLike[str],
     *,
     tolerance: Iterable[str] = (),
+    overrides: Iterable[str] = (),
+    overrides_a: Iterable[str] = (),
+    overrides_b: Iterable[str] = (),
     cache_dir: str | os.PathLike[str] | None = None,
     jobs: int | None = None,
     progress: Progress = False,
 ) -> Diff:
     """What changed from ``a`` to ``b``. Each is a report.json, a run directory, a config or
     ``REV:path/to/config.yaml`` (read with git); a config's report comes from the cache, missing stages run
-    first. ``tolerance`` items are ``0.05`` (every metric) or ``cosine=0.5`` (one metric)."""
+    first. ``tolerance`` items are ``0.05`` (every metric) or ``cosine=0.5`` (one metric). ``overrides``
+    (``--set`` items) apply to both config sides, ``overrides_a``/``overrides_b`` to one, after them."""
     from layerscope import sides
     from layerscope.pipelines.reports.diff import Tolerance, diff_reports
     from layerscope.results import Diff
@@ -129,8 +133,9 @@ def diff(
     tol = Tolerance.parse(tolerance)  # before running anything: a typo should not cost a run
     cache = _str(cache_dir)
     reporter = _reporter(progress)
-    old = sides.load_side(str(a), cache_dir=cache, reporter=reporter, jobs=_jobs(jobs))
-    new = sides.load_side(str(b), cache_dir=cache, reporter=reporter, jobs=_jobs(jobs))
+    both = list(overrides)
+    old = sides.load_side(str(a), cache_dir=cache, reporter=reporter, jobs=_jobs(jobs), overrides=[*both, *overrides_a])
+    new = sides.load_side(str(b), cache_dir=cache, reporter=reporter, jobs=_jobs(jobs), overrides=[*both, *overrides_b])
     return Diff.from_dict(diff_reports(old.report, new.report, labels=(old.label, new.label), tolerance=tol))
 
 
@@ -181,6 +186,47 @@ def load_report(path: str | os.PathLike[str]) -> Report:
     from layerscope.pipelines.reports.read import load_report as read
 
     return read(path)
+
+
+def export(
+    report: str | os.PathLike[str] | Report,
+    format: str,
+    *,
+    out: str | os.PathLike[str] | None = None,
+    tracking_uri: str | None = None,
+    mlflow_experiment: str | None = None,
+) -> Exported:
+    """Export a report (a run directory, a report.json or a :class:`Report`) for another tool.
+
+    ``csv`` / ``parquet``: the per-layer table, one row per (comparison, layer), to ``out`` (default
+    ``layers.csv`` / ``layers.parquet`` beside report.json). ``dvc``: ``metrics.json`` (the headline numbers)
+    and ``layers.csv`` into the folder ``out`` (default ``dvc/`` beside report.json). ``mlflow``: the headline
+    metrics, verdict tags, the per-layer table and the report files, logged to the active MLflow run (or a new
+    one named after the experiment) at ``tracking_uri`` (default: MLflow's own, ``$MLFLOW_TRACKING_URI``)."""
+    from layerscope.pipelines.reports import export as ex
+    from layerscope.pipelines.reports.model import Report as ReportType
+    from layerscope.results import Exported
+
+    if format not in ex.FORMATS:
+        raise UsageError(f"unknown export format {format!r}; formats: {', '.join(ex.FORMATS)}")
+    if format != "mlflow" and (tracking_uri or mlflow_experiment):
+        raise UsageError("tracking_uri and mlflow_experiment apply to the mlflow format only")
+    loaded = report if isinstance(report, ReportType) else load_report(report)
+    base = Path(loaded.files["json"]).parent if "json" in loaded.files else Path.cwd()
+    if format == "mlflow":
+        if out is not None:
+            raise UsageError("the mlflow export logs to a tracking server: it takes no output path")
+        return Exported(format, {}, ex.log_mlflow(loaded, tracking_uri=tracking_uri, experiment=mlflow_experiment))
+    if format == "dvc":
+        return Exported(format, ex.write_dvc(loaded, Path(out) if out is not None else base / "dvc"))
+    path = Path(out) if out is not None else base / f"layers.{format}"
+    if format == "csv":
+        from layerscope.runner.files import atomic_write
+
+        atomic_write(path, ex.to_csv(loaded))
+    else:
+        ex.write_parquet(loaded, path)
+    return Exported(format, {"table": path})
 
 
 # -- shared with the command line -------------------------------------------------------------------------
@@ -301,7 +347,14 @@ def execute(
     est = check_room(exp, decisions)
     caught: list[str] = []
     outcomes = run_plan(
-        stage_plan, exp.cache, exp.scope, decisions, jobs=n, reporter=_reporter(progress), warnings=caught
+        stage_plan,
+        exp.cache,
+        exp.scope,
+        decisions,
+        jobs=n,
+        reporter=_reporter(progress),
+        warnings=caught,
+        experiment=exp.name,
     )
     _say_needs(outcomes, est, decisions)
     if any(o.status in ("failed", "skipped") and not _optional(stage_plan, o.sid) for o in outcomes.values()):
@@ -323,7 +376,9 @@ def report_for(exp: Experiment, *, jobs: int | None = None, progress: Progress =
     stage_plan = plan_for(exp)
     decisions = plan_decisions(stage_plan, exp.cache, exp.scope)
     check_room(exp, decisions)
-    outcomes = run_plan(stage_plan, exp.cache, exp.scope, decisions, jobs=_jobs(jobs), reporter=_reporter(progress))
+    outcomes = run_plan(
+        stage_plan, exp.cache, exp.scope, decisions, jobs=_jobs(jobs), reporter=_reporter(progress), experiment=exp.name
+    )
     failed = [o for o in outcomes.values() if o.status == "failed" and not _optional(stage_plan, o.sid)]
     entry = outcomes["report"].entry
     if failed or entry is None:

@@ -1,5 +1,5 @@
 """The typed results of the Python API (:mod:`layerscope.api`) besides the report: :class:`Plan`, :class:`Diff`
-and :class:`FixResult`."""
+and :class:`FixResult`, :class:`Exported`."""
 
 from __future__ import annotations
 
@@ -143,3 +143,13 @@ class FixResult:
     @property
     def passed(self) -> bool:
         return self.found is not None
+
+
+@dataclass(frozen=True)
+class Exported:
+    """What :func:`layerscope.export` wrote: the files by role (``table``, ``metrics``, ``layers``) and, for
+    MLflow, the id of the run it logged to."""
+
+    format: str
+    files: dict[str, Path]
+    mlflow_run_id: str | None = None

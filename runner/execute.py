@@ -15,7 +15,7 @@ import json
 import os
 import time
 import traceback
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -23,7 +23,7 @@ from typing import Any, Literal, Protocol
 from layerscope.runner.cache import Cache, Entry, Lookup
 from layerscope.runner.capture import routed, stage_warnings
 from layerscope.runner.errors import LayerscopeError
-from layerscope.runner.graph import Plan, Progress, StageContext
+from layerscope.runner.graph import Plan, PlannedStage, Progress, StageContext
 from layerscope.runner.hashing import canonical_json, digest
 from layerscope.runner.resources import disk_full, is_disk_full
 
@@ -86,15 +86,22 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: value}
 
 
-def explain_change(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
-    """Which parts of a stage's key material changed, in words."""
-    a, b = _flatten(json.loads(canonical_json(old))), _flatten(json.loads(canonical_json(new)))
+def explain_change(
+    old: Mapping[str, Any],
+    new: Mapping[str, Any],
+    explain: Callable[[Mapping[str, Any], Mapping[str, Any]], list[str]] | None = None,
+) -> str:
+    """Which parts of a stage's key material changed, in words (``explain``: the stage's words for its params)."""
+    old, new = json.loads(canonical_json(old)), json.loads(canonical_json(new))
+    a, b = _flatten(old), _flatten(new)
     changed = sorted(k for k in a.keys() | b.keys() if a.get(k, ...) != b.get(k, ...))
     parts: list[str] = []
     deps = [k.split(".", 1)[1] for k in changed if k.startswith("deps.")]
     params = [k.split(".", 1)[1] for k in changed if k.startswith("params.")]
     if "version" in changed:
         parts.append("stage code changed")
+    if params and explain is not None:
+        params = explain(old.get("params", {}), new.get("params", {})) or params
     if params:
         shown = ", ".join(params[:4]) + (f" (+{len(params) - 4} more)" if len(params) > 4 else "")
         parts.append(f"changed {shown}")
@@ -131,7 +138,7 @@ def decide(
         elif lk.entry is not None:
             decisions[sid] = Decision(sid, "cached", "cached", lk)
         elif is_needed:
-            decisions[sid] = Decision(sid, "run", _why_missing(sid, ps.key, ps.key_material, lk, state), lk)
+            decisions[sid] = Decision(sid, "run", _why_missing(ps, lk, state), lk)
         else:
             why = "not needed: what reads it is cached" if targets is None else "not needed for the selected stages"
             decisions[sid] = Decision(sid, "not-needed", f"{why} ({lk.reason})", lk)
@@ -140,20 +147,23 @@ def decide(
     return {sid: decisions[sid] for sid in plan.ids()}
 
 
-def _why_missing(sid: str, key: str, material: Mapping[str, Any], lk: Lookup, state: Mapping[str, Any] | None) -> str:
+def _why_missing(ps: PlannedStage, lk: Lookup, state: Mapping[str, Any] | None) -> str:
     if lk.reason != "missing":
         return lk.reason
-    previous = (state or {}).get(sid)
+    previous = (state or {}).get(ps.stage.id)
     if not previous:
-        return "never run"
-    if previous.get("key") == key:
+        return "first run: nothing cached for it"
+    if previous.get("key") == ps.key:
         return "cache entry missing (removed by gc or clear)"
-    return explain_change(previous.get("material", {}), material)
+    return explain_change(previous.get("material", {}), ps.key_material, ps.stage.explain)
 
 
 class Executor:
-    def __init__(self, cache: Cache, *, jobs: int = 1, reporter: Reporter | None = None) -> None:
+    def __init__(
+        self, cache: Cache, *, jobs: int = 1, reporter: Reporter | None = None, experiment: str | None = None
+    ) -> None:
         self.cache = cache
+        self.experiment = experiment  # recorded in the entries it makes, for `cache ls` (not part of any key)
         self.jobs = max(1, jobs)
         self.reporter = reporter or NullReporter()
         self.cpus = os.cpu_count() or 1
@@ -254,7 +264,12 @@ class Executor:
                         stage.kind,
                         key,
                         tmp,
-                        {"stage": sid, "material": dict(ps.key_material), "result": ctx.result},
+                        {
+                            "stage": sid,
+                            "material": dict(ps.key_material),
+                            "result": ctx.result,
+                            **({"experiment": self.experiment} if self.experiment else {}),
+                        },
                     )
             return Outcome(
                 sid, "ran", decision.reason, entry=entry, seconds=time.perf_counter() - start, without=tuple(without)
@@ -306,10 +321,12 @@ def run_plan(
     jobs: int = 1,
     reporter: Reporter | None = None,
     warnings: list[str] | None = None,
+    experiment: str | None = None,
 ) -> dict[str, Outcome]:
     """Execute decided stages and remember what each stage last ran with (to explain staleness later).
-    Warnings raised outside a stage's own thread are appended to ``warnings`` (each stage's are in its entry)."""
-    executor = Executor(cache, jobs=jobs, reporter=reporter)
+    Warnings raised outside a stage's own thread are appended to ``warnings`` (each stage's are in its entry).
+    ``experiment`` names the experiment in the entries made (``cache ls`` groups by it)."""
+    executor = Executor(cache, jobs=jobs, reporter=reporter, experiment=experiment)
     outcomes = executor.execute(plan, decisions)
     if warnings is not None:
         warnings.extend(executor.warnings)

@@ -23,6 +23,8 @@ DOCUMENTED = {
     "diff",
     "fix",
     "load_report",
+    "export",
+    "Exported",
     "Report",
     "Comparison",
     "LayerResult",

@@ -136,7 +136,13 @@ class Search:
         plan = Plan(stages.values())
         decisions = plan_decisions(plan, self.exp.cache, self.exp.scope + "-fix")
         outcomes = run_plan(
-            plan, self.exp.cache, self.exp.scope + "-fix", decisions, jobs=self.jobs, reporter=self.reporter
+            plan,
+            self.exp.cache,
+            self.exp.scope + "-fix",
+            decisions,
+            jobs=self.jobs,
+            reporter=self.reporter,
+            experiment=self.exp.name,
         )
         failed = [o for o in outcomes.values() if o.status in ("failed", "skipped")]
         if failed:
@@ -163,7 +169,13 @@ class Search:
         sid = stage_id(self.run.name)
         decisions = plan_decisions(stage_plan, self.exp.cache, self.exp.scope, only=[sid])
         outcomes = run_plan(
-            stage_plan, self.exp.cache, self.exp.scope, decisions, jobs=self.jobs, reporter=self.reporter
+            stage_plan,
+            self.exp.cache,
+            self.exp.scope,
+            decisions,
+            jobs=self.jobs,
+            reporter=self.reporter,
+            experiment=self.exp.name,
         )
         self._tally(outcomes)
         entry = outcomes[sid].entry
