@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from layerscope.pipelines.experiment import Experiment
     from layerscope.pipelines.experiment.budget import Estimate
     from layerscope.pipelines.reports.model import Report
-    from layerscope.results import Diff, Exported, FixResult, Plan
+    from layerscope.results import Diff, Exported, FixResult, Plan, SweepDiff, SweepResult
     from layerscope.runner.cache import Cache
     from layerscope.runner.execute import Decision, Outcome, Reporter
 
@@ -52,7 +52,7 @@ Progress = Union[bool, "Reporter"]
 
 # The results' types are in layerscope.results and the report's in layerscope.pipelines.reports; this module
 # imports them when a function needs them: defining dataclasses costs time a cached rerun should not pay.
-__all__ = ["diff", "fix", "load_report", "plan", "run"]
+__all__ = ["diff", "diff_sweeps", "fix", "load_report", "plan", "run", "sweep"]
 
 
 # -- the API ----------------------------------------------------------------------------------------------
@@ -67,10 +67,14 @@ def run(
     progress: Progress = False,
     force: Iterable[str] = (),
     no_cache: bool = False,
+    executor: str | None = None,
+    scheduler: str | None = None,
 ) -> Report:
     """Run an experiment: what is not cached runs; the report is written into ``out`` (default: the config's
     ``report.dir``) and returned. ``force`` reruns stages (ids like ``dump[fp16]``, kinds, globs; ``*``: all)
-    and what depends on them; ``no_cache`` keeps this run's artifacts under ``out/artifacts``. A failed stage
+    and what depends on them; ``no_cache`` keeps this run's artifacts under ``out/artifacts``. ``executor``
+    is ``"local"`` (threads of this process, the default) or ``"dask"`` (a Dask cluster at ``scheduler`` or
+    ``$DASK_SCHEDULER_ADDRESS``; without either, a LocalCluster of ``jobs`` worker processes). A failed stage
     raises :class:`RunError`; a threshold that fails is the report's verdict, not an exception."""
     result = execute(
         config,
@@ -81,6 +85,8 @@ def run(
         progress=progress,
         force=force,
         no_cache=no_cache,
+        executor=executor,
+        scheduler=scheduler,
     )
     assert result.report is not None  # without `only`, the report is always a target
     return result.report
@@ -178,6 +184,75 @@ def fix(
     files = fix_report.write(exp, result, Path(out) if out else Path(exp.report_dir))
     snippet = fix_report.snippet(exp, result) if result.found is not None else None
     return _fix_result(result, snippet, files)
+
+
+@_leased
+def sweep(
+    sweep_file: str | os.PathLike[str],
+    *,
+    overrides: Iterable[str] = (),
+    cache_dir: str | os.PathLike[str] | None = None,
+    out: str | os.PathLike[str] | None = None,
+    jobs: int | None = None,
+    progress: Progress = False,
+    force: Iterable[str] = (),
+    executor: str | None = None,
+    scheduler: str | None = None,
+) -> SweepResult:
+    """Run a sweep file (configs × a matrix of overrides) as one graph: identical stages run once. Each
+    experiment's report goes into its own folder under ``out`` (default: the sweep's ``report.dir``), with
+    the summary (sweep.json, .md, .html). ``overrides`` apply to every experiment; ``executor``/``scheduler``
+    as for :func:`run`. A failed stage does not raise: its experiments have status ``error`` in the result."""
+    from layerscope import sweeps as sw
+    from layerscope.executors import choose
+    from layerscope.pipelines.reports.model import Report
+    from layerscope.results import SweepExperiment, SweepResult
+    from layerscope.sweep_summary import summary_document, write_summary
+
+    started = time.time()
+    spec = sw.load_spec(sweep_file, overrides=overrides, out=_str(out))
+    experiments = sw.load_experiments(spec, _str(cache_dir))
+    where = choose(executor, scheduler, [e[3] for e in experiments])
+    runs, stats = sw.run_sweep(
+        spec, experiments, jobs=_jobs(jobs), reporter=_reporter(progress), executor=where, force=force
+    )
+    label = where.kind if where.kind == "local" else f"dask {where.address or 'LocalCluster'}"
+    document = summary_document(spec, runs, started=started, executor=label, stats=stats)
+    files = write_summary(document, spec.out_dir, spec.formats)
+    rows = tuple(
+        SweepExperiment(
+            r.id,
+            r.config,
+            r.overrides,
+            row["status"],
+            r.out_dir,
+            None if r.report is None else Report.from_dict(r.report, files=r.files or {}),
+            r.error,
+            row["seconds"],
+            row["cached"],
+            row["shared"],
+        )
+        for r, row in zip(runs, document["experiments"], strict=True)
+    )
+    return SweepResult(spec.name, document["verdict"], spec.out_dir, rows, document, files)
+
+
+def diff_sweeps(a: str | os.PathLike[str], b: str | os.PathLike[str], *, tolerance: float = 0.1) -> SweepDiff:
+    """What changed between two sweep summaries (sweep.json or the sweep's folder), per experiment and
+    candidate: verdicts, worst deviation ratios, root causes. ``regressed``: a pass became fail/error, or a
+    worst deviation ratio got more than ``tolerance`` (relative) worse."""
+    from layerscope.results import SweepDiff
+    from layerscope.sweep_summary import diff_summaries, read_summary
+
+    old, new = read_summary(a), read_summary(b)
+    for arg, doc in ((a, old), (b, new)):
+        if doc is None:
+            raise UsageError(f"{os.fspath(arg)}: not a sweep summary (sweep.json or a sweep's folder)")
+    assert old is not None and new is not None
+    try:
+        return SweepDiff(diff_summaries(old, new, tolerance=tolerance))
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:  # edited or truncated by hand
+        raise UsageError(f"a sweep summary is malformed ({type(exc).__name__}: {exc}): {a} or {b}") from None
 
 
 def load_report(path: str | os.PathLike[str]) -> Report:
@@ -330,8 +405,11 @@ def execute(
     force: Iterable[str] = (),
     only: Iterable[str] = (),
     no_cache: bool = False,
+    executor: str | None = None,
+    scheduler: str | None = None,
 ) -> Execution:
     """:func:`run`, with ``only`` (run just what these stages need) and every stage's outcome."""
+    from layerscope.executors import choose
     from layerscope.pipelines.reports.outputs import write_outputs
     from layerscope.pipelines.stages import plan_for
     from layerscope.runner.execute import plan_decisions, run_plan
@@ -339,6 +417,7 @@ def execute(
     started = time.time()
     n = _jobs(jobs)
     exp = load_experiment(config, overrides=overrides, cache_dir=cache_dir)
+    where = choose(executor, scheduler, [exp])
     out_dir = Path(out) if out else Path(exp.report_dir)
     if no_cache:
         exp = replace(exp, cache=_private_cache(out_dir))
@@ -355,6 +434,7 @@ def execute(
         reporter=_reporter(progress),
         warnings=caught,
         experiment=exp.name,
+        executor=where,
     )
     _say_needs(outcomes, est, decisions)
     if any(o.status in ("failed", "skipped") and not _optional(stage_plan, o.sid) for o in outcomes.values()):

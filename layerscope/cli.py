@@ -48,14 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     def config_cmd(name: str, help: str) -> argparse.ArgumentParser:
         c = sub.add_parser(name, help=help, description=help)
         c.add_argument("config", help="experiment YAML")
-        c.add_argument(
-            "--set",
-            dest="overrides",
-            action="append",
-            default=[],
-            metavar="KEY.PATH=VALUE",
-            help="override a config value before validation (repeatable; ~KEY.PATH removes a key)",
-        )
+        _set_arg(c, "override a config value before validation (repeatable; ~KEY.PATH removes a key)")
         c.add_argument(
             "--cache-dir",
             help="artifact cache (default: $LAYERSCOPE_CACHE_DIR, the config's cache.dir, or the user cache directory)",
@@ -100,6 +93,22 @@ def _parser() -> argparse.ArgumentParser:
                 help="exit 0 when only a threshold failed (the verdict is in the report): for pipelines that "
                 "track the result, like DVC; a failed stage or a bad config still exits 3 or 2",
             )
+            _executor_args(c)
+    sw = sub.add_parser(
+        "sweep",
+        help="run many experiments (configs × a matrix of --set overrides) as one graph; write a summary",
+        description="Run every experiment of a sweep file (schemas/sweep.schema.json) as one graph: identical "
+        "stages run once. Each experiment's report goes into its own folder of OUT, with sweep.json/.md/.html.",
+    )
+    sw.add_argument("sweep", help="sweep YAML")
+    _set_arg(sw, "override a value in every experiment (repeatable)")
+    sw.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS)
+    sw.add_argument("--cache-dir", help="artifact cache (as for run)")
+    sw.add_argument("--out", help="output directory (default: the sweep's report.dir, or sweep-NAME)")
+    sw.add_argument("-j", "--jobs", type=int, default=None, help="stages in parallel (default: CPUs, at most 4)")
+    sw.add_argument("--force", nargs="?", const="*", action="append", metavar="STAGE", help="rerun STAGE (as for run)")
+    sw.add_argument("-q", "--quiet", action="store_true", help="no progress or table, only the verdict")
+    _executor_args(sw)
     f = config_cmd("fix", "find a small set of layers to keep in FP32 so that the thresholds pass")
     f.add_argument("--run", required=True, help="the candidate run to fix")
     f.add_argument(
@@ -212,6 +221,25 @@ def _parser() -> argparse.ArgumentParser:
     dt.add_argument("name", nargs="?")
     dt.add_argument("--cache-dir")
     return p
+
+
+def _set_arg(c: argparse.ArgumentParser, help: str) -> None:
+    c.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE", help=help)
+
+
+def _executor_args(c: argparse.ArgumentParser) -> None:
+    c.add_argument(
+        "--executor",
+        choices=["local", "dask"],
+        default=None,
+        help="local: threads of this process (default); dask: tasks of a Dask cluster (docs/scale.md)",
+    )
+    c.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="the Dask scheduler, e.g. tcp://host:8786 (default: $DASK_SCHEDULER_ADDRESS; unset: a LocalCluster "
+        "of -j worker processes); implies --executor dask",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -371,6 +399,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 force=args.force or (),
                 only=args.only or (),
                 no_cache=args.no_cache,
+                executor=args.executor,
+                scheduler=args.scheduler,
             )
     except RunError as exc:
         for o in exc.outcomes:
@@ -436,11 +466,52 @@ def _write(text: str, output: str | None) -> None:
         raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
 
 
-def cmd_diff(args: argparse.Namespace) -> int:
+def cmd_sweep(args: argparse.Namespace) -> int:
     from layerscope import api
     from layerscope.runner.progress import RichReporter
 
+    console = _console(args.quiet)
+    with RichReporter(console, verbose=getattr(args, "verbose", False)) as reporter:
+        result = api.sweep(
+            args.sweep,
+            overrides=args.overrides,
+            cache_dir=args.cache_dir,
+            out=args.out,
+            jobs=_jobs(args),
+            progress=reporter,
+            force=args.force or (),
+            executor=args.executor,
+            scheduler=args.scheduler,
+        )
+    for e in result.experiments:
+        if e.error:
+            _err(f"layerscope: {e.id}: {e.error}")
+    if not args.quiet:
+        from layerscope.sweep_summary import render_markdown
+
+        console.print(render_markdown(result.summary), markup=False)
+    t = result.summary["totals"]
+    print(
+        f"{result.verdict.upper()}: sweep {result.name} — {t['passed']} pass, {t['failed']} fail, "
+        f"{t['errors']} error; summary in {result.out_dir}/"
+    )
+    return result.exit_code
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from layerscope import api
+    from layerscope.runner.progress import RichReporter
+    from layerscope.sweep_summary import read_summary
+
     _positive(args.limit, "--limit", 0)
+    sweeps = [read_summary(x) is not None for x in (args.old, args.new)]
+    if any(sweeps):
+        if not all(sweeps):
+            raise UsageError("diff compares two sweep summaries or two reports, not one of each")
+        tol = _sweep_tolerance(args.tolerance)
+        found = api.diff_sweeps(args.old, args.new, tolerance=tol)
+        sys.stdout.write(found.render(args.format))
+        return EXIT_THRESHOLD if args.fail_on_regression and found.regressed else EXIT_OK
     # Progress of config sides goes to stderr: stdout carries the diff (md/json are meant to be piped).
     with RichReporter(_console(args.quiet, stderr=True), verbose=getattr(args, "verbose", False)) as reporter:
         result = api.diff(
@@ -481,6 +552,19 @@ def cmd_export(args: argparse.Namespace) -> int:
     if result.mlflow_run_id:
         print(f"logged to MLflow run {result.mlflow_run_id}")
     return EXIT_OK
+
+
+def _sweep_tolerance(items: Sequence[str]) -> float:
+    """A sweep diff compares the worst deviation ratio: one relative tolerance (``0.05``), default 10%."""
+    if not items:
+        return 0.1
+    try:
+        value = float(items[-1].rpartition("=")[2])
+    except ValueError:
+        raise UsageError(f"--tolerance {items[-1]!r}: expected a relative tolerance like 0.05") from None
+    if not value >= 0:
+        raise UsageError(f"--tolerance must be at least 0, not {value}")
+    return value
 
 
 def _positive(value: int | None, flag: str, minimum: int = 1) -> int | None:
@@ -579,6 +663,7 @@ _COMMANDS = {
     "validate": cmd_validate,
     "plan": cmd_plan,
     "run": cmd_run,
+    "sweep": cmd_sweep,
     "report": cmd_report,
     "fix": cmd_fix,
     "diff": cmd_diff,

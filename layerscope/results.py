@@ -1,5 +1,5 @@
-"""The typed results of the Python API (:mod:`layerscope.api`) besides the report: :class:`Plan`, :class:`Diff`
-and :class:`FixResult`, :class:`Exported`."""
+"""The typed results of the Python API (:mod:`layerscope.api`) besides the report: :class:`Plan`, :class:`Diff`,
+:class:`FixResult`, :class:`Exported`, :class:`SweepResult` and :class:`SweepDiff`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from layerscope.runner.errors import UsageError
 
 if TYPE_CHECKING:
-    pass
+    from layerscope.pipelines.reports.model import Report
 
 
 @dataclass(frozen=True)
@@ -153,3 +153,56 @@ class Exported:
     format: str
     files: dict[str, Path]
     mlflow_run_id: str | None = None
+
+
+@dataclass(frozen=True)
+class SweepExperiment:
+    """One experiment of a sweep: a config with one combination of the matrix's overrides."""
+
+    id: str  # the config's name and the overrides' values, e.g. "unet precision=fp16"
+    config: Path
+    overrides: tuple[str, ...]
+    status: str  # pass | fail (a threshold) | error (a stage failed: no report)
+    out_dir: Path  # its report.json (and the formats its config asks for)
+    report: Report | None
+    error: str | None
+    seconds: float  # the time of the stages it ran (a stage shared with an earlier experiment counts there)
+    cached: int  # its stages that came from the cache
+    shared: int  # its stages that an earlier experiment of the sweep has too (run once)
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """``layerscope sweep``: every experiment's outcome and the summary written into ``out_dir``."""
+
+    name: str
+    verdict: str  # pass | fail | error
+    out_dir: Path
+    experiments: tuple[SweepExperiment, ...]
+    summary: Mapping[str, Any]  # sweep.json's document
+    files: Mapping[str, Path]  # the summary's files by format
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict == "pass"
+
+    @property
+    def exit_code(self) -> int:
+        """As the command line exits: 0 every threshold met, 1 one failed, 3 a stage failed."""
+        return {"pass": 0, "fail": 1}.get(self.verdict, 3)
+
+
+@dataclass(frozen=True)
+class SweepDiff:
+    """What changed between two sweep summaries, per (experiment, candidate)."""
+
+    document: Mapping[str, Any]
+
+    @property
+    def regressed(self) -> bool:
+        return bool(self.document["regressed"])
+
+    def render(self, fmt: str = "text") -> str:
+        from layerscope.sweep_summary import render_diff
+
+        return render_diff(self.document, fmt)

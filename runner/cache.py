@@ -134,7 +134,9 @@ class Cache:
     def staging(self, kind: str, key: str) -> Iterator[Path]:
         """A fresh temporary directory for a stage to write into; removed if the block raises."""
         self._ensure()
-        tmp = self.base / "tmp" / f"{key[:16]}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        # The writer's pid and host are in the name: gc removes the temporary of a dead writer on this host; one
+        # written by another host sharing the cache (a Dask worker) cannot be checked and waits until it is stale.
+        tmp = self.base / "tmp" / f"{key[:16]}-{os.getpid()}-{uuid.uuid4().hex[:8]}@{leases.host()}"
         tmp.mkdir()
         try:
             yield tmp
@@ -363,7 +365,11 @@ def linked_dirs(base: Path, keys: set[str]) -> list[Path]:
 
 
 def _writer_alive(name: str) -> bool:
-    """Whether the process that created a temporary directory (named key-pid-random) still runs."""
+    """Whether the process that created a temporary directory (named key-pid-random@host) still runs; one of
+    another host counts as alive (until it is stale)."""
+    name, _, host = name.partition("@")
+    if host and host != leases.host():
+        return True
     parts = name.split("-")
     if len(parts) < 3 or not parts[-2].isdigit():
         return True

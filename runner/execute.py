@@ -17,12 +17,12 @@ import time
 import traceback
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol
 
 from layerscope.runner.cache import Cache, Entry, Lookup
 from layerscope.runner.capture import routed, stage_warnings
-from layerscope.runner.errors import LayerscopeError
+from layerscope.runner.errors import LayerscopeError, UsageError
 from layerscope.runner.graph import Plan, PlannedStage, Progress, StageContext
 from layerscope.runner.hashing import canonical_json, digest
 from layerscope.runner.resources import disk_full, is_disk_full
@@ -51,6 +51,7 @@ class Outcome:
     traceback: str | None = None
     fault: str | None = None  # "disk" or "memory": the machine ran out, the stage has no bug
     without: tuple[str, ...] = ()  # optional inputs it ran without (their stages failed)
+    worker: str | None = None  # where it ran, when not in this process (a Dask worker's address)
 
 
 class Reporter(Protocol):
@@ -176,17 +177,8 @@ class Executor:
         return outcomes
 
     def _execute(self, plan: Plan, decisions: Mapping[str, Decision]) -> dict[str, Outcome]:
-        outcomes: dict[str, Outcome] = {}
+        outcomes = settled(plan, decisions, self.cache, self.reporter)
         pending = [sid for sid in plan.ids()]
-        for sid in pending:
-            d = decisions[sid]
-            if d.status == "not-needed":
-                outcomes[sid] = Outcome(sid, "not-needed", d.reason)
-            elif d.status == "cached":
-                outcomes[sid] = Outcome(sid, "cached", "cached", entry=d.lookup.entry)
-                if d.lookup.entry is not None:
-                    self.cache.lookup(d.lookup.entry.kind, d.lookup.entry.key)  # records the use for gc
-                self.reporter.stage_finished(outcomes[sid])
         to_run = [sid for sid in pending if decisions[sid].status == "run"]
         for module in dict.fromkeys(m for sid in to_run for m in plan[sid].stage.imports):
             with contextlib.suppress(ImportError):  # optional (an accelerated path): the stage copes without it
@@ -240,64 +232,94 @@ class Executor:
         )
 
     def _run_one(self, plan: Plan, sid: str, decision: Decision, inputs: Mapping[str, Entry], threads: int) -> Outcome:
-        ps = plan[sid]
-        stage = ps.stage
-        start = time.perf_counter()
-        progress = self.reporter.stage_started(sid, stage.description or sid)
-        key = ps.key
-        without = sorted(set(stage.deps) - set(inputs))
-        if without:  # optional inputs failed: a result of its own, never served for the stage's key
-            key = digest({"key": ps.key, "without": without})
-        try:
-            with self.cache.lock(key):
-                if decision.reason != "forced":
-                    lk = self.cache.lookup(stage.kind, key)
-                    if lk.entry is not None:  # another process published it while we waited
-                        return Outcome(sid, "cached", "cached (made by a concurrent run)", entry=lk.entry)
-                with self.cache.staging(stage.kind, key) as tmp:
-                    ctx = StageContext(out_dir=tmp, inputs=inputs, progress=progress, threads=threads)
-                    with stage_warnings() as caught:
-                        stage.action(ctx)
-                    if caught:  # kept in the manifest: a cached stage's report shows them too
-                        ctx.result["warnings"] = list(caught)
-                    entry = self.cache.publish(
-                        stage.kind,
-                        key,
-                        tmp,
-                        {
-                            "stage": sid,
-                            "material": dict(ps.key_material),
-                            "result": ctx.result,
-                            **({"experiment": self.experiment} if self.experiment else {}),
-                        },
-                    )
-            return Outcome(
-                sid, "ran", decision.reason, entry=entry, seconds=time.perf_counter() - start, without=tuple(without)
-            )
-        except LayerscopeError as exc:
-            return self._failed(sid, decision, start, exc.render())
-        except MemoryError as exc:  # the machine's fault, not the stage's: say what happened, not "a bug"
-            return self._failed(sid, decision, start, f"out of memory{f' ({exc})' if str(exc) else ''}", "memory")
-        except OSError as exc:
-            if not is_disk_full(exc):
-                return self._failed(sid, decision, start, f"internal error: {type(exc).__name__}: {exc}")
-            where = exc.filename or self.cache.base / "tmp"
-            return self._failed(sid, decision, start, disk_full(exc, where).render(), "disk")
-        except Exception as exc:  # a bug in a stage must not take the other stages down with it
-            return self._failed(sid, decision, start, f"internal error: {type(exc).__name__}: {exc}")
+        progress = self.reporter.stage_started(sid, plan[sid].stage.description or sid)
+        return run_stage(self.cache, plan[sid], decision.reason, inputs, threads, progress, self.experiment)
 
-    @staticmethod
-    def _failed(sid: str, decision: Decision, start: float, error: str, fault: str | None = None) -> Outcome:
-        """The outcome of a stage that raised (call inside the except block: it keeps the traceback for -v)."""
-        return Outcome(
-            sid,
-            "failed",
-            decision.reason,
-            seconds=time.perf_counter() - start,
-            error=error,
-            traceback=traceback.format_exc(),
-            fault=fault,
-        )
+
+def settled(plan: Plan, decisions: Mapping[str, Decision], cache: Cache, reporter: Reporter) -> dict[str, Outcome]:
+    """The outcomes of the stages that need not run (cached, or not needed), for any executor."""
+    outcomes: dict[str, Outcome] = {}
+    for sid in plan.ids():
+        d = decisions[sid]
+        if d.status == "not-needed":
+            outcomes[sid] = Outcome(sid, "not-needed", d.reason)
+        elif d.status == "cached":
+            outcomes[sid] = Outcome(sid, "cached", "cached", entry=d.lookup.entry)
+            if d.lookup.entry is not None:
+                cache.lookup(d.lookup.entry.kind, d.lookup.entry.key)  # records the use for gc
+            reporter.stage_finished(outcomes[sid])
+    return outcomes
+
+
+def run_stage(
+    cache: Cache,
+    ps: PlannedStage,
+    reason: str,
+    inputs: Mapping[str, Entry],
+    threads: int,
+    progress: Progress,
+    experiment: str | None = None,
+) -> Outcome:
+    """Run one stage into the cache: under its key's lock, into a temporary directory published atomically.
+
+    Shared by every executor (the local threads here, a Dask worker in :mod:`.cluster`): a stage's failure is an
+    outcome, never an exception, so one failing stage cannot take the others down with it. ``experiment`` is
+    recorded in the entry's manifest (``cache ls`` groups by it; not part of any key)."""
+    stage = ps.stage
+    sid = stage.id
+    start = time.perf_counter()
+    key = ps.key
+    without = sorted(set(stage.deps) - set(inputs))
+    if without:  # optional inputs failed: a result of its own, never served for the stage's key
+        key = digest({"key": ps.key, "without": without})
+    try:
+        with cache.lock(key):
+            if reason != "forced":
+                lk = cache.lookup(stage.kind, key)
+                if lk.entry is not None:  # another process published it while we waited
+                    return Outcome(sid, "cached", "cached (made by a concurrent run)", entry=lk.entry)
+            with cache.staging(stage.kind, key) as tmp:
+                ctx = StageContext(out_dir=tmp, inputs=inputs, progress=progress, threads=threads)
+                with stage_warnings() as caught:
+                    stage.action(ctx)
+                if caught:  # kept in the manifest: a cached stage's report shows them too
+                    ctx.result["warnings"] = list(caught)
+                entry = cache.publish(
+                    stage.kind,
+                    key,
+                    tmp,
+                    {
+                        "stage": sid,
+                        "material": dict(ps.key_material),
+                        "result": ctx.result,
+                        **({"experiment": experiment} if experiment else {}),
+                    },
+                )
+        return Outcome(sid, "ran", reason, entry=entry, seconds=time.perf_counter() - start, without=tuple(without))
+    except LayerscopeError as exc:
+        return _failed(sid, reason, start, exc.render())
+    except MemoryError as exc:  # the machine's fault, not the stage's: say what happened, not "a bug"
+        return _failed(sid, reason, start, f"out of memory{f' ({exc})' if str(exc) else ''}", "memory")
+    except OSError as exc:
+        if not is_disk_full(exc):
+            return _failed(sid, reason, start, f"internal error: {type(exc).__name__}: {exc}")
+        where = exc.filename or cache.base / "tmp"
+        return _failed(sid, reason, start, disk_full(exc, where).render(), "disk")
+    except Exception as exc:  # a bug in a stage must not take the other stages down with it
+        return _failed(sid, reason, start, f"internal error: {type(exc).__name__}: {exc}")
+
+
+def _failed(sid: str, reason: str, start: float, error: str, fault: str | None = None) -> Outcome:
+    """The outcome of a stage that raised (call inside the except block: it keeps the traceback for -v)."""
+    return Outcome(
+        sid,
+        "failed",
+        reason,
+        seconds=time.perf_counter() - start,
+        error=error,
+        traceback=traceback.format_exc(),
+        fault=fault,
+    )
 
 
 def plan_decisions(
@@ -312,6 +334,71 @@ def plan_decisions(
     return decide(plan, cache, state=cache.read_state(scope), force=forced, targets=targets)
 
 
+@dataclass(frozen=True)
+class ExecutorChoice:
+    """Where stages run: ``local`` threads of this process (the default), or ``dask``: the workers of a Dask
+    cluster at ``address`` (None: a LocalCluster of worker processes on this machine started for the run).
+    ``visible`` are paths besides the cache that every worker must see (the models stages read)."""
+
+    kind: Literal["local", "dask"] = "local"
+    address: str | None = None
+    visible: tuple[str, ...] = ()
+    # What a worker must share with this process for the keys computed here to describe its results (code,
+    # library versions, CPU): a picklable function, evaluated here and on every worker and compared.
+    environment: Callable[[], Mapping[str, Any]] | None = None
+
+    @staticmethod
+    def parse(kind: str | None, address: str | None = None) -> ExecutorChoice:
+        """From ``--executor``/``--scheduler``: a scheduler address means Dask; Dask without one reads
+        ``DASK_SCHEDULER_ADDRESS`` (Dask's own variable) and starts a LocalCluster when it is unset."""
+        kind = kind or ("dask" if address else "local")
+        if kind not in ("local", "dask"):
+            raise UsageError(f"unknown executor {kind!r}: choose local or dask")
+        if kind == "local":
+            if address:
+                raise UsageError("--scheduler needs --executor dask")
+            return ExecutorChoice()
+        return ExecutorChoice("dask", address or os.environ.get("DASK_SCHEDULER_ADDRESS") or None)
+
+    def needing(
+        self, paths: Iterable[str], environment: Callable[[], Mapping[str, Any]] | None = None
+    ) -> ExecutorChoice:
+        """The same choice, with paths every worker must see and the environment they must share."""
+        visible = tuple(dict.fromkeys([*self.visible, *paths]))
+        return replace(self, visible=visible, environment=environment or self.environment)
+
+
+class StageExecutor(Protocol):
+    warnings: list[str]
+
+    def execute(self, plan: Plan, decisions: Mapping[str, Decision]) -> dict[str, Outcome]: ...
+
+
+def make_executor(
+    choice: ExecutorChoice | None,
+    cache: Cache,
+    *,
+    jobs: int = 1,
+    reporter: Reporter | None = None,
+    experiment: str | None = None,
+) -> StageExecutor:
+    """The executor for a choice; ``jobs`` is the number of parallel stages (threads, or a LocalCluster's
+    worker processes); ``experiment`` is recorded in the entries made."""
+    if choice is None or choice.kind == "local":
+        return Executor(cache, jobs=jobs, reporter=reporter, experiment=experiment)
+    from layerscope.runner.cluster import DaskExecutor
+
+    return DaskExecutor(
+        cache,
+        address=choice.address,
+        workers=jobs,
+        reporter=reporter,
+        visible=choice.visible,
+        environment=choice.environment,
+        experiment=experiment,
+    )
+
+
 def run_plan(
     plan: Plan,
     cache: Cache,
@@ -321,18 +408,24 @@ def run_plan(
     jobs: int = 1,
     reporter: Reporter | None = None,
     warnings: list[str] | None = None,
+    executor: ExecutorChoice | None = None,
     experiment: str | None = None,
 ) -> dict[str, Outcome]:
     """Execute decided stages and remember what each stage last ran with (to explain staleness later).
     Warnings raised outside a stage's own thread are appended to ``warnings`` (each stage's are in its entry).
     ``experiment`` names the experiment in the entries made (``cache ls`` groups by it)."""
-    executor = Executor(cache, jobs=jobs, reporter=reporter, experiment=experiment)
-    outcomes = executor.execute(plan, decisions)
+    runner = make_executor(executor, cache, jobs=jobs, reporter=reporter, experiment=experiment)
+    outcomes = runner.execute(plan, decisions)
     if warnings is not None:
-        warnings.extend(executor.warnings)
+        warnings.extend(runner.warnings)
+    remember(cache, scope, plan, outcomes)
+    return outcomes
+
+
+def remember(cache: Cache, scope: str, plan: Plan, outcomes: Mapping[str, Outcome]) -> None:
+    """Write what each stage last ran with, to explain staleness later."""
     with contextlib.suppress(OSError):  # it only explains staleness later: a read-only or full cache is no failure
         cache.write_state(scope, new_state(plan, outcomes, cache.read_state(scope)))
-    return outcomes
 
 
 def new_state(plan: Plan, outcomes: Mapping[str, Outcome], previous: Mapping[str, Any]) -> dict[str, Any]:

@@ -63,6 +63,9 @@ class Stage:
     # The stage's own words for what changed in its params (old, new) -> phrases, used by `plan` to explain
     # staleness in the user's terms; None: the changed key paths of the params are listed.
     explain: Callable[[Mapping[str, Any], Mapping[str, Any]], list[str]] | None = field(default=None, compare=False)
+    # Worker resources the action needs, for executors that place stages on machines (Dask: a TensorRT build
+    # asks for {"GPU": 1} and lands on a worker started with that resource). The local executor ignores them.
+    resources: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -153,3 +156,29 @@ def _closure(roots: Iterable[str], neighbours: Callable[[str], Iterable[str]]) -
             seen.add(sid)
             todo.extend(neighbours(sid))
     return seen
+
+
+def merge_plans(plans: Mapping[str, Plan]) -> tuple[Plan, dict[str, dict[str, str]]]:
+    """Many plans as one graph in which a stage whose key another plan already has appears once.
+
+    ``plans`` maps a prefix (an experiment of a sweep) to its plan. A stage keeps its id under its prefix
+    (``prefix/build[fp16]``) unless an earlier stage has the same key: the keys digest everything that
+    determines a stage's output, so the two are the same computation and run once. Returns the merged plan
+    and, per prefix, each original stage id -> its id in the merged plan."""
+    from dataclasses import replace
+
+    by_key: dict[str, str] = {}
+    merged: list[Stage] = []
+    ids: dict[str, dict[str, str]] = {}
+    for prefix, plan in plans.items():
+        mine: dict[str, str] = {}
+        for sid, ps in plan.stages.items():  # dependency order: a stage's upstream stages are mapped already
+            if ps.key in by_key:
+                mine[sid] = by_key[ps.key]
+                continue
+            new_id = f"{prefix}/{sid}"
+            deps = {role: mine[dep] for role, dep in ps.stage.deps.items()}
+            merged.append(replace(ps.stage, id=new_id, deps=deps))
+            by_key[ps.key] = mine[sid] = new_id
+        ids[prefix] = mine
+    return Plan(merged), ids

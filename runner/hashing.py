@@ -79,6 +79,14 @@ class FileDigests:
         self._lock = threading.Lock()
         self.hashed: list[Path] = []  # files actually read in this process (observable by tests and benchmarks)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Sent to another process (a Dask worker): the lock cannot travel, and the in-memory memo is keyed by
+        # stat, which another host sees differently. The memo directory goes along.
+        return {"memo_dir": self._memo_dir}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["memo_dir"])  # type: ignore[misc]
+
     def _memo_path(self, abspath: str) -> Path | None:
         if self._memo_dir is None:
             return None

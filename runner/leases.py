@@ -39,7 +39,8 @@ from layerscope.runner.files import atomic_write
 REMOTE_LEASE_SECONDS = 24 * 3600
 
 
-def _host() -> str:
+def host() -> str:
+    """This machine's name, as leases and temporary directories record it."""
     return os.uname().nodename
 
 
@@ -54,7 +55,7 @@ class LeaseInfo:
 
     def describe(self) -> str:
         since = time.strftime("%H:%M", time.localtime(self.started))
-        where = "" if self.host == _host() else f" on {self.host}"
+        where = "" if self.host == host() else f" on {self.host}"
         return f"pid {self.pid}{where} since {since} ({self.command})"
 
 
@@ -64,14 +65,13 @@ class Lease:
     def __init__(self, base: Path, keys: Iterable[str]) -> None:
         self.base = base
         self.keys: set[str] = set(keys)
-        host = _host()
-        self.path = base / "leases" / f"{host}-{os.getpid()}-{uuid.uuid4().hex[:8]}.json"
+        self.path = base / "leases" / f"{host()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.json"
         self.started = time.time()
 
     def _write(self) -> None:
         doc = {
             "pid": os.getpid(),
-            "host": _host(),
+            "host": host(),
             "started": self.started,
             "command": " ".join(["layerscope", *sys.argv[1:]])[:200],
             "keys": sorted(self.keys),
@@ -180,7 +180,7 @@ def live(base: Path, *, prune: bool = False) -> list[LeaseInfo]:
 
 
 def _alive(info: LeaseInfo, path: Path) -> bool:
-    if info.host != _host():
+    if info.host != host():
         return time.time() - path.stat().st_mtime < REMOTE_LEASE_SECONDS
     if info.pid == os.getpid():
         return True

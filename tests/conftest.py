@@ -112,3 +112,18 @@ def downloads() -> Path:
     folder = Path(os.environ.get("LAYERSCOPE_TEST_DOWNLOADS", Path.home() / ".cache" / "layerscope-test"))
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+@pytest.fixture(scope="session")
+def dask_cluster() -> Iterator[str]:
+    """The address of a Dask LocalCluster of 2 worker processes (one thread each), shared by the tests."""
+    pytest.importorskip("distributed", reason="the dask extra is not installed")
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
+        yield cluster.scheduler_address
+
+
+def without_execution(report: dict) -> dict:
+    """A report document less what differs between two runs of the same stages (timings, cache, keys' order)."""
+    return {k: v for k, v in report.items() if k != "execution"}

@@ -14,7 +14,15 @@ import pytest
 import layerscope
 
 ROOT = Path(__file__).resolve().parents[1]
-TOP = ("layerscope.api", "layerscope.cli", "layerscope.results", "layerscope.sides", "layerscope.__main__")
+TOP = (
+    "layerscope.api",
+    "layerscope.cli",
+    "layerscope.results",
+    "layerscope.sides",
+    "layerscope.sweeps",
+    "layerscope.executors",
+    "layerscope.__main__",
+)
 
 # The public API, as docs/python-api.md documents it.
 DOCUMENTED = {
@@ -25,6 +33,11 @@ DOCUMENTED = {
     "load_report",
     "export",
     "Exported",
+    "sweep",
+    "diff_sweeps",
+    "SweepResult",
+    "SweepExperiment",
+    "SweepDiff",
     "Report",
     "Comparison",
     "LayerResult",

@@ -94,3 +94,12 @@ def code_modules(backend: Backend) -> tuple[str, ...]:
     """The module of ``backend``: the registry imports it by name, so no import statement leads a stage to it.
     With everything it imports (runner/codeversion.py), part of the build and dump stages' code version."""
     return (type(backend).__module__,)
+
+
+# Backends whose sessions run on a GPU: their stages ask a cluster for a worker with one (runner/cluster.py).
+_GPU_BACKENDS = frozenset({"tensorrt"})
+
+
+def worker_resources(backend: str) -> dict[str, float]:
+    """What a stage running ``backend``'s sessions needs from a worker: ``{"GPU": 1}`` for TensorRT, else nothing."""
+    return {"GPU": 1} if backend in _GPU_BACKENDS else {}

@@ -24,6 +24,7 @@ x = candidate:
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -183,6 +184,45 @@ class TensorStats:
         self.rel_hist += rel_h
         self.abs_hist += abs_h
 
+    # -- mergeable: a tensor's samples accumulated apart (stages, workers) combine into the same statistics --
+    def merge(self, other: TensorStats) -> TensorStats:
+        """Add ``other``'s accumulators (the same tensor over other samples) to these; returns self. Counts and
+        histograms add exactly; sums add in another order than one pass would (float64, last bits)."""
+        if other.config != self.config:
+            raise ValueError("cannot merge statistics computed with different metric settings")
+        ext = np.array([other.max_abs, other.max_rel, other.max_abs_ref, other.min_abs_nonzero])
+        self._merge(other.counts, other.sums, ext, other.rel_hist, other.abs_hist)
+        return self
+
+    def state(self) -> dict[str, Any]:
+        """The accumulators as JSON-ready data (histograms sparse, non-finite floats as strings): what
+        :meth:`from_state` needs, with the same metric settings, to merge or to compute the results."""
+        return {
+            "counts": dict(zip(COUNTS, (int(v) for v in self.counts), strict=True)),
+            "sums": {k: _json_float(float(v)) for k, v in zip(SUMS, self.sums, strict=True)},
+            "extremes": {
+                "max_abs": _json_float(self.max_abs),
+                "max_rel": _json_float(self.max_rel),
+                "max_abs_ref": _json_float(self.max_abs_ref),
+                "min_abs_nonzero": _json_float(self.min_abs_nonzero),
+            },
+            "rel_hist": _sparse(self.rel_hist),
+            "abs_hist": _sparse(self.abs_hist),
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any], config: MetricConfig, *, threads: int = 1) -> TensorStats:
+        out = cls(config=config, threads=threads)
+        out.counts = np.array([int(state["counts"][k]) for k in COUNTS], np.int64)
+        out.sums = np.array([float(state["sums"][k]) for k in SUMS], np.float64)
+        ext = state["extremes"]
+        out.max_abs, out.max_rel = float(ext["max_abs"]), float(ext["max_rel"])
+        out.max_abs_ref, out.min_abs_nonzero = float(ext["max_abs_ref"]), float(ext["min_abs_nonzero"])
+        for name, hist in (("rel_hist", out.rel_hist), ("abs_hist", out.abs_hist)):
+            for index, count in state[name].items():
+                hist[int(index)] = int(count)
+        return out
+
     def count(self, name: str) -> int:
         return int(self.counts[COUNTS.index(name)])
 
@@ -309,6 +349,11 @@ def error_metrics(*, infinite: int, pairs: int, max_abs: float, sums: dict[str, 
         "cosine": cos,
         "sqnr_db": sqnr,
     }
+
+
+def _json_float(value: float) -> float | str:
+    """A float JSON can hold: inf, -inf and nan as strings (``float()`` reads them back)."""
+    return value if math.isfinite(value) else str(value)
 
 
 def _sparse(hist: np.ndarray) -> dict[str, int]:

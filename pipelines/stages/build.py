@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from layerscope.pipelines import backends
-from layerscope.pipelines.backends.base import BuildRequest, code_modules
+from layerscope.pipelines.backends.base import BuildRequest, code_modules, worker_resources
 from layerscope.pipelines.lowering import PrecisionPlan
 from layerscope.runner.codeversion import code_version
 from layerscope.runner.errors import StageError
@@ -49,6 +49,7 @@ def make(exp: Experiment, run: RunSpec, calibration: str | None = None) -> Stage
         deps={"calibration": calibration} if calibration else {},
         description=f"build {run.name} ({run.backend}, {run.precision})",
         imports=("numpy", "onnx", "onnxruntime", "onnxruntime.transformers.float16", "ml_dtypes"),
+        resources=worker_resources(run.backend),
     )
 
 

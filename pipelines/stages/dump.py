@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from layerscope._version import __version__
 from layerscope.pipelines import backends
-from layerscope.pipelines.backends.base import code_modules
+from layerscope.pipelines.backends.base import code_modules, worker_resources
 from layerscope.pipelines.experiment.inputs import input_material, sample_reader
 from layerscope.runner.codeversion import code_version
 from layerscope.runner.errors import StageError
@@ -154,4 +154,5 @@ def make(exp: Experiment, run: RunSpec, build_id: str) -> Stage:
         deps={"build": build_id},
         description=f"dump {run.name}",
         imports=("numpy", "onnx", "onnxruntime", "h5py"),
+        resources=worker_resources(run.backend),
     )

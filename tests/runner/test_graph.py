@@ -74,3 +74,26 @@ def test_select_by_id_kind_and_glob() -> None:
 def test_unknown_stage_suggests() -> None:
     with pytest.raises(UsageError, match=r"no stage matches 'dump\[fp61\]'; did you mean 'dump\[fp16\]'\?"):
         seed_plan().select(["dump[fp61]"])
+
+
+def test_merged_plans_hold_a_stage_of_the_same_key_once() -> None:
+    from layerscope.runner.graph import merge_plans
+
+    a = seed_plan()
+    b = Plan(
+        [
+            stage("build[fp32]", "build", precision="fp32"),  # the same as a's: one stage
+            stage("build[fp16]", "build", precision="bf16"),  # same id, another computation: its own
+            stage("dump[fp32]", "dump", {"build": "build[fp32]"}),
+            stage("dump[fp16]", "dump", {"build": "build[fp16]"}),
+        ]
+    )
+    merged, ids = merge_plans({"a": a, "b": b})
+    assert ids["b"]["build[fp32]"] == ids["a"]["build[fp32]"] == "a/build[fp32]"
+    assert ids["b"]["dump[fp32]"] == "a/dump[fp32]"  # its upstream is shared, and so is it
+    assert ids["b"]["build[fp16]"] == "b/build[fp16]"
+    assert merged["b/dump[fp16]"].stage.deps == {"build": "b/build[fp16]"}
+    # Keys are unchanged by merging: the cache serves the same entries.
+    for prefix, plan in (("a", a), ("b", b)):
+        assert all(merged[ids[prefix][sid]].key == plan[sid].key for sid in plan.ids())
+    assert len(merged.ids()) == len(a.ids()) + 2

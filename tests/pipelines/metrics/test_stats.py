@@ -243,3 +243,35 @@ def test_old_log10_histograms_still_read() -> None:
     old = {"min": -12, "bins_per_decade": 50}
     assert bin_bounds(old, 0) == (0.0, 1e-12)
     assert bin_bounds(old, 51) == pytest.approx((10**-11.02, 1e-11))
+
+
+def test_statistics_accumulated_apart_merge_into_those_of_one_pass() -> None:
+    """Samples split across stages or workers: merged accumulators give one pass's results (sums to rounding),
+    through a JSON round trip of their state, non-finite values included."""
+    import json
+
+    rng = np.random.default_rng(3)
+    ref = rng.normal(size=(6, 4000)).astype(np.float32)
+    ref[1, :10] = 0.0
+    cand = (ref + rng.normal(scale=1e-3, size=ref.shape)).astype(np.float16)
+    cand[4, 5] = np.inf
+    config = MetricConfig(rel_error=0.01)
+    whole = TensorStats(config)
+    for r, c in zip(ref, cand, strict=True):
+        whole.update(r, c)
+    parts = [TensorStats(config), TensorStats(config)]
+    for i, (r, c) in enumerate(zip(ref, cand, strict=True)):
+        parts[i % 2].update(r, c)
+    states = [json.loads(json.dumps(p.state(), allow_nan=False)) for p in parts]
+    merged = TensorStats.from_state(states[0], config).merge(TensorStats.from_state(states[1], config))
+    a, b = whole.result(), merged.result()
+    assert np.array_equal(whole.counts, merged.counts) and np.array_equal(whole.rel_hist, merged.rel_hist)
+    assert a.keys() == b.keys()
+    for key in a:
+        if isinstance(a[key], float):
+            assert a[key] == pytest.approx(b[key], rel=1e-12, nan_ok=True), key
+        else:
+            assert a[key] == b[key], key
+    assert b["infinite_errors"] == 1 and b["max_abs_error"] == math.inf
+    with pytest.raises(ValueError, match="different metric settings"):
+        merged.merge(TensorStats(MetricConfig(rel_error=0.1)))
