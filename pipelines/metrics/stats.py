@@ -69,6 +69,21 @@ def _layout(h: dict[str, Any], underflow_bin: bool) -> tuple[int, int, int]:
 
 REL_LAYOUT = _layout(REL_HIST, underflow_bin=True)  # bin 0: below 2^-40; last bin: 2^20 and above
 ABS_LAYOUT = _layout(ABS_HIST, underflow_bin=False)  # clipped at both ends (float32 values all fit)
+# Since report schema version 2 a stored histogram leaves its layout out (written on every layer, 1.5 MB of an
+# 8,000-layer report.json) and has the one of its name here; schemas/report.schema.json says so. Changing a
+# layout therefore needs a new report schema version that writes it again.
+HISTOGRAM_LAYOUTS: dict[str, dict[str, Any]] = {
+    "rel_error": {**REL_HIST, "underflow_bin": True},
+    "ref_abs": {**ABS_HIST, "underflow_bin": False},
+}
+
+
+def with_layout(hist: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """A stored histogram with its layout's keys: its own (schema version 1, or the log10 scheme of reports
+    before 0.1, which has "min") or, where it has none, the layout of its name."""
+    if "scheme" in hist or "min" in hist or name not in HISTOGRAM_LAYOUTS:
+        return dict(hist)
+    return {**HISTOGRAM_LAYOUTS[name], **hist}
 
 
 def bin_key(values: np.ndarray, shift: int) -> np.ndarray:
@@ -206,7 +221,7 @@ class TensorStats:
             return math.inf
         if i == self.rel_hist.size - 1:
             return self.max_rel  # above the histogram's top edge
-        return bin_bounds({**REL_HIST, "underflow_bin": True}, i)[1]
+        return bin_bounds(HISTOGRAM_LAYOUTS["rel_error"], i)[1]
 
     def result(self) -> dict[str, Any]:
         c, s = self.count, self.total
@@ -246,14 +261,8 @@ class TensorStats:
                 "max_abs": self.max_abs_ref,
             },
             "histograms": {
-                "rel_error": {
-                    **REL_HIST,
-                    "underflow_bin": True,
-                    "zero": c("rel_zero"),
-                    **sparse_counts(self.rel_hist),
-                    "inf": c("rel_inf"),
-                },
-                "ref_abs": {**ABS_HIST, "underflow_bin": False, "zero": c("zeros"), **sparse_counts(self.abs_hist)},
+                "rel_error": {"zero": c("rel_zero"), **sparse_counts(self.rel_hist), "inf": c("rel_inf")},
+                "ref_abs": {"zero": c("zeros"), **sparse_counts(self.abs_hist)},
             },
         }
         if self.config.quant is not None:

@@ -23,7 +23,7 @@ import math
 import re
 from typing import Any
 
-from layerscope.pipelines.metrics.stats import bin_bounds, bin_counts
+from layerscope.pipelines.metrics.stats import bin_bounds, bin_counts, with_layout
 from layerscope.pipelines.reports import chartdata, rows
 from layerscope.runner.jsonio import as_float
 
@@ -273,9 +273,9 @@ def histogram_chart(report: dict[str, Any]) -> str:
 def _hist(metrics: dict[str, Any], name: str) -> dict[str, Any]:
     """A stored histogram by name, its counts as {bin index: count} whichever form the report wrote them in
     (runs from a start bin since schema version 2, a {"bin": count} object before; reports before 0.1 called
-    the histograms rel_error_log10 / ref_abs_log10)."""
+    the histograms rel_error_log10 / ref_abs_log10), with its layout's keys (version 2 leaves them out)."""
     hists = metrics.get("histograms", {})
-    hist = dict(hists.get(name) or hists.get(f"{name}_log10") or {})
+    hist = with_layout(hists.get(name) or hists.get(f"{name}_log10") or {}, name)
     hist["counts"] = bin_counts(hist)
     hist.pop("start", None)
     return hist

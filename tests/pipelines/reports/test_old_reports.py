@@ -1,5 +1,6 @@
-"""Reports of schema version 1 (histogram counts written as {"bin": count}) still load, round-trip, render
-and diff against the current version's, which stores the counts as runs from a start bin."""
+"""Reports of schema version 1 (histogram counts written as {"bin": count}, each with its layout) still load,
+round-trip, render and diff against the current version's, which stores the counts as runs from a start bin
+and leaves the layouts out."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from layerscope.cli import main
-from layerscope.pipelines.metrics.stats import bin_counts
+from layerscope.pipelines.metrics.stats import HISTOGRAM_LAYOUTS, bin_counts
 from layerscope.pipelines.reports.read import load_report
 from tests.conftest import SMALL_UNET
 
@@ -23,10 +24,11 @@ def as_version_1(doc: dict[str, Any]) -> dict[str, Any]:
     old["schema_version"] = 1
     for comparison in old["comparisons"]:
         for layer in comparison["layers"]:
-            for hist in layer["metrics"].get("histograms", {}).values():
-                counts = bin_counts(hist)
-                del hist["start"]
-                hist["counts"] = {str(k): v for k, v in sorted(counts.items())}
+            hists = layer["metrics"].get("histograms", {})
+            for name, hist in hists.items():
+                counts = {str(k): v for k, v in sorted(bin_counts(hist).items())}
+                hists[name] = {**HISTOGRAM_LAYOUTS[name], **hist, "counts": counts}
+                del hists[name]["start"]
     return old
 
 
@@ -40,7 +42,7 @@ def test_a_version_1_report_reads_renders_and_diffs_like_its_version_2_self(writ
     new = json.loads(Path("new/report.json").read_text())
     assert new["schema_version"] == 2
     hists = [x["metrics"]["histograms"] for c in new["comparisons"] for x in c["layers"]]
-    assert hists and all(isinstance(h["rel_error"]["counts"], list) for h in hists)
+    assert hists and all(isinstance(h["rel_error"]["counts"], list) and "scheme" not in h["rel_error"] for h in hists)
     assert any(v < 0 for h in hists for v in h["rel_error"]["counts"])  # the runs of empty bins are exercised
     old = as_version_1(new)
     Path("old").mkdir()
