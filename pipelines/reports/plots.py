@@ -23,7 +23,7 @@ import math
 import re
 from typing import Any
 
-from layerscope.pipelines.metrics.stats import bin_bounds
+from layerscope.pipelines.metrics.stats import bin_bounds, bin_counts, with_layout
 from layerscope.pipelines.reports import chartdata, rows
 from layerscope.runner.jsonio import as_float
 
@@ -241,7 +241,7 @@ def histogram_chart(report: dict[str, Any]) -> str:
     for ax, (c, layer) in zip(axes.flat, worst, strict=False):
         m = layer["metrics"]
         h = _hist(m, "rel_error")
-        counts = {int(k): int(v) for k, v in h["counts"].items()}
+        counts = h["counts"]
         n = max(1, int(m["elements"]))
         if counts:
             edges, values = _display_bins(counts, h)
@@ -271,9 +271,14 @@ def histogram_chart(report: dict[str, Any]) -> str:
 
 
 def _hist(metrics: dict[str, Any], name: str) -> dict[str, Any]:
-    """A stored histogram by name (reports before 0.1 called them rel_error_log10 / ref_abs_log10)."""
+    """A stored histogram by name, its counts as {bin index: count} whichever form the report wrote them in
+    (runs from a start bin since schema version 2, a {"bin": count} object before; reports before 0.1 called
+    the histograms rel_error_log10 / ref_abs_log10), with its layout's keys (version 2 leaves them out)."""
     hists = metrics.get("histograms", {})
-    return dict(hists.get(name) or hists.get(f"{name}_log10") or {})
+    hist = with_layout(hists.get(name) or hists.get(f"{name}_log10") or {}, name)
+    hist["counts"] = bin_counts(hist)
+    hist.pop("start", None)
+    return hist
 
 
 def _display_bins(counts: dict[int, int], hist: dict[str, Any], per_decade: int = 10) -> tuple[list[float], list[int]]:
@@ -293,7 +298,7 @@ def _display_bins(counts: dict[int, int], hist: dict[str, Any], per_decade: int 
 
 
 def _percentiles(hist: dict[str, Any], qs: tuple[float, ...]) -> list[float] | None:
-    counts = sorted((int(k), int(v)) for k, v in hist.get("counts", {}).items())
+    counts = sorted(hist["counts"].items())
     total = sum(v for _, v in counts)
     if not total:
         return None

@@ -27,7 +27,7 @@ from layerscope.runner.jsonio import as_float, write_json
 if TYPE_CHECKING:
     from layerscope.pipelines.experiment import Experiment, Limits
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: histogram counts as runs from a start bin (schemas/report.schema.json)
 LIBRARIES = ("numpy", "onnx", "onnxruntime", "h5py", "ml_dtypes", "jsonschema", "pyyaml")
 
 
