@@ -1,4 +1,4 @@
-"""The Python API: run an experiment, plan it, diff two results, search what to pin, load a report.
+"""The Python API: run an experiment, plan it, diff two results, search what to pin, load and export a report.
 
 Every function takes what the command line takes (a config as a path or as a dict, ``--set`` overrides as
 strings) and returns typed results; problems are raised as the same exceptions the command line turns into
@@ -26,10 +26,9 @@ if TYPE_CHECKING:
     from layerscope.pipelines.experiment import Experiment
     from layerscope.pipelines.experiment.budget import Estimate
     from layerscope.pipelines.reports.model import Report
-    from layerscope.results import Diff, FixResult, Plan, SweepDiff, SweepResult
+    from layerscope.results import Diff, Exported, FixResult, Plan, SweepDiff, SweepResult
     from layerscope.runner.cache import Cache
     from layerscope.runner.execute import Decision, Outcome, Reporter
-    from layerscope.runner.graph import Plan as StagePlan
 
 Config = Union[str, "os.PathLike[str]", Mapping[str, Any]]
 F = TypeVar("F", bound=Callable[..., Any])
@@ -122,13 +121,17 @@ def diff(
     b: str | os.PathLike[str],
     *,
     tolerance: Iterable[str] = (),
+    overrides: Iterable[str] = (),
+    overrides_a: Iterable[str] = (),
+    overrides_b: Iterable[str] = (),
     cache_dir: str | os.PathLike[str] | None = None,
     jobs: int | None = None,
     progress: Progress = False,
 ) -> Diff:
     """What changed from ``a`` to ``b``. Each is a report.json, a run directory, a config or
     ``REV:path/to/config.yaml`` (read with git); a config's report comes from the cache, missing stages run
-    first. ``tolerance`` items are ``0.05`` (every metric) or ``cosine=0.5`` (one metric)."""
+    first. ``tolerance`` items are ``0.05`` (every metric) or ``cosine=0.5`` (one metric). ``overrides``
+    (``--set`` items) apply to both config sides, ``overrides_a``/``overrides_b`` to one, after them."""
     from layerscope import sides
     from layerscope.pipelines.reports.diff import Tolerance, diff_reports
     from layerscope.results import Diff
@@ -136,8 +139,9 @@ def diff(
     tol = Tolerance.parse(tolerance)  # before running anything: a typo should not cost a run
     cache = _str(cache_dir)
     reporter = _reporter(progress)
-    old = sides.load_side(str(a), cache_dir=cache, reporter=reporter, jobs=_jobs(jobs))
-    new = sides.load_side(str(b), cache_dir=cache, reporter=reporter, jobs=_jobs(jobs))
+    both = list(overrides)
+    old = sides.load_side(str(a), cache_dir=cache, reporter=reporter, jobs=_jobs(jobs), overrides=[*both, *overrides_a])
+    new = sides.load_side(str(b), cache_dir=cache, reporter=reporter, jobs=_jobs(jobs), overrides=[*both, *overrides_b])
     return Diff.from_dict(diff_reports(old.report, new.report, labels=(old.label, new.label), tolerance=tol))
 
 
@@ -157,9 +161,11 @@ def fix(
 ) -> FixResult:
     """Search a minimal set of layers of candidate ``run`` to keep in FP32 so that every threshold passes.
 
-    Layers are ranked by how much pinning each alone helps the ``targets`` (default: the model's outputs; at
-    most ``max_candidates`` layers, those with the largest local error), then a short passing prefix of the
-    ranking is shrunk until no layer can be dropped. Every configuration tried goes through the cache. The
+    Layers are ranked by attribution's local error, the layers that fail locally (root causes) first (at most
+    ``max_candidates``; without attribution: by how much pinning each alone helps the ``targets``, default the
+    model's outputs), then a short passing prefix of the ranking is shrunk until no layer can be dropped. Each
+    try dumps and judges only the layers that failed and the targets; the set found is confirmed on every
+    compared layer. Every configuration tried goes through the cache. The
     snippet and a report of the search are written into ``out`` (default: the config's ``report.dir``);
     the config is never edited. ``log`` receives one line per step (with ``progress=True``: stderr)."""
     from layerscope.pipelines.analysis.search import Search
@@ -174,7 +180,7 @@ def fix(
         log = _stderr_log if progress else _no_log
     n = _jobs(jobs)
     search = Search(exp, run, targets=targets, max_candidates=max_candidates, jobs=n, reporter=reporter, log=log)
-    result = search.search(attribution=_local_errors(exp, run, n, reporter))
+    result = search.search()
     files = fix_report.write(exp, result, Path(out) if out else Path(exp.report_dir))
     snippet = fix_report.snippet(exp, result) if result.found is not None else None
     return _fix_result(result, snippet, files)
@@ -255,6 +261,47 @@ def load_report(path: str | os.PathLike[str]) -> Report:
     from layerscope.pipelines.reports.read import load_report as read
 
     return read(path)
+
+
+def export(
+    report: str | os.PathLike[str] | Report,
+    format: str,
+    *,
+    out: str | os.PathLike[str] | None = None,
+    tracking_uri: str | None = None,
+    mlflow_experiment: str | None = None,
+) -> Exported:
+    """Export a report (a run directory, a report.json or a :class:`Report`) for another tool.
+
+    ``csv`` / ``parquet``: the per-layer table, one row per (comparison, layer), to ``out`` (default
+    ``layers.csv`` / ``layers.parquet`` beside report.json). ``dvc``: ``metrics.json`` (the headline numbers)
+    and ``layers.csv`` into the folder ``out`` (default ``dvc/`` beside report.json). ``mlflow``: the headline
+    metrics, verdict tags, the per-layer table and the report files, logged to the active MLflow run (or a new
+    one named after the experiment) at ``tracking_uri`` (default: MLflow's own, ``$MLFLOW_TRACKING_URI``)."""
+    from layerscope.pipelines.reports import export as ex
+    from layerscope.pipelines.reports.model import Report as ReportType
+    from layerscope.results import Exported
+
+    if format not in ex.FORMATS:
+        raise UsageError(f"unknown export format {format!r}; formats: {', '.join(ex.FORMATS)}")
+    if format != "mlflow" and (tracking_uri or mlflow_experiment):
+        raise UsageError("tracking_uri and mlflow_experiment apply to the mlflow format only")
+    loaded = report if isinstance(report, ReportType) else load_report(report)
+    base = Path(loaded.files["json"]).parent if "json" in loaded.files else Path.cwd()
+    if format == "mlflow":
+        if out is not None:
+            raise UsageError("the mlflow export logs to a tracking server: it takes no output path")
+        return Exported(format, {}, ex.log_mlflow(loaded, tracking_uri=tracking_uri, experiment=mlflow_experiment))
+    if format == "dvc":
+        return Exported(format, ex.write_dvc(loaded, Path(out) if out is not None else base / "dvc"))
+    path = Path(out) if out is not None else base / f"layers.{format}"
+    if format == "csv":
+        from layerscope.runner.files import atomic_write
+
+        atomic_write(path, ex.to_csv(loaded))
+    else:
+        ex.write_parquet(loaded, path)
+    return Exported(format, {"table": path})
 
 
 # -- shared with the command line -------------------------------------------------------------------------
@@ -390,6 +437,7 @@ def execute(
         jobs=n,
         reporter=_reporter(progress),
         warnings=caught,
+        experiment=exp.name,
         executor=where,
     )
     _say_needs(outcomes, est, decisions)
@@ -412,7 +460,9 @@ def report_for(exp: Experiment, *, jobs: int | None = None, progress: Progress =
     stage_plan = plan_for(exp)
     decisions = plan_decisions(stage_plan, exp.cache, exp.scope)
     check_room(exp, decisions)
-    outcomes = run_plan(stage_plan, exp.cache, exp.scope, decisions, jobs=_jobs(jobs), reporter=_reporter(progress))
+    outcomes = run_plan(
+        stage_plan, exp.cache, exp.scope, decisions, jobs=_jobs(jobs), reporter=_reporter(progress), experiment=exp.name
+    )
     failed = [o for o in outcomes.values() if o.status == "failed" and not _optional(stage_plan, o.sid)]
     entry = outcomes["report"].entry
     if failed or entry is None:
@@ -477,31 +527,6 @@ def _stderr_log(message: str) -> None:
     print(message, file=sys.stderr)
 
 
-def _local_errors(exp: Experiment, run: str, jobs: int, reporter: Reporter) -> dict[str, float] | None:
-    """Local error power per layer from the attribution stage (run, or from the cache), to pick candidates."""
-    from layerscope.pipelines.stages import plan_for
-    from layerscope.pipelines.stages.attribute import stage_id
-    from layerscope.runner.execute import plan_decisions, run_plan
-    from layerscope.runner.jsonio import as_float, read_json
-
-    if not exp.attribution or run not in exp.candidates:
-        return None
-    stage_plan: StagePlan = plan_for(exp)
-    sid = stage_id(run)
-    decisions = plan_decisions(stage_plan, exp.cache, exp.scope, only=[sid])
-    outcome = run_plan(stage_plan, exp.cache, exp.scope, decisions, jobs=jobs, reporter=reporter)[sid]
-    if outcome.entry is None:
-        return None
-    doc = read_json(outcome.entry.file("attribution.json"))
-    producer = exp.model.summary.producer_of()
-    errors: dict[str, float] = {}
-    for tensor, result in doc["tensors"].items():
-        if result["status"] == "ok" and tensor in producer:
-            node = producer[tensor].name
-            errors[node] = max(errors.get(node, 0.0), as_float(result["local"]["rmse"]) ** 2)
-    return errors
-
-
 def _fix_result(result: SearchResult, snippet: str | None, files: dict[str, Path]) -> FixResult:
     from layerscope.results import FixCost, FixResult
 
@@ -518,5 +543,6 @@ def _fix_result(result: SearchResult, snippet: str | None, files: dict[str, Path
         cost=FixCost(c.ran, c.cached, c.inference_runs),
         notes=tuple(result.notes),
         snippet=snippet,
+        ranked_by=result.ranked_by,
         files=files,
     )

@@ -30,7 +30,13 @@ from layerscope.runner.errors import (
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> Any:  # argparse exits with 2 by itself; keep it inside main()
-        raise UsageError(f"{self.prog}: {message}", hint=f"see `{self.prog} --help`")
+        # main() prefixes every message with "layerscope: "; a subcommand's name is worth keeping.
+        where = self.prog.removeprefix("layerscope").strip()
+        hint = f"see `{self.prog} --help`"
+        extras = message.removeprefix("unrecognized arguments: ").split()
+        if message.startswith("unrecognized arguments") and all(x.endswith((".yaml", ".yml")) for x in extras):
+            hint = "each command takes one CONFIG: run one command per config"
+        raise UsageError(f"{where}: {message}" if where else message, hint=hint)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -81,6 +87,12 @@ def _parser() -> argparse.ArgumentParser:
             )
             c.add_argument("--out", help="output directory (default: the config's report.dir)")
             c.add_argument("-q", "--quiet", action="store_true", help="no progress or tables, only the verdict")
+            c.add_argument(
+                "--exit-zero",
+                action="store_true",
+                help="exit 0 when only a threshold failed (the verdict is in the report): for pipelines that "
+                "track the result, like DVC; a failed stage or a bad config still exits 3 or 2",
+            )
             _executor_args(c)
     sw = sub.add_parser(
         "sweep",
@@ -113,11 +125,24 @@ def _parser() -> argparse.ArgumentParser:
         help="rank at most N layers (the ones with the largest local error); default 64",
     )
     f.add_argument("-j", "--jobs", type=int, default=None, help="stages in parallel (default: CPUs, at most 4)")
-    f.add_argument("-q", "--quiet", action="store_true", help="no progress, only the result")
+    f.add_argument("--out", help="where fix-RUN.yaml/.md/.json go (default: the config's report.dir)")
+    f.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr, only the snippet on stdout")
     r = sub.add_parser("report", help="re-render a run directory or report.json without running anything")
     r.add_argument("path", help="run directory or report.json")
     r.add_argument("--format", choices=["table", "md", "json", "html"], default="table")
-    r.add_argument("-o", "--output", help="write to this file instead of standard output")
+    r.add_argument(
+        "-o",
+        "--output",
+        help="write to this file instead of standard output (`-o -`: standard output even when it is a terminal)",
+    )
+    r.add_argument(
+        "--rows",
+        type=int,
+        default=None,
+        metavar="N",
+        help="table: at most N rows per comparison, failing and root-cause layers always (default 40; 0: all)",
+    )
+    r.add_argument("--all", action="store_true", help="table: every layer (same as --rows 0)")
     d = sub.add_parser(
         "diff",
         help="what changed between two reports, run directories, configs, or configs at a git revision",
@@ -140,14 +165,50 @@ def _parser() -> argparse.ArgumentParser:
         metavar="[METRIC=]REL",
         help="how much worse a metric may get, relative (default 0.1 = 10%%; e.g. 0.05 or cosine=0.5; repeatable)",
     )
-    d.add_argument("--limit", type=int, default=20, help="layers shown per comparison in text/md (0: all)")
+    d.add_argument(
+        "--limit",
+        type=int,
+        default=20,
+        help="layers shown per comparison in text/md, every regressed layer always (0: all)",
+    )
+    d.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value on both config sides (repeatable)",
+    )
+    d.add_argument("--set-a", action="append", default=[], metavar="KEY=VALUE", help="override on side A only")
+    d.add_argument("--set-b", action="append", default=[], metavar="KEY=VALUE", help="override on side B only")
     d.add_argument("--cache-dir", help="artifact cache for config sides (as for run)")
     d.add_argument("-q", "--quiet", action="store_true", help="no progress while config sides run")
+    e = sub.add_parser(
+        "export",
+        help="export a report: per-layer table (csv, parquet), DVC metrics and plots files, an MLflow run",
+        description="csv/parquet: one row per comparison x layer, flat numeric columns (default: layers.csv / "
+        "layers.parquet beside report.json; csv: -o - prints it). dvc: metrics.json (headline numbers, for "
+        "`dvc metrics`) and layers.csv (for `dvc plots`) into a folder (default: dvc/ beside report.json). "
+        "mlflow: headline metrics, verdict tags, the per-layer table and the report files logged to the active "
+        "MLflow run, or a new one named after the experiment.",
+    )
+    e.add_argument("path", help="run directory or report.json")
+    e.add_argument("--format", required=True, choices=["csv", "parquet", "dvc", "mlflow"])
+    e.add_argument("-o", "--output", help="file (csv, parquet; csv: - for standard output) or folder (dvc)")
+    e.add_argument("--tracking-uri", help="mlflow: the tracking URI (default: MLflow's, $MLFLOW_TRACKING_URI)")
+    e.add_argument("--mlflow-experiment", metavar="NAME", help="mlflow: the MLflow experiment to log to")
     c = sub.add_parser("cache", help="inspect or clean the artifact cache")
     c.add_argument("action", choices=["ls", "gc", "clear"])
     c.add_argument("--cache-dir")
     c.add_argument("--max-size", help="gc: shrink the cache to this size (e.g. 20G, 500M), least recently used first")
-    c.add_argument("--older-than", help="gc: remove entries unused for this long (e.g. 30d, 12h)")
+    c.add_argument("--older-than", help="gc: remove entries unused for this long (e.g. 30d, 12h); ls: list only those")
+    c.add_argument(
+        "--kind",
+        action="append",
+        default=[],
+        help="ls: only entries of this kind (build, dump, compare, attribute, report, ...; repeatable)",
+    )
+    c.add_argument("--experiment", metavar="NAME", help="ls: only entries of this experiment (a glob: 'unet*')")
+    c.add_argument("--entries", action="store_true", help="ls: one row per entry instead of per experiment and run")
     c.add_argument("--dry-run", action="store_true", help="gc: say what would be removed")
     c.add_argument("-y", "--yes", action="store_true", help="clear: do not ask for confirmation")
     sub.add_parser("backends", help="list backends and whether they can run here")
@@ -365,19 +426,29 @@ def cmd_run(args: argparse.Namespace) -> int:
         print_summary(report, console)
     formats = ", ".join(result.experiment.report_formats)
     print(f"{report['verdict'].upper()}: {result.experiment.name} — report in {result.out_dir}/ ({formats})")
-    return EXIT_OK if report["verdict"] == "pass" else EXIT_THRESHOLD
+    return EXIT_OK if report["verdict"] == "pass" or args.exit_zero else EXIT_THRESHOLD
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from layerscope import api
+    from layerscope.pipelines.reports.terminal import TERMINAL_ROWS
 
+    rows = _positive(args.rows, "--rows", 0)
+    if args.format != "table" and (rows is not None or args.all):
+        raise UsageError("--rows and --all shorten the terminal table: md, json and html always list every layer")
+    if args.format in ("json", "html") and args.output is None and sys.stdout.isatty():
+        # report.json of a real model is megabytes: printed by accident it floods the terminal for minutes.
+        raise UsageError(
+            f"--format {args.format} is not printed to a terminal",
+            hint=f"write it with -o FILE, pipe it (`| jq`, `> report.{args.format}`), or pass -o - to print it anyway",
+        )
     report = api.load_report(args.path).to_dict()
     if args.format == "table":
         if args.output:
             raise UsageError("-o/--output writes a file: use it with --format md, json or html")
         from layerscope.pipelines.reports.terminal import print_summary
 
-        print_summary(report, _console(), all_rows=True)
+        print_summary(report, _console(), rows=0 if args.all else TERMINAL_ROWS if rows is None else rows)
     else:
         from layerscope.pipelines.reports.outputs import render
 
@@ -386,7 +457,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def _write(text: str, output: str | None) -> None:
-    if output is None:
+    if output is None or output == "-":
         sys.stdout.write(text)
         return
     try:
@@ -443,9 +514,44 @@ def cmd_diff(args: argparse.Namespace) -> int:
         return EXIT_THRESHOLD if args.fail_on_regression and found.regressed else EXIT_OK
     # Progress of config sides goes to stderr: stdout carries the diff (md/json are meant to be piped).
     with RichReporter(_console(args.quiet, stderr=True), verbose=getattr(args, "verbose", False)) as reporter:
-        result = api.diff(args.old, args.new, tolerance=args.tolerance, cache_dir=args.cache_dir, progress=reporter)
+        result = api.diff(
+            args.old,
+            args.new,
+            tolerance=args.tolerance,
+            overrides=args.set,
+            overrides_a=args.set_a,
+            overrides_b=args.set_b,
+            cache_dir=args.cache_dir,
+            progress=reporter,
+        )
     sys.stdout.write(result.render(args.format, limit=args.limit))
     return EXIT_THRESHOLD if args.fail_on_regression and result.regressed else EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from layerscope import api
+
+    if args.format != "mlflow" and (args.tracking_uri or args.mlflow_experiment):
+        raise UsageError("--tracking-uri and --mlflow-experiment apply to --format mlflow only")
+    if args.output == "-":
+        if args.format != "csv":
+            raise UsageError("-o - prints the table: it applies to --format csv only")
+        from layerscope.pipelines.reports.export import to_csv
+
+        sys.stdout.write(to_csv(api.load_report(args.path)))
+        return EXIT_OK
+    result = api.export(
+        args.path,
+        args.format,
+        out=args.output,
+        tracking_uri=args.tracking_uri,
+        mlflow_experiment=args.mlflow_experiment,
+    )
+    for path in result.files.values():
+        print(f"wrote {path}")
+    if result.mlflow_run_id:
+        print(f"logged to MLflow run {result.mlflow_run_id}")
+    return EXIT_OK
 
 
 def _sweep_tolerance(items: Sequence[str]) -> float:
@@ -517,27 +623,33 @@ def cmd_fix(args: argparse.Namespace) -> int:
 
     jobs = _jobs(args)
     _positive(args.candidates, "--candidates")
-    console = _console(args.quiet)
+    console = _console(args.quiet, stderr=True)  # stdout carries only the snippet, so it can be redirected
     log = (lambda m: None) if args.quiet else (lambda m: console.print(f"[dim]{_escape(m)}[/dim]"))
     result = api.fix(
         args.config,
         args.run,
         overrides=args.overrides,
         cache_dir=args.cache_dir,
+        out=args.out,
         targets=args.target,
         max_candidates=args.candidates,
         jobs=jobs,
         log=log,
     )
     if result.snippet is None:
-        print(f"no set of the ranked layers passes every threshold — search report in {result.files['md']}")
+        print(
+            f"no set of the ranked layers passes every threshold — search report in {result.files['md']}",
+            file=sys.stderr,
+        )
         return EXIT_THRESHOLD
     print(result.snippet, end="")
     c = result.cost
-    print(
-        f"cost: {c.ran} stages ran ({c.inference_runs} inference passes), {c.cached} from the cache — "
-        f"report in {result.files['md']}"
-    )
+    if not args.quiet:
+        print(
+            f"cost: {c.ran} stages ran ({c.inference_runs} inference passes), {c.cached} from the cache — "
+            f"report in {result.files['md']}",
+            file=sys.stderr,
+        )
     return EXIT_OK
 
 
@@ -556,6 +668,7 @@ _COMMANDS = {
     "fix": cmd_fix,
     "diff": cmd_diff,
     "cache": cmd_cache,
+    "export": cmd_export,
     "backends": cmd_backends,
     "models": cmd_models,
     "data": cmd_data,

@@ -1,5 +1,5 @@
 """The typed results of the Python API (:mod:`layerscope.api`) besides the report: :class:`Plan`, :class:`Diff`,
-:class:`FixResult`, :class:`SweepResult` and :class:`SweepDiff`."""
+:class:`FixResult`, :class:`Exported`, :class:`SweepResult` and :class:`SweepDiff`."""
 
 from __future__ import annotations
 
@@ -138,10 +138,21 @@ class FixResult:
     notes: tuple[str, ...]
     snippet: str | None  # the ``overrides`` YAML to paste under the run (None when nothing passes)
     files: dict[str, Path] = field(default_factory=dict)  # md, json and (when found) yaml
+    ranked_by: str = "attribution"  # or "sensitivity" when attribution is off or unavailable
 
     @property
     def passed(self) -> bool:
         return self.found is not None
+
+
+@dataclass(frozen=True)
+class Exported:
+    """What :func:`layerscope.export` wrote: the files by role (``table``, ``metrics``, ``layers``) and, for
+    MLflow, the id of the run it logged to."""
+
+    format: str
+    files: dict[str, Path]
+    mlflow_run_id: str | None = None
 
 
 @dataclass(frozen=True)

@@ -37,31 +37,47 @@ class Side:
     report: dict[str, Any]
 
 
-def load_side(arg: str, *, cache_dir: str | None, reporter: Reporter | None = None, jobs: int | None = None) -> Side:
+def load_side(
+    arg: str,
+    *,
+    cache_dir: str | None,
+    reporter: Reporter | None = None,
+    jobs: int | None = None,
+    overrides: list[str] | None = None,
+) -> Side:
+    """One side; ``overrides`` (``--set``) apply to a config side and are an error on a report side."""
     from layerscope.api import report_for
     from layerscope.runner.gitrev import parse_rev_path
 
     progress = reporter if reporter is not None else False
     rev_path = parse_rev_path(arg)
     if rev_path is not None:
-        exp = experiment_at_revision(rev_path.rev, rev_path.path, cache_dir=cache_dir)
+        exp = experiment_at_revision(rev_path.rev, rev_path.path, cache_dir=cache_dir, overrides=overrides)
         return Side(arg, "revision", report_for(exp, progress=progress, jobs=jobs))
     path = Path(arg)
     if path.is_dir() or path.suffix == ".json":
         from layerscope.pipelines.reports.read import read_report
 
+        if overrides:
+            raise UsageError(
+                f"{arg}: --set changes a config side; this side is a finished report",
+                hint="give the config (or REV:path/to/config.yaml) to run it with the overrides",
+            )
+
         return Side(arg, "report", read_report(arg))
     if path.suffix in CONFIG_SUFFIXES:
         from layerscope.pipelines.experiment import load_experiment
 
-        exp = load_experiment(path, cache_dir=cache_dir)
+        exp = load_experiment(path, overrides=overrides, cache_dir=cache_dir)
         return Side(arg, "config", report_for(exp, progress=progress, jobs=jobs))
     if not path.exists():
         raise UsageError(f"{arg}: no such file or directory (nor REV:path/to/config.yaml)")
     raise UsageError(f"{arg}: expected a report.json, a run directory, a config (.yaml) or REV:path/to/config.yaml")
 
 
-def experiment_at_revision(rev: str, path: str, *, cache_dir: str | None) -> Experiment:
+def experiment_at_revision(
+    rev: str, path: str, *, cache_dir: str | None, overrides: list[str] | None = None
+) -> Experiment:
     from layerscope.pipelines.experiment import load_experiment_text
     from layerscope.runner.gitrev import GitRevision
 
@@ -87,5 +103,5 @@ def experiment_at_revision(rev: str, path: str, *, cache_dir: str | None) -> Exp
         notes.append(f"{rel} is not tracked at {rev}: read from the working tree")
         return confined(config_dir, rel, "the path")
 
-    exp = load_experiment_text(text, f"{rev}:{path}", config_dir, cache_dir=cache_dir, resolve_file=resolve)
+    exp = load_experiment_text(text, f"{rev}:{path}", config_dir, overrides, cache_dir=cache_dir, resolve_file=resolve)
     return replace(exp, notes=(*exp.notes, *dict.fromkeys(notes))) if notes else exp

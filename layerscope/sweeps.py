@@ -157,7 +157,8 @@ def run_sweep(
         forced = _forced(plans, ids, list(force))
         decisions = decide(merged, cache, force=forced)
         _check_room(experiments, members, ids, decisions)
-        runner = make_executor(executor, cache, jobs=jobs, reporter=reporter)
+        # The entries are shared by experiments: `cache ls` groups them under the sweep's name.
+        runner = make_executor(executor, cache, jobs=jobs, reporter=reporter, experiment=f"sweep {spec.name}")
         outcomes = runner.execute(merged, decisions)
         stats["unique_stages"] += len(outcomes)
         stats["ran"] += sum(1 for o in outcomes.values() if o.status == "ran")

@@ -85,6 +85,7 @@ class DumpWriter:
         self._compression = None if compression == "none" else compression
         self._level = gzip_level if compression == "gzip" else None
         self._meta: dict[str, Mapping[str, Any]] = {}
+        self._open: dict[tuple[str, str], tuple[Any, tuple[int, ...], Any]] = {}
 
     def set_attr(self, key: str, value: str | int | float) -> None:
         """A file attribute known only once the samples are written (the digest of the inputs fed)."""
@@ -94,16 +95,19 @@ class DumpWriter:
         """Attributes of a tensor's dataset (written when its first sample arrives)."""
         self._meta[onnx_name] = meta
 
-    def _dataset(self, group: Any, name: str, value: np.ndarray, attrs: Mapping[str, Any]) -> Any:
-        key = escape(name)
-        if key in group:
-            ds = group[key]
-            if ds.shape[1:] != value.shape or ds.dtype != value.dtype:
+    def _dataset(self, label: str, group: Any, name: str, value: np.ndarray, attrs: Mapping[str, Any]) -> Any:
+        # h5py's name lookups and shape properties cost ~0.1 ms each: with thousands of small tensors they were
+        # most of a dump's time, so the datasets created are kept with their per-sample shape and dtype.
+        known = self._open.get((label, name))
+        if known is not None:
+            ds, shape, dtype = known
+            if shape != value.shape or dtype != value.dtype:
                 raise StageError(
-                    f"tensor {name!r} changed from {ds.dtype}{list(ds.shape[1:])} to {value.dtype}{list(value.shape)} "
+                    f"tensor {name!r} changed from {dtype}{list(shape)} to {value.dtype}{list(value.shape)} "
                     "between samples (a data-dependent shape); exclude it from layers"
                 )
             return ds
+        key = escape(name)
         chunks = (1, *value.shape) if self._compression and value.ndim > 0 else None
         ds = group.create_dataset(
             key,
@@ -116,20 +120,23 @@ class DumpWriter:
         ds.attrs["onnx_name"] = name
         for k, v in attrs.items():
             ds.attrs[k] = v
+        self._open[(label, name)] = (ds, value.shape, value.dtype)
         return ds
 
     def write(self, sample: int, name: str, value: np.ndarray) -> None:
-        self._dataset(self._tensors, name, value, self._meta.get(name, {}))[sample] = value
+        self._dataset("tensors", self._tensors, name, value, self._meta.get(name, {}))[sample] = value
 
     def write_prequant(self, sample: int, name: str, value: np.ndarray) -> None:
         """The value before its Q/DQ pair (quantized runs), under the same original tensor name."""
         group = self._f.require_group("prequant")
-        self._dataset(group, name, value, {"value": "before QuantizeLinear/DequantizeLinear"})[sample] = value
+        attrs = {"value": "before QuantizeLinear/DequantizeLinear"}
+        self._dataset("prequant", group, name, value, attrs)[sample] = value
 
     def write_input(self, sample: int, name: str, value: np.ndarray) -> None:
-        self._dataset(self._inputs, name, value, {})[sample] = value
+        self._dataset("inputs", self._inputs, name, value, {})[sample] = value
 
     def close(self) -> None:
+        self._open.clear()  # the handles go first: h5py must not meet them once the file is closed (a crash)
         self._f.close()
 
     def __enter__(self) -> DumpWriter:
@@ -151,6 +158,7 @@ class DumpReader:
             raise StageError(f"{path} is not a layerscope dump")
         self.attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in self._f.attrs.items()}
         self.samples = int(self.attrs["samples"])
+        self._open: dict[tuple[str, str], Any] = {}
 
     def tensors(self) -> list[TensorMeta]:
         out = []
@@ -175,13 +183,17 @@ class DumpReader:
         return out
 
     def dataset(self, name: str, group: str = "tensors") -> Any:
-        return self._f[group][escape(name)]
+        ds = self._open.get((group, name))
+        if ds is None:  # h5py's name lookup costs ~0.1 ms: thousands of small tensors are read many times
+            ds = self._open[(group, name)] = self._f[group][escape(name)]
+        return ds
 
     def read(self, name: str, sample: int, group: str = "tensors") -> np.ndarray:
         import numpy as np
 
+        ds = self.dataset(name, group)
         # A 0-d per-sample tensor reads as a numpy scalar; callers (ONNX Runtime feeds, metrics) need an array.
-        return np.asarray(self._f[group][escape(name)][sample])
+        return np.asarray(ds[sample])
 
     def input_names(self) -> list[str]:
         return [str(ds.attrs.get("onnx_name", unescape(k))) for k, ds in self._f["inputs"].items()]
@@ -191,6 +203,7 @@ class DumpReader:
         return json.loads(value) if isinstance(value, str) and value[:1] in "{[" else value
 
     def close(self) -> None:
+        self._open.clear()  # as in DumpWriter.close: the handles before the file
         self._f.close()
 
     def __enter__(self) -> DumpReader:

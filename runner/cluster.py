@@ -52,8 +52,10 @@ class DaskExecutor:
         reporter: Reporter | None = None,
         visible: tuple[str, ...] = (),
         environment: Callable[[], Mapping[str, Any]] | None = None,
+        experiment: str | None = None,
     ) -> None:
         self.cache = cache
+        self.experiment = experiment  # recorded in the entries made (cache ls), not part of any key
         self.address = address
         self.workers = max(1, workers)
         self.reporter = reporter or NullReporter()
@@ -124,6 +126,7 @@ class DaskExecutor:
                     decisions[sid].reason,
                     upstream,
                     topic,
+                    self.experiment,
                     key=f"{sid}-{ps.key[:12]}-{uuid.uuid4().hex[:8]}",
                     resources=dict(ps.stage.resources) or None,
                     pure=False,
@@ -156,7 +159,14 @@ def _result(sid: str, fut: Any) -> Outcome:
     return outcome
 
 
-def remote_stage(cache: Cache, ps: PlannedStage, reason: str, upstream: Mapping[str, Any], topic: str) -> Outcome:
+def remote_stage(
+    cache: Cache,
+    ps: PlannedStage,
+    reason: str,
+    upstream: Mapping[str, Any],
+    topic: str,
+    experiment: str | None = None,
+) -> Outcome:
     """A stage on a Dask worker: skipped when a required upstream stage failed, run otherwise."""
     from distributed import get_worker
 
@@ -175,7 +185,7 @@ def remote_stage(cache: Cache, ps: PlannedStage, reason: str, upstream: Mapping[
     progress = _WorkerProgress(worker, topic, stage.id, stage.description or stage.id)
     progress.send("started")
     with routed() as unattributed:
-        outcome = run_stage(cache, ps, reason, inputs, threads, progress)
+        outcome = run_stage(cache, ps, reason, inputs, threads, progress, experiment)
     if unattributed and outcome.entry is None and outcome.error:
         outcome.error += f" (warnings: {'; '.join(unattributed[:3])})"
     outcome.worker = worker.address

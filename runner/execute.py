@@ -87,15 +87,22 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: value}
 
 
-def explain_change(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
-    """Which parts of a stage's key material changed, in words."""
-    a, b = _flatten(json.loads(canonical_json(old))), _flatten(json.loads(canonical_json(new)))
+def explain_change(
+    old: Mapping[str, Any],
+    new: Mapping[str, Any],
+    explain: Callable[[Mapping[str, Any], Mapping[str, Any]], list[str]] | None = None,
+) -> str:
+    """Which parts of a stage's key material changed, in words (``explain``: the stage's words for its params)."""
+    old, new = json.loads(canonical_json(old)), json.loads(canonical_json(new))
+    a, b = _flatten(old), _flatten(new)
     changed = sorted(k for k in a.keys() | b.keys() if a.get(k, ...) != b.get(k, ...))
     parts: list[str] = []
     deps = [k.split(".", 1)[1] for k in changed if k.startswith("deps.")]
     params = [k.split(".", 1)[1] for k in changed if k.startswith("params.")]
     if "version" in changed:
         parts.append("stage code changed")
+    if params and explain is not None:
+        params = explain(old.get("params", {}), new.get("params", {})) or params
     if params:
         shown = ", ".join(params[:4]) + (f" (+{len(params) - 4} more)" if len(params) > 4 else "")
         parts.append(f"changed {shown}")
@@ -132,7 +139,7 @@ def decide(
         elif lk.entry is not None:
             decisions[sid] = Decision(sid, "cached", "cached", lk)
         elif is_needed:
-            decisions[sid] = Decision(sid, "run", _why_missing(sid, ps.key, ps.key_material, lk, state), lk)
+            decisions[sid] = Decision(sid, "run", _why_missing(ps, lk, state), lk)
         else:
             why = "not needed: what reads it is cached" if targets is None else "not needed for the selected stages"
             decisions[sid] = Decision(sid, "not-needed", f"{why} ({lk.reason})", lk)
@@ -141,20 +148,23 @@ def decide(
     return {sid: decisions[sid] for sid in plan.ids()}
 
 
-def _why_missing(sid: str, key: str, material: Mapping[str, Any], lk: Lookup, state: Mapping[str, Any] | None) -> str:
+def _why_missing(ps: PlannedStage, lk: Lookup, state: Mapping[str, Any] | None) -> str:
     if lk.reason != "missing":
         return lk.reason
-    previous = (state or {}).get(sid)
+    previous = (state or {}).get(ps.stage.id)
     if not previous:
-        return "never run"
-    if previous.get("key") == key:
+        return "first run: nothing cached for it"
+    if previous.get("key") == ps.key:
         return "cache entry missing (removed by gc or clear)"
-    return explain_change(previous.get("material", {}), material)
+    return explain_change(previous.get("material", {}), ps.key_material, ps.stage.explain)
 
 
 class Executor:
-    def __init__(self, cache: Cache, *, jobs: int = 1, reporter: Reporter | None = None) -> None:
+    def __init__(
+        self, cache: Cache, *, jobs: int = 1, reporter: Reporter | None = None, experiment: str | None = None
+    ) -> None:
         self.cache = cache
+        self.experiment = experiment  # recorded in the entries it makes, for `cache ls` (not part of any key)
         self.jobs = max(1, jobs)
         self.reporter = reporter or NullReporter()
         self.cpus = os.cpu_count() or 1
@@ -223,7 +233,7 @@ class Executor:
 
     def _run_one(self, plan: Plan, sid: str, decision: Decision, inputs: Mapping[str, Entry], threads: int) -> Outcome:
         progress = self.reporter.stage_started(sid, plan[sid].stage.description or sid)
-        return run_stage(self.cache, plan[sid], decision.reason, inputs, threads, progress)
+        return run_stage(self.cache, plan[sid], decision.reason, inputs, threads, progress, self.experiment)
 
 
 def settled(plan: Plan, decisions: Mapping[str, Decision], cache: Cache, reporter: Reporter) -> dict[str, Outcome]:
@@ -242,12 +252,19 @@ def settled(plan: Plan, decisions: Mapping[str, Decision], cache: Cache, reporte
 
 
 def run_stage(
-    cache: Cache, ps: PlannedStage, reason: str, inputs: Mapping[str, Entry], threads: int, progress: Progress
+    cache: Cache,
+    ps: PlannedStage,
+    reason: str,
+    inputs: Mapping[str, Entry],
+    threads: int,
+    progress: Progress,
+    experiment: str | None = None,
 ) -> Outcome:
     """Run one stage into the cache: under its key's lock, into a temporary directory published atomically.
 
     Shared by every executor (the local threads here, a Dask worker in :mod:`.cluster`): a stage's failure is an
-    outcome, never an exception, so one failing stage cannot take the others down with it."""
+    outcome, never an exception, so one failing stage cannot take the others down with it. ``experiment`` is
+    recorded in the entry's manifest (``cache ls`` groups by it; not part of any key)."""
     stage = ps.stage
     sid = stage.id
     start = time.perf_counter()
@@ -271,7 +288,12 @@ def run_stage(
                     stage.kind,
                     key,
                     tmp,
-                    {"stage": sid, "material": dict(ps.key_material), "result": ctx.result},
+                    {
+                        "stage": sid,
+                        "material": dict(ps.key_material),
+                        "result": ctx.result,
+                        **({"experiment": experiment} if experiment else {}),
+                    },
                 )
         return Outcome(sid, "ran", reason, entry=entry, seconds=time.perf_counter() - start, without=tuple(without))
     except LayerscopeError as exc:
@@ -353,12 +375,17 @@ class StageExecutor(Protocol):
 
 
 def make_executor(
-    choice: ExecutorChoice | None, cache: Cache, *, jobs: int = 1, reporter: Reporter | None = None
+    choice: ExecutorChoice | None,
+    cache: Cache,
+    *,
+    jobs: int = 1,
+    reporter: Reporter | None = None,
+    experiment: str | None = None,
 ) -> StageExecutor:
     """The executor for a choice; ``jobs`` is the number of parallel stages (threads, or a LocalCluster's
-    worker processes)."""
+    worker processes); ``experiment`` is recorded in the entries made."""
     if choice is None or choice.kind == "local":
-        return Executor(cache, jobs=jobs, reporter=reporter)
+        return Executor(cache, jobs=jobs, reporter=reporter, experiment=experiment)
     from layerscope.runner.cluster import DaskExecutor
 
     return DaskExecutor(
@@ -368,6 +395,7 @@ def make_executor(
         reporter=reporter,
         visible=choice.visible,
         environment=choice.environment,
+        experiment=experiment,
     )
 
 
@@ -381,10 +409,12 @@ def run_plan(
     reporter: Reporter | None = None,
     warnings: list[str] | None = None,
     executor: ExecutorChoice | None = None,
+    experiment: str | None = None,
 ) -> dict[str, Outcome]:
     """Execute decided stages and remember what each stage last ran with (to explain staleness later).
-    Warnings raised outside a stage's own thread are appended to ``warnings`` (each stage's are in its entry)."""
-    runner = make_executor(executor, cache, jobs=jobs, reporter=reporter)
+    Warnings raised outside a stage's own thread are appended to ``warnings`` (each stage's are in its entry).
+    ``experiment`` names the experiment in the entries made (``cache ls`` groups by it)."""
+    runner = make_executor(executor, cache, jobs=jobs, reporter=reporter, experiment=experiment)
     outcomes = runner.execute(plan, decisions)
     if warnings is not None:
         warnings.extend(runner.warnings)

@@ -60,6 +60,9 @@ class Stage:
     # optional analysis). Such a run is published under a key of its own (see execute.py), never under the
     # stage's key, so a later run whose optional input succeeds is not served the result made without it.
     optional: frozenset[str] = frozenset()
+    # The stage's own words for what changed in its params (old, new) -> phrases, used by `plan` to explain
+    # staleness in the user's terms; None: the changed key paths of the params are listed.
+    explain: Callable[[Mapping[str, Any], Mapping[str, Any]], list[str]] | None = field(default=None, compare=False)
     # Worker resources the action needs, for executors that place stages on machines (Dask: a TensorRT build
     # asks for {"GPU": 1} and lands on a worker started with that resource). The local executor ignores them.
     resources: Mapping[str, float] = field(default_factory=dict)

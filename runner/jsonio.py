@@ -33,9 +33,21 @@ def as_float(value: Any) -> float:
     return float(value) if value is not None else math.nan
 
 
+# Above this many bytes a document is written without indentation: the standard library indents only in its
+# pure-Python encoder (12 s for the 11 MB report of a 2,000-layer model, 0.3 s compact), and nobody reads such
+# a document without a tool anyway.
+INDENT_UP_TO = 1 << 20
+
+
+def encode(value: Any) -> str:
+    """A finite JSON document as text: one-space indents when small, compact when large (INDENT_UP_TO)."""
+    compact = json.dumps(value, allow_nan=False, separators=(",", ":"))
+    return compact if len(compact) > INDENT_UP_TO else json.dumps(value, indent=1, allow_nan=False)
+
+
 def dumps(value: Any) -> str:
-    """The text layerscope writes for a JSON document: one-space indents, non-finite floats as strings."""
-    return json.dumps(finite_json(value), indent=1, allow_nan=False)
+    """The text layerscope writes for a JSON document: non-finite floats as strings (see :func:`encode`)."""
+    return encode(finite_json(value))
 
 
 def write_json(path: Path, value: Any) -> None:

@@ -1,5 +1,9 @@
 """Progress on the terminal: a rich progress bar per running stage and one line per finished stage.
 
+A stage reports real progress (per sample, per tensor, per try) where it can count, and otherwise a phase of
+unknown length: a spinner with the phase's name and elapsed time, never a frozen "0/?" or a finished-looking
+"4/4" while the slow part still runs.
+
 On a terminal, bars update live; elsewhere (CI logs, pipes) only the finished-stage lines are printed,
 so logs stay readable. Stage threads call ``advance`` concurrently; rich's Progress is thread-safe.
 """
@@ -21,16 +25,17 @@ class _Task:
         self._task: Any = None
 
     def start(self, total: float | None, description: str = "") -> None:
+        """A new phase of the stage: a bar of ``total`` steps, or (``None``) a spinner with the phase's elapsed
+        time, never a "0/?" that looks stuck. Each phase gets a task of its own, so its clock starts at 0."""
         if self._r.live is None:
             return
         from rich.markup import escape
 
         label = escape(description or self._description)
         with self._r.lock:
-            if self._task is None:
-                self._task = self._r.live.add_task(label, total=total)
-            else:
-                self._r.live.update(self._task, total=total, completed=0, description=label)
+            if self._task is not None:
+                self._r.live.remove_task(self._task)
+            self._task = self._r.live.add_task(label, total=total)
 
     def advance(self, amount: float = 1.0) -> None:
         if self._r.live is not None and self._task is not None:
@@ -47,6 +52,23 @@ class _Task:
                 self._r.live.remove_task(self._task)
 
 
+def _count_text(completed: float, total: float | None) -> str:
+    """ "3/8" for a bar of known length; nothing for a phase of unknown length (its spinner and clock say it
+    is working)."""
+    return "" if total is None else f"{int(completed)}/{int(total)}"
+
+
+def _count_column() -> Any:
+    from rich.progress import ProgressColumn
+    from rich.text import Text
+
+    class Count(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            return Text(_count_text(task.completed, task.total), style="progress.download")
+
+    return Count()
+
+
 class RichReporter:
     def __init__(self, console: Any, *, verbose: bool = False) -> None:
         self.console = console
@@ -57,20 +79,13 @@ class RichReporter:
 
     def __enter__(self) -> RichReporter:
         if self.console.is_terminal and not self.console.quiet:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                SpinnerColumn,
-                TextColumn,
-                TimeElapsedColumn,
-            )
+            from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
             self.live = Progress(
                 SpinnerColumn(),
                 TextColumn("{task.description}"),
                 BarColumn(),
-                MofNCompleteColumn(),
+                _count_column(),
                 TimeElapsedColumn(),
                 console=self.console,
                 transient=True,

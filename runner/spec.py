@@ -194,7 +194,36 @@ def _specific(errors: Iterable[Any]) -> Iterator[Any]:
             shallow = sum(1 for e in at_value if e.validator in _SHALLOW)
             return wrong_type, shallow, -max(len(e.absolute_path) for e in errs)
 
+        kinds = _kinds(err, branches.values(), depth)
+        if kinds is not None:
+            yield kinds
+            continue
         yield from _specific(min(branches.values(), key=score))
+
+
+def _kinds(err: Any, branches: Iterable[list[Any]], depth: int) -> Any | None:
+    """When a mapping names none of the keys that tell the alternatives apart (``source: {gaussian: 1}``), one
+    error listing them -- not the first alternative's "'random' is required"."""
+    if not isinstance(err.instance, dict):
+        return None
+    names: list[str] = []
+    for errs in branches:
+        missing = [e for e in errs if e.validator == "required" and len(e.absolute_path) <= depth]
+        if not missing:
+            return None  # some alternative has its key: its own errors say what is wrong
+        names += [str(k) for e in missing for k in e.validator_value if k not in err.instance]
+    kinds = list(dict.fromkeys(names))
+    if len(kinds) < 2:
+        return None
+    found = ", ".join(map(str, err.instance)) or "none"
+    hints = [h for k in err.instance if (h := suggest(str(k), kinds, prefix="", suffix=""))]
+    message = f"expected one of the keys {', '.join(kinds)} (found: {found})"
+    if hints:
+        message += f"; {hints[0]}"
+    out = copy.copy(err)
+    out.message = message
+    out.validator = "kinds"
+    return out
 
 
 def _extra_property(err: Any) -> str | None:
@@ -204,6 +233,8 @@ def _extra_property(err: Any) -> str | None:
 
 
 def _message(err: Any) -> str:
+    if err.validator == "pattern" and "x-pattern-message" in err.schema:
+        return f"{json.dumps(err.instance)}: {err.schema['x-pattern-message']}"
     if err.validator == "additionalProperties" and isinstance(err.instance, dict):
         allowed = sorted(err.schema.get("properties", {}))
         extras = [k for k in err.instance if k not in allowed]

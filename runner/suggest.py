@@ -11,8 +11,10 @@ from collections.abc import Iterable
 
 
 def close_matches(word: str, choices: Iterable[str], *, n: int = 1, cutoff: float = 0.6) -> list[str]:
-    """The known names nearest to ``word``, best first."""
-    return difflib.get_close_matches(word, list(choices), n=n, cutoff=cutoff)
+    """The known names nearest to ``word``, best first (one that differs only in case first of all: FP16)."""
+    options = list(choices)
+    same = [c for c in options if c.lower() == word.lower() and c != word]
+    return [*same, *(m for m in difflib.get_close_matches(word, options, n=n, cutoff=cutoff) if m not in same)][:n]
 
 
 def did_you_mean(matches: Iterable[str], *, prefix: str = "; ", suffix: str = "") -> str:

@@ -20,7 +20,7 @@ def test_run_a_config_path_silently_and_get_the_typed_report(write_config, capsy
     assert capsys.readouterr() == ("", "")  # progress=False: nothing printed
     assert isinstance(report, layerscope.Report)
     assert report.verdict == "pass" and report.experiment.name == "small"
-    assert set(report.files) == {"json", "md"} and report.files["md"].is_file()
+    assert set(report.files) == {"json", "md", "html"} and report.files["md"].is_file()
     assert report == layerscope.load_report("o")  # what was written is what was returned
     c = report.comparison("fp16")
     assert [x.tensor for x in c.layers[:3]] == ["conv0", "bn0", "relu0"]
@@ -62,7 +62,9 @@ def test_plan_says_what_would_run_and_why(write_config) -> None:
     path = write_config()
     before = layerscope.plan(path)
     assert isinstance(before, layerscope.Plan) and not before.cached
-    assert {s.status for s in before.stages} == {"run"} and {s.reason for s in before.stages} == {"never run"}
+    assert {s.status for s in before.stages} == {"run"} and {s.reason for s in before.stages} == {
+        "first run: nothing cached for it"
+    }
     layerscope.run(path, out="o")
     assert layerscope.plan(path).cached
     pinned = layerscope.plan(path, overrides=["runs.fp16.overrides=[{layers: [conv0], precision: fp32}]"])

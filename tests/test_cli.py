@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import h5py
@@ -161,6 +162,35 @@ def test_report_command_rerenders(write_config, capsys: pytest.CaptureFixture[st
     assert Path("again.md").read_text() == Path("o/report.md").read_text()
 
 
+def test_report_json_reaches_a_terminal_only_when_asked(
+    write_config, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_config()
+    run_ok(["run", str(path), "--out", "o", "-q"])
+    capsys.readouterr()
+    monkeypatch.setattr("sys.stdout.isatty", lambda: True)
+    for fmt in ("json", "html"):
+        run_ok(["report", "o", "--format", fmt], 2)
+        err = capsys.readouterr().err
+        assert f"--format {fmt} is not printed to a terminal" in err and "-o -" in err
+    run_ok(["report", "o", "--format", "json", "-o", "-"])
+    assert json.loads(capsys.readouterr().out)["verdict"] == "pass"
+    run_ok(["report", "o", "--format", "md", "--rows", "3"], 2)
+    assert "--rows and --all shorten the terminal table" in capsys.readouterr().err
+
+
+def test_report_table_is_shortened_like_run(write_config, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_config(SMALL_UNET.replace("max_deviation_ratio: 0.5", "max_deviation_ratio: 0.004"))
+    run_ok(["run", str(path), "--out", "o", "-q"], 1)
+    capsys.readouterr()
+    run_ok(["report", "o", "--rows", "4"])
+    out = " ".join(capsys.readouterr().out.split())
+    failing = report(Path("o"))["comparisons"][0]["failing_layers"]
+    assert failing > 0 and f"{failing} failing layer" in out and "of 22 layers" in out
+    run_ok(["report", "o", "--all"])
+    assert "of 22 layers:" not in " ".join(capsys.readouterr().out.split())
+
+
 def test_no_cache_keeps_artifacts_private(write_config, isolated_cache: Path) -> None:
     path = write_config()
     run_ok(["run", str(path), "--out", "o", "-q", "--no-cache"])
@@ -173,14 +203,31 @@ def test_cache_commands(write_config, capsys: pytest.CaptureFixture[str]) -> Non
     capsys.readouterr()
     run_ok(["cache", "ls"])
     listing = capsys.readouterr().out
-    assert "dump[fp16]" in listing and "build[fp32]" in listing
+    # grouped by experiment and run, with totals
+    assert re.search(r"small\s+│\s+fp16\s+│\s+4\s+│\s+build, dump, compare, attribute", listing), listing
+    assert re.search(r"small\s+│\s+—\s+│\s+1\s+│\s+report", listing)
+    assert re.search(r"small\s+│\s+fp32\s+│\s+2\s+│\s+build, dump", listing)
+    assert re.search(r"\(shared\)\s+│\s+—\s+│\s+3\s+│\s+model, summary, figures", listing)
+    assert re.search(r"total 10 entries, .*, 1 experiment$", listing, re.M)
+    run_ok(["cache", "ls", "--entries", "--kind", "dump", "--experiment", "sm*"])
+    listing = capsys.readouterr().out
+    assert "dump[fp16]" in listing and "build[fp32]" not in listing
+    assert "total 2 entries" in listing and "(filtered; the cache holds 10 entries" in listing
+    run_ok(["cache", "ls", "--experiment", "other"])
+    assert "total 0 entries" in capsys.readouterr().out
+    run_ok(["cache", "ls", "--max-size", "1G"], 2)
+    assert "--max-size applies to `cache gc` only" in capsys.readouterr().err
+    run_ok(["cache", "gc"])  # no option: says what it did and why it kept the rest
+    out = capsys.readouterr().out
+    assert "removed 0 entries" in out and "without --max-size or --older-than it removes only" in out
+    assert "the 10 entries" in out and "--max-size 20G" in out
     run_ok(["cache", "gc", "--max-size", "1K", "--dry-run"])
     assert "would remove" in capsys.readouterr().out
     run_ok(["cache", "gc", "--older-than", "1x"], 2)
     capsys.readouterr()
     run_ok(["cache", "clear"], 2)  # no terminal to ask on: it says what it would delete and break, and asks for --yes
     err = capsys.readouterr().err
-    assert "cache clear would delete 9 entries" in err and "dumps/ links of" in err and "--yes" in err
+    assert "cache clear would delete 10 entries" in err and "dumps/ links of" in err and "--yes" in err
     assert Path("o/dumps/fp16.h5").exists()
     run_ok(["cache", "clear", "--yes"])
     out = capsys.readouterr().out
@@ -231,3 +278,23 @@ def test_only_runs_the_selected_stages_and_their_inputs(write_config, capsys: py
     out = capsys.readouterr().out
     assert out.startswith("done: build[fp16], dump[fp16] (--only: no report written)")
     assert not Path("o/report.json").exists()
+
+
+def test_one_bad_precision_is_one_error_with_a_suggestion_whatever_its_case(
+    write_config, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_config(SMALL_UNET.replace("fp16: {backend: onnxruntime, precision: fp16}", "fp16: {precision: FP16}"))
+    run_ok(["validate", str(path)], 2)
+    err = capsys.readouterr().err
+    assert '"FP16" is not one of' in err and "(did you mean 'fp16'?)" in err
+    assert "no run named" not in err and err.rstrip().endswith("1 error")
+
+
+def test_usage_errors_name_the_program_once(write_config, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_config()
+    run_ok(["run", str(path), str(path)], 2)
+    err = capsys.readouterr().err
+    assert err.startswith("layerscope: unrecognized arguments: ") and "layerscope: layerscope" not in err
+    assert "each command takes one CONFIG" in err
+    run_ok(["run"], 2)
+    assert capsys.readouterr().err.startswith("layerscope: run: the following arguments are required: config")

@@ -31,6 +31,8 @@ DOCUMENTED = {
     "diff",
     "fix",
     "load_report",
+    "export",
+    "Exported",
     "sweep",
     "diff_sweeps",
     "SweepResult",

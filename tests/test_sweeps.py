@@ -52,7 +52,7 @@ def test_a_sweep_runs_shared_stages_once_and_links_each_report(write_config, tmp
         assert (e.out_dir / "report.json").is_file()
         assert e.report.comparisons[0].verdict == "pass"
     md = result.files["md"].read_text()
-    assert "| [exp runs.fp16.precision=bf16](exp_runs.fp16.precision=bf16/report.md) | fp16 vs fp32 | PASS |" in md
+    assert "| [exp runs.fp16.precision=bf16](exp_runs.fp16.precision=bf16/report.html) | fp16 vs fp32 | PASS |" in md
     assert (tmp_path / "out" / "sweep.html").read_text().count("<tr class=") == 2
     # A second sweep finds everything in the cache.
     again = layerscope.sweep(write_sweep(config.parent), out=tmp_path / "again")

@@ -126,6 +126,7 @@ class OnnxRuntimeBackend:
             lowering = lower_quantized(model.path, model.summary, plan, ranges, ctx.out_dir)
             assert lowering.model is not None
             _save(lowering.model, ctx.out_dir / "lowered.onnx")
+            ctx.progress.start(None, f"checking that ONNX Runtime runs the {run.precision} Q/DQ model")
             refused = self._probe(ctx.out_dir / "lowered.onnx", run)
             if refused is not None:
                 raise StageError(
@@ -136,8 +137,10 @@ class OnnxRuntimeBackend:
             ctx.result.update({"execution": lowering.info["execution"]})
             return
         blocked: set[str] = set()
-        ctx.progress.start(None, f"lowering to {run.precision}")
-        for _attempt in range(64):
+        for attempt in range(64):
+            # each try is a phase of its own (a spinner and its clock): ops without kernels found so far emulated
+            retry = f" (try {attempt + 1}: emulating {len(blocked)} ops without kernels)" if attempt else ""
+            ctx.progress.start(None, f"lowering to {run.precision}{retry}")
             proto = _load(model.path) if run.precision != "fp32" else None
             lowering = lower(proto, model.summary, plan, frozenset(blocked))
             target: bytes | Path = model.path

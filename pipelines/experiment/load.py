@@ -205,7 +205,7 @@ def _experiment(
         candidates=candidates,
         thresholds=thresholds,
         dump={"compression": "none", "gzip_level": 4, **data.get("dump", {})},
-        report_formats=tuple(dict.fromkeys(["json", *report.get("formats", ["json", "md"])])),
+        report_formats=tuple(dict.fromkeys(["json", *report.get("formats", ["json", "md", "html"])])),
         report_dir=report_dir,
         cache=cache,
         notes=tuple(notes),

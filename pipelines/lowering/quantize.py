@@ -185,8 +185,11 @@ def calibrate(
     out: Path,
     per_channel: bool = False,
     progress: Callable[[], None] = lambda: None,
+    phase: Callable[[str], None] = lambda what: None,
 ) -> list[str]:
-    """Calibrate every float tensor of ``model`` on ``samples``; write ORT's range cache to ``out``. Returns notes."""
+    """Calibrate every float tensor of ``model`` on ``samples``; write ORT's range cache to ``out``. Returns notes.
+    ``progress`` is called once per sample fed; ``phase`` names the parts that cannot be counted (preparing the
+    model, ONNX Runtime computing the ranges: most of the time for entropy calibration)."""
     from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod
     from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
 
@@ -217,12 +220,17 @@ def calibrate(
                 extra_options=options,
             )
             count = 0
-            for feed in samples:  # one sample per call: ORT merges ranges/histograms between calls
+            started = False
+            for feed in samples:
+                if not started:  # the first sample is read: the model is ready, feeding starts
+                    phase("")
+                    started = True  # one sample per call: ORT merges ranges/histograms between calls
                 calibrator.collect_data(_One(feed))
                 count += 1
                 progress()
             if count == 0:
                 raise StageError("calibration needs at least one sample")
+            phase(f"computing the ranges of {method} calibration (ONNX Runtime; not countable)")
             save_tensors_data(calibrator.compute_data(), str(out))
         except StageError:
             raise

@@ -26,9 +26,11 @@ METRIC_LABELS = {
     "max_abs_error": "Max abs err",
     "sqnr_db": "SQNR dB",
 }
-# Changes of an error quantity at or below these are noise, whatever the tolerance: one deviating element in
-# a million, cosine within float64 accumulation noise, a noise power 120 dB below the signal.
-FLOORS = {"deviation_ratio": 1e-6, "cosine": 1e-9, "max_abs_error": 0.0, "sqnr_db": 1e-12}
+# Changes of an error quantity at or below these are noise, whatever the tolerance, and the change factor is
+# measured from the floor up (so 0.0000% -> 0.0185% deviating is "x1.19", not "x186 worse"): 0.1% of a
+# tensor's elements deviating; 1 - cosine of 1e-7 (a change in cosine's 8th decimal is rounding, not a
+# regression); a noise power 80 dB below the signal.
+FLOORS = {"deviation_ratio": 1e-3, "cosine": 1e-7, "max_abs_error": 0.0, "sqnr_db": 1e-8}
 DEFAULT_TOLERANCE = 0.1
 _TINY = 1e-30
 

@@ -58,6 +58,24 @@ def factor_text(f: float) -> str:
     return f"×{1 / f:.3g} better"
 
 
+def shown_layers(layers: list[dict[str, Any]], limit: int) -> tuple[list[dict[str, Any]], str]:
+    """The rows of a shortened list of changed layers (worst first): the layers that regressed come before those
+    that only changed (a layer ×100 better is no reason to hide one ×2 worse), up to ``limit``. The note says
+    how they were chosen ("" when every layer is shown)."""
+    if limit <= 0 or len(layers) <= limit:
+        return layers, ""
+    regressed = [x for x in layers if x["regressed"]]
+    shown = [*regressed, *(x for x in layers if not x["regressed"])][:limit]
+    kept = sum(1 for x in shown if x["regressed"])
+    if kept == len(shown):
+        how = f"the {kept} of {len(regressed)} regressed layers that got worst"
+    elif regressed:
+        how = f"all {len(regressed)} regressed layers, then the {len(shown) - kept} that changed most"
+    else:
+        how = f"the {len(shown)} that changed most"
+    return shown, f" ({how})"
+
+
 def _verdicts(pair: list[Any]) -> str:
     a, b = (str(x).upper() if x else "none" for x in pair)
     return a if a == b else f"{a} → {b}"
@@ -130,8 +148,8 @@ def text(doc: dict[str, Any], *, limit: int = DEFAULT_LIMIT) -> str:
         out += [f"  {line}" for line in task[:1]] + [f"    {line}" for line in task[1:]]
         layers = _metric_rows(c)
         if layers:
-            shown = layers if limit <= 0 else layers[:limit]
-            more = f" (the first {len(shown)}; --limit 0 shows all)" if len(shown) < len(layers) else ""
+            shown, more = shown_layers(layers, limit)
+            more = more[:-1] + "; --limit 0 shows all)" if more else ""
             marks = " (! = worse beyond the tolerance)" if any(x["regressed"] for x in shown) else ""
             out.append(
                 f"  Metrics changed in {len(layers)} of {c['compared_layers']} layers, worst first{more}{marks}:"
@@ -208,8 +226,7 @@ def markdown(doc: dict[str, Any], *, limit: int = DEFAULT_LIMIT) -> str:
             out += [f"- {_md_cell(task[0])}", *(f"  - {_md_cell(line)}" for line in task[1:]), ""]
         layers = _metric_rows(c)
         if layers:
-            shown = layers if limit <= 0 else layers[:limit]
-            more = f" (the first {len(shown)})" if len(shown) < len(layers) else ""
+            shown, more = shown_layers(layers, limit)
             marks = " (⚠ = worse beyond the tolerance)" if any(x["regressed"] for x in shown) else ""
             out += [f"Metrics changed in {len(layers)} of {c['compared_layers']} layers, worst first{more}{marks}:", ""]
             out.append("| Layer | Op | " + " | ".join(METRIC_LABELS[m] for m in METRICS) + " | Change |")

@@ -24,7 +24,9 @@ def snippet(exp: Experiment, result: SearchResult) -> str:
         f"# layerscope fix {exp.source} --run {result.run}",
         f"# {len(result.found)} layer(s) to keep in FP32 so that every threshold passes"
         + (f" (besides the {len(result.base_pinned)} the run pins already)" if result.base_pinned else ""),
-        "# minimal: removing any one of them fails a threshold. Paste under runs:",
+        "# minimal: removing any one of them fails a threshold. Paste under runs:"
+        if result.minimal
+        else "# removing each of them failed a threshold when it was tried (see the report). Paste under runs:",
     ]
     if not layers:
         return "\n".join([*head[:1], "# the run already passes: nothing to pin"]) + "\n"
@@ -49,9 +51,14 @@ def markdown(exp: Experiment, result: SearchResult) -> str:
     elif not result.found:
         out += ["The run passes every threshold as it is: nothing to pin.", ""]
     else:
+        claim = (
+            "Removing any one of them fails a threshold (minimal)"
+            if result.minimal
+            else "Removing each of them failed a threshold when it was tried (some against a larger set)"
+        )
         out += [
-            f"**Pin {len(result.found)} layer(s) to FP32: {', '.join(result.found)}.** Removing any one of "
-            "them fails a threshold (minimal); it is not guaranteed to be the smallest such set.",
+            f"**Pin {len(result.found)} layer(s) to FP32: {', '.join(result.found)}.** {claim}; it is not "
+            "guaranteed to be the smallest such set.",
             "",
         ]
     c = result.cost
@@ -61,7 +68,21 @@ def markdown(exp: Experiment, result: SearchResult) -> str:
         "",
     ]
     out += [f"- {n}" for n in result.notes]
-    if result.sensitivity:
+    if result.sensitivity and result.ranked_by == "attribution":
+        out += [
+            "## Ranking (error attribution)",
+            "",
+            "Each layer's error alone on the reference's inputs; the layers that fail locally (root causes) are "
+            "tried first.",
+            "",
+            "| Layer | Fails locally | Local SQNR dB | Local MSE |",
+            "|---|---|---:|---:|",
+        ]
+        for r in result.sensitivity:
+            fails = "—" if r["local_fails"] is None else ("**yes**" if r["local_fails"] else "no")
+            out.append(f"| {r['layer']} | {fails} | {fmt_num(r['local_sqnr_db'], 4)} | {fmt_num(r['local_mse'], 4)} |")
+        out.append("")
+    elif result.sensitivity:
         out += [
             "## Sensitivity",
             "",
@@ -76,10 +97,21 @@ def markdown(exp: Experiment, result: SearchResult) -> str:
                 f"| {fmt_num(_db(r['error_alone']), 4)} |"
             )
         out.append("")
-    out += ["## Search", "", "| # | Step | Pinned | Result | Output SQNR dB |", "|---:|---|---:|---|---:|"]
+    out += [
+        "## Search",
+        "",
+        "Each try judges the tensors that failed in the baseline and the targets; the last step confirms the set on "
+        "every compared tensor.",
+        "",
+        "| # | Step | Pinned | Tensors judged | Result | Output SQNR dB |",
+        "|---:|---|---:|---:|---|---:|",
+    ]
     for i, step in enumerate(result.steps, 1):
         verdict = "PASS" if step["passed"] else f"{step['failing_layers']} layers fail (first: {step['first_failing']})"
-        out.append(f"| {i} | {step['action']} | {step['size']} | {verdict} | {fmt_num(step['output_sqnr_db'], 4)} |")
+        out.append(
+            f"| {i} | {step['action']} | {step['size']} | {step.get('tensors_judged', '—')} | {verdict} "
+            f"| {fmt_num(step['output_sqnr_db'], 4)} |"
+        )
     return "\n".join(out) + "\n"
 
 

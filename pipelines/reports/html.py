@@ -94,6 +94,7 @@ pre{background:#f4f6f7;padding:10px;overflow:auto;border-radius:4px}
 .cards{display:flex;flex-wrap:wrap;gap:12px;margin:10px 0}
 .card{border:1px solid #d5d8dc;border-radius:6px;padding:10px 14px;min-width:260px}
 .card b{font-size:15px}figure{margin:8px 0}figure svg{width:100%;height:auto}
+.chart.wide{overflow-x:auto}.chart.wide svg{width:auto;max-width:none}
 figcaption{color:#5d6d7e;font-size:12px}
 table{border-collapse:collapse;font-size:12.5px;margin:6px 0}
 th,td{padding:3px 7px;border-bottom:1px solid #eaecee;text-align:left;white-space:nowrap}
@@ -153,12 +154,7 @@ def assemble(report: dict[str, Any], figures: dict[str, str]) -> str:
         parts.append(f'<p class="muted">{_e(exp["description"].strip())}</p>')
     parts.append(_summary(report))
     if figures.get("deviation"):
-        parts += [
-            '<h2 id="depth">Deviation ratio along the network</h2>',
-            f'<figure class="chart" id="chart-deviation">{figures["deviation"]}<figcaption>Share of elements whose '
-            "relative error exceeds the threshold, per layer in network order (log scale); dashed: the limit; red "
-            "rings: failing layers; X: the first failing layer of each candidate.</figcaption></figure>",
-        ]
+        parts.append(_layer_chart(report, figures["deviation"]))
     for c in report["comparisons"]:
         parts.append(_task(c))
         parts.append(_table(c, report))
@@ -172,13 +168,46 @@ def assemble(report: dict[str, Any], figures: dict[str, str]) -> str:
     if figures.get("range"):
         parts += [
             '<h2 id="range">Range of the reference against FP16</h2>',
-            f'<figure class="chart" id="chart-range">{figures["range"]}<figcaption>Per layer, the reference\'s '
+            f'<figure class="{_chart_class(report)}" id="chart-range">{figures["range"]}'
+            "<figcaption>Per layer, the reference's "
             "nonzero |values|: thin line min–max, thick bar 1st–99th percentile. Below 5.96e-8 values flush to 0, "
             "below 6.1e-5 they are subnormal (fewer bits), above 65504 they overflow. Red: the layer has values "
             "outside FP16's range; orange: subnormal values.</figcaption></figure>",
         ]
     parts += [_config(report), _provenance(report), f"<script>{SCRIPT}</script>", "</body></html>"]
     return "\n".join(parts) + "\n"
+
+
+def _chart_class(report: dict[str, Any]) -> str:
+    """A chart of many layers is wider than the page (every layer named): it scrolls sideways, unshrunk."""
+    from layerscope.pipelines.reports.chartdata import BASE_WIDTH, chart_width
+
+    n = len({x["tensor"] for c in report["comparisons"] for x in c["layers"]})
+    return "chart wide" if chart_width(n) > BASE_WIDTH else "chart"
+
+
+def _layer_chart(report: dict[str, Any], svg: str) -> str:
+    from layerscope.pipelines.reports.chartdata import decisive
+
+    m = decisive(report)
+    if m.log:
+        what = "Share of elements whose relative error exceeds the threshold, per layer in network order (log scale)"
+    else:
+        what = "Signal-to-quantization-noise ratio of each layer's output against the reference, in dB"
+    local = any((x.get("attribution") or {}).get("status") == "ok" for c in report["comparisons"] for x in c["layers"])
+    return (
+        f'<h2 id="depth">{m.title} along the network</h2>'
+        f'<figure class="{_chart_class(report)}" id="chart-deviation">{svg}<figcaption>{what}; it decides the '
+        "verdict here. Dashed red: the limit; red rings: layers breaking it; X: the first failing layer of each "
+        "candidate"
+        + (
+            "; thin dashed lines: each layer's local error (alone on the reference's inputs) — where a layer's "
+            "error is far above its local error, the error is inherited"
+            if local
+            else ""
+        )
+        + ". Hover over a point for the layer's values.</figcaption></figure>"
+    )
 
 
 def _summary(report: dict[str, Any]) -> str:

@@ -28,6 +28,7 @@ from layerscope.pipelines.reports.format import (
     run_line,
     threshold_label,
 )
+from layerscope.pipelines.reports.rows import breaks
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~&#!])")
 
@@ -50,6 +51,11 @@ def code(value: Any) -> str:
 def _html_text(value: str) -> str:
     """Free text (a description): Markdown formatting kept, raw HTML shown as text."""
     return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _b(layer: dict[str, Any], metric: str, text: str) -> str:
+    """A value in bold where it breaks the layer's limit: the reason a layer fails, seen in its row."""
+    return f"**{text}**" if breaks(layer, metric) else text
 
 
 def _name(layer: dict[str, Any]) -> str:
@@ -129,8 +135,10 @@ def _comparison_md(c: dict[str, Any], report: dict[str, Any]) -> list[str]:
         exe = execution_label(layer, c)
         out.append(
             f"| {_name(layer)}{exe} | {md(layer['op_type'])} | {fmt_int(m['deviating'])} | {fmt_int(m['elements'])} | "
-            f"{fmt_int(per_sample)} | {fmt_ratio(m['deviation_ratio'])} | {fmt_cos(m['cosine'])} | "
-            f"{fmt_num(m['max_abs_error'], 3)} | {fmt_num(m['sqnr_db'], 4)} | {verdict} |"
+            f"{fmt_int(per_sample)} | {_b(layer, 'deviation_ratio', fmt_ratio(m['deviation_ratio']))} | "
+            f"{_b(layer, 'cosine', fmt_cos(m['cosine']))} | "
+            f"{_b(layer, 'max_abs_error', fmt_num(m['max_abs_error'], 3))} | "
+            f"{_b(layer, 'sqnr_db', fmt_num(m['sqnr_db'], 4))} | {verdict} |"
         )
     out.append("")
     failing = [layer for layer in c["layers"] if layer["failures"]]

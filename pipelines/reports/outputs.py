@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from layerscope.runner.errors import UsageError
 from layerscope.runner.files import atomic_write
+from layerscope.runner.jsonio import encode
 from layerscope.runner.resources import disk_full, is_disk_full
 
 if TYPE_CHECKING:
@@ -72,7 +73,7 @@ def write_outputs(
     files = {"json": out_dir / "report.json"}
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write(files["json"], json.dumps(report, indent=1, allow_nan=False))
+        atomic_write(files["json"], encode(report))
         # What the report stage wrote (the report without `execution`), by content: the key of cached HTML charts.
         content_key = report_entry.manifest["files"]["report.json"]["sha256"]
         for fmt in exp.report_formats:

@@ -6,8 +6,11 @@ not in the cache (``pipelines.html``), so a cached rerun never pays for it. Figu
 (``svg.fonttype: none``) so the SVG is small and searchable, and ids are salted for reproducible output.
 Every chart reads report.json only:
 
-* deviation ratio (log) along network depth, one line per candidate, the per-layer limit as a dashed step
-  line, each candidate's first failing layer marked;
+* the metric that decides the verdict (``chartdata.decisive``: the deviation ratio, log, or SQNR) along network
+  depth, one line per candidate and a dashed one of its local error (attribution), the per-layer limit as a
+  dashed step line, the layers breaking it ringed, each candidate's first failing layer marked, and a native
+  tooltip (SVG ``<title>``) on every point; 300+ layers get a wider chart with every layer named, which the
+  page scrolls sideways;
 * relative-error histograms of the worst layers (from ``metrics.histograms.rel_error``);
 * the reference's |values| per layer (min–max and the 1st–99th percentile from ``ref_abs``) against
   the FP16 limits: smallest subnormal 5.96e-8, smallest normal 6.1e-5, largest finite 65504.
@@ -20,7 +23,8 @@ import math
 import re
 from typing import Any
 
-from layerscope.pipelines.metrics.stats import bin_bounds
+from layerscope.pipelines.metrics.stats import bin_bounds, bin_counts, with_layout
+from layerscope.pipelines.reports import chartdata, rows
 from layerscope.runner.jsonio import as_float
 
 FP16_SMALLEST_SUBNORMAL = 5.960464477539063e-08
@@ -74,51 +78,77 @@ def _positions(report: dict[str, Any]) -> tuple[list[str], list[str], dict[str, 
     return tensors, [seen[t][1] for t in tensors], {t: i for i, t in enumerate(tensors)}
 
 
-def _layer_ticks(ax: Any, labels: list[str]) -> None:
+def _layer_ticks(ax: Any, labels: list[str], width: float) -> None:
     n = len(labels)
-    step = max(1, math.ceil(n / 60))
+    fit = max(1, int((width - 1.5) / chartdata.LABEL_PITCH))  # labels the width holds, one per pitch
+    step = max(1, math.ceil(n / fit))
     ticks = list(range(0, n, step))
     ax.set_xticks(ticks)
-    ax.set_xticklabels([labels[i] for i in ticks], rotation=90, fontsize=7 if n > 20 else 8)
+    ax.set_xticklabels([labels[i] for i in ticks], rotation=90, fontsize=6.5 if n > 20 else 8)
     ax.set_xlim(-0.5, n - 0.5)
     ax.set_xlabel("layer, in network order" + (f" (every {step}th named)" if step > 1 else ""))
 
 
-def deviation_chart(report: dict[str, Any]) -> str:
+def deviation_chart(report: dict[str, Any], measure: chartdata.Measure | None = None) -> str:
+    """The decisive metric along network depth (``measure``; default :func:`chartdata.decisive`): one line per
+    candidate and a dashed one of its local error (attribution), the limit as a dashed step line, the layers
+    that break it ringed, each candidate's first failing layer marked, a tooltip on every point."""
     from matplotlib.figure import Figure
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+    measure = measure or chartdata.decisive(report)
     comparisons = report["comparisons"]
     tensors, labels, pos = _positions(report)
     if not tensors:
         return ""
-    ratios = [as_float(x["metrics"]["deviation_ratio"]) for c in comparisons for x in c["layers"]]
-    limits = [float(x["limits"]["max_deviation_ratio"]) for x in comparisons[0]["layers"]]
-    positive = [v for v in ratios + limits if v > 0 and math.isfinite(v)]
-    floor = min(positive) / 4 if positive else 1e-6
-    fig = Figure(figsize=(10, 4.6), layout="constrained")
+    values = [as_float(x["metrics"][measure.metric]) for c in comparisons for x in c["layers"]]
+    values += [v for c in comparisons for x in c["layers"] if (v := chartdata.local_value(x, measure.metric))]
+    limits = [as_float((x.get("limits") or {}).get(measure.limit_key)) for x in comparisons[0]["layers"]]
+    place = _placer(measure, values + [v for v in limits if not math.isnan(v)])
+    width = chartdata.chart_width(len(tensors))
+    fig = Figure(figsize=(width, 4.6), layout="constrained")
     ax = fig.add_subplot()
-    for c in comparisons:
+    tips: list[tuple[str, list[str]]] = []
+    for k, c in enumerate(comparisons):
         xs = [pos[x["tensor"]] for x in c["layers"]]
-        ys = [max(as_float(x["metrics"]["deviation_ratio"]), floor) for x in c["layers"]]
+        ys = [place(x["metrics"][measure.metric]) for x in c["layers"]]
         marker = "o" if len(xs) <= 80 else None
         (line,) = ax.plot(xs, ys, marker=marker, ms=3, lw=1.4, label=f"{c['candidate']}", clip_on=False)
-        failing = [x for x in c["layers"] if x["verdict"] == "fail"]
+        local = [
+            (pos[x["tensor"]], v) for x in c["layers"] if (v := chartdata.local_value(x, measure.metric)) is not None
+        ]
+        if local:
+            ax.plot(
+                [p for p, _ in local],
+                [place(v) for _, v in local],
+                ls=(0, (3, 2)),
+                lw=1.0,
+                marker="." if len(local) <= 80 else None,
+                ms=3,
+                color=line.get_color(),
+                alpha=0.75,
+                label=f"{c['candidate']}: local error (layer alone)",
+                clip_on=False,
+            )
+        # an invisible marker over every point: the tooltip's hover target (a <title> each, added below)
+        hover = ax.scatter(xs, ys, s=70, facecolors=(1, 1, 1, 0.004), edgecolors="none", zorder=6, clip_on=False)
+        hover.set_gid(f"tips-{k}")
+        tips.append((f"tips-{k}", [chartdata.tooltip(c["candidate"], x) for x in c["layers"]]))
+        failing = [x for x in c["layers"] if rows.breaks(x, measure.metric)]
         ax.scatter(
             [pos[x["tensor"]] for x in failing],
-            [max(as_float(x["metrics"]["deviation_ratio"]), floor) for x in failing],
+            [place(x["metrics"][measure.metric]) for x in failing],
             s=40,
             facecolors="none",
             edgecolors="#c0392b",
             linewidths=1.2,
             zorder=4,
             clip_on=False,
-            label="failing layer" if failing and c is comparisons[0] else None,
+            label="breaks the limit" if failing and k == 0 else None,
         )
         first = c.get("first_failing_tensor")
         if first in pos:
             layer = next(x for x in c["layers"] if x["tensor"] == first)
-            y = max(as_float(layer["metrics"]["deviation_ratio"]), floor)
+            y = place(layer["metrics"][measure.metric])
             ax.scatter([pos[first]], [y], s=90, marker="X", color=line.get_color(), edgecolor="black", zorder=5)
             ax.annotate(
                 f"first failing: {_label(layer)}",
@@ -128,11 +158,53 @@ def deviation_chart(report: dict[str, Any]) -> str:
                 fontsize=8,
                 color=line.get_color(),
             )
-    lim_x = [pos[x["tensor"]] for x in comparisons[0]["layers"]]
-    ax.step(lim_x, limits, where="mid", ls="--", lw=1.2, color="#c0392b", label="limit (max deviation ratio)")
+    if any(not math.isnan(v) for v in limits):
+        lim_x = [pos[x["tensor"]] for x in comparisons[0]["layers"]]
+        kind = "min" if measure.higher_is_better else "max"
+        ax.step(
+            lim_x,
+            limits,
+            where="mid",
+            ls="--",
+            lw=1.2,
+            color="#c0392b",
+            label=f"limit ({kind} {measure.axis.split(' (')[0]})",
+        )
+    _axis(ax, measure, values, place)
+    _layer_ticks(ax, labels, width)
+    ax.legend(
+        loc="lower left", bbox_to_anchor=(0, 1), ncols=min(6, 2 * len(comparisons) + 2), fontsize=8, frameon=False
+    )
+    svg = _svg(fig)
+    for gid, titles in tips:
+        svg = chartdata.add_titles(svg, gid, titles)
+    return svg
+
+
+def _placer(measure: chartdata.Measure, values: list[float]) -> Any:
+    """value -> y: log charts put 0 on the bottom edge; SQNR puts +inf (identical) on the top edge and -inf on
+    the bottom; an undefined value is NaN (not drawn)."""
+    if measure.log:
+        positive = [v for v in values if v > 0 and math.isfinite(v)]
+        floor = min(positive) / 4 if positive else 1e-6
+        return lambda v: max(as_float(v), floor) if not math.isnan(as_float(v)) else math.nan
+    low, high = chartdata.clip_sqnr(values)
+    return lambda v: min(max(as_float(v), low), high)
+
+
+def _axis(ax: Any, measure: chartdata.Measure, values: list[float], place: Any) -> None:
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.set_ylabel(measure.axis)
+    ax.grid(True, which="major", axis="y", alpha=0.3)
+    if not measure.log:
+        ax.set_ylim(*chartdata.clip_sqnr(values))
+        if any(math.isinf(v) for v in values):
+            ax.text(0.005, 0.01, "identical (∞ dB) on the top edge", transform=ax.transAxes, fontsize=7, color="#666")
+        return
     ax.set_yscale("log")
-    if any(v <= 0 for v in ratios):
-        ax.set_ylim(bottom=floor)
+    if any(v <= 0 for v in values):
+        ax.set_ylim(bottom=place(0.0))
         ax.text(0.005, 0.01, "0 is drawn on the bottom edge", transform=ax.transAxes, fontsize=7, color="#666")
     percent = FuncFormatter(lambda v, _: f"{v * 100:.3g}%")
     ax.yaxis.set_major_formatter(percent)
@@ -142,11 +214,6 @@ def deviation_chart(report: dict[str, Any]) -> str:
         ax.yaxis.set_minor_formatter(percent)
     else:
         ax.yaxis.set_minor_formatter(NullFormatter())
-    ax.set_ylabel("deviation ratio (log scale)")
-    ax.grid(True, which="major", axis="y", alpha=0.3)
-    _layer_ticks(ax, labels)
-    ax.legend(loc="lower left", bbox_to_anchor=(0, 1), ncols=len(comparisons) + 2, fontsize=8, frameon=False)
-    return _svg(fig)
 
 
 def _worst(report: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
@@ -162,6 +229,7 @@ def _worst(report: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]
 
 def histogram_chart(report: dict[str, Any]) -> str:
     from matplotlib.figure import Figure
+    from matplotlib.ticker import LogLocator, NullLocator
 
     worst = _worst(report)
     if not worst:
@@ -173,13 +241,16 @@ def histogram_chart(report: dict[str, Any]) -> str:
     for ax, (c, layer) in zip(axes.flat, worst, strict=False):
         m = layer["metrics"]
         h = _hist(m, "rel_error")
-        counts = {int(k): int(v) for k, v in h["counts"].items()}
+        counts = h["counts"]
         n = max(1, int(m["elements"]))
         if counts:
             edges, values = _display_bins(counts, h)
             ax.stairs([v / n for v in values], edges, fill=True, alpha=0.6, color="#2e86c1")
             ax.set_xscale("log")
             ax.set_yscale("log")
+            for axis in (ax.xaxis, ax.yaxis):  # decades only: minor ticks over ~20 decades took 2/3 of the page's time
+                axis.set_major_locator(LogLocator(numticks=6))
+                axis.set_minor_locator(NullLocator())
         t = float(layer["rel_error_threshold"])
         ax.axvline(t, ls="--", color="#c0392b", lw=1)
         ax.axvspan(t, ax.get_xlim()[1] if counts else t * 10, color="#c0392b", alpha=0.06)
@@ -200,9 +271,14 @@ def histogram_chart(report: dict[str, Any]) -> str:
 
 
 def _hist(metrics: dict[str, Any], name: str) -> dict[str, Any]:
-    """A stored histogram by name (reports before 0.1 called them rel_error_log10 / ref_abs_log10)."""
+    """A stored histogram by name, its counts as {bin index: count} whichever form the report wrote them in
+    (runs from a start bin since schema version 2, a {"bin": count} object before; reports before 0.1 called
+    the histograms rel_error_log10 / ref_abs_log10), with its layout's keys (version 2 leaves them out)."""
     hists = metrics.get("histograms", {})
-    return dict(hists.get(name) or hists.get(f"{name}_log10") or {})
+    hist = with_layout(hists.get(name) or hists.get(f"{name}_log10") or {}, name)
+    hist["counts"] = bin_counts(hist)
+    hist.pop("start", None)
+    return hist
 
 
 def _display_bins(counts: dict[int, int], hist: dict[str, Any], per_decade: int = 10) -> tuple[list[float], list[int]]:
@@ -222,7 +298,7 @@ def _display_bins(counts: dict[int, int], hist: dict[str, Any], per_decade: int 
 
 
 def _percentiles(hist: dict[str, Any], qs: tuple[float, ...]) -> list[float] | None:
-    counts = sorted((int(k), int(v)) for k, v in hist.get("counts", {}).items())
+    counts = sorted(hist["counts"].items())
     total = sum(v for _, v in counts)
     if not total:
         return None
@@ -247,7 +323,8 @@ def range_chart(report: dict[str, Any]) -> str:
     _, labels, pos = _positions(report)
     if not layers:
         return ""
-    fig = Figure(figsize=(10, 4.6), layout="constrained")
+    width = chartdata.chart_width(len(labels))
+    fig = Figure(figsize=(width, 4.6), layout="constrained")
     ax = fig.add_subplot()
     lows, highs = [FP16_SMALLEST_SUBNORMAL / 10], [FP16_MAX * 10]
     for x in layers:
@@ -285,5 +362,5 @@ def range_chart(report: dict[str, Any]) -> str:
     ax.set_ylim(bottom, top)
     ax.set_ylabel(f"|value| of the reference ({report.get('reference', 'fp32')}), log scale")
     ax.grid(True, which="major", axis="y", alpha=0.25)
-    _layer_ticks(ax, labels)
+    _layer_ticks(ax, labels, width)
     return _svg(fig)

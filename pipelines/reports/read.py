@@ -14,7 +14,8 @@ from layerscope.runner.errors import UsageError
 from layerscope.runner.spec import pointer
 
 SHOWN_PROBLEMS = 3
-SCHEMA_VERSION = 1  # the report.json layout this layerscope writes and reads (schemas/report.schema.json)
+SCHEMA_VERSION = 2  # the report.json layout this layerscope writes (schemas/report.schema.json)
+READABLE = (1, 2)  # and the ones it reads: 1 differs only in how histogram counts are stored
 
 
 class ReportError(UsageError):
@@ -64,10 +65,11 @@ def validate_report(data: Any, source: str) -> None:
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise ReportError(f"{source} is not a layerscope report")
     version = data.get("schema_version")
-    if version != SCHEMA_VERSION:
+    if version not in READABLE or isinstance(version, bool):
         newer = isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA_VERSION
         raise ReportError(
-            f"{source} has report schema version {version!r}; this layerscope reads version {SCHEMA_VERSION}",
+            f"{source} has report schema version {version!r}; this layerscope reads versions "
+            + " and ".join(map(str, READABLE)),
             hint="it was written by a newer layerscope: upgrade to read it" if newer else None,
         )
     try:

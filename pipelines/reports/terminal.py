@@ -1,4 +1,5 @@
-"""A report on the terminal: one rich table per comparison, and the first failing layer."""
+"""A report on the terminal: one rich table per comparison (columns and rows chosen by :mod:`.rows`), then the
+root cause and the first failing layer."""
 
 from __future__ import annotations
 
@@ -14,61 +15,80 @@ from layerscope.pipelines.reports.format import (
     root_cause_line,
     threshold_label,
 )
+from layerscope.pipelines.reports.rows import (
+    DEFAULT_ROWS,
+    DEVIATION,
+    Column,
+    breaks,
+    limit_label,
+    metric_columns,
+    select_rows,
+)
 from layerscope.runner.jsonio import as_float
 
-TERMINAL_ROWS = 40
+TERMINAL_ROWS = DEFAULT_ROWS
 
 
-def _rank(layer: dict[str, Any]) -> tuple[int, float]:
-    ratio = as_float(layer["metrics"]["deviation_ratio"])
-    return (0 if layer["verdict"] == "fail" else 1, -(ratio if ratio == ratio else 1.0))
+def _cell(layer: dict[str, Any], metric: str, text: str) -> str:
+    from rich.markup import escape
+
+    return f"[red]{escape(text)}[/red]" if breaks(layer, metric) else escape(text)
 
 
-def print_summary(report: dict[str, Any], console: Any, *, all_rows: bool = False) -> None:
-    """Rich tables: one per comparison (all layers up to TERMINAL_ROWS, else the failing and worst ones)."""
+def _value(layer: dict[str, Any], col: Column) -> str:
+    m = layer["metrics"]
+    if col.metric == "cosine":
+        return fmt_cos(m["cosine"])
+    return fmt_num(m[col.metric], 3 if col.metric == "max_abs_error" else 4)
+
+
+def print_summary(report: dict[str, Any], console: Any, *, rows: int = TERMINAL_ROWS) -> None:
+    """Rich tables, one per comparison: every layer up to ``rows`` (<= 0: no limit), else the failing and
+    root-cause layers and the passing ones closest to their limits (:func:`.rows.select_rows`), saying so.
+    Columns follow the limits in force; a value that breaks its limit is red."""
     from rich.markup import escape
     from rich.table import Table
 
     for c in report["comparisons"]:
         layers = c["layers"]
-        shown = layers
-        if not all_rows and len(layers) > TERMINAL_ROWS:
-            # The failing layers first (whatever metric fails them), then the worst by deviation ratio.
-            worst = sorted(layers, key=_rank)[:TERMINAL_ROWS]
-            keep = {id(x) for x in worst}
-            shown = [x for x in layers if id(x) in keep]
+        chosen = select_rows(c, rows)
         style = "green" if c["verdict"] == "pass" else "red"
         title = f"{escape(c['candidate'])} vs {escape(c['reference'])}: [{style}]{c['verdict'].upper()}[/{style}]"
-        if len(shown) < len(layers):
-            title += f" (the {len(shown)} worst of {len(layers)} layers; all in report.md)"
         table = Table(title=title, title_justify="left", show_lines=False)
-        for col, justify in (
+        columns = metric_columns(c)
+        heads = [
             ("Layer", "left"),
             ("Op", "left"),
             (f"rel err > {threshold_label(c)}", "right"),
             ("Total", "right"),
-            ("Deviation", "right"),
-            ("Cosine", "right"),
-            ("Max abs err", "right"),
-            ("SQNR dB", "right"),
-            ("Verdict", "left"),
-        ):
-            table.add_column(col, justify=justify)  # type: ignore[arg-type]
-        for layer in shown:
+            (f"Deviation {limit_label(c, DEVIATION)}".strip(), "right"),
+            *((f"{col.label} {limit_label(c, col)}".strip(), "right") for col in columns),
+        ]
+        attributed = any((x.get("attribution") or {}).get("status") == "ok" for x in layers)
+        if attributed:
+            heads.append(("Inherited", "right"))
+        heads.append(("Verdict", "left"))
+        for col_name, justify in heads:
+            table.add_column(escape(col_name), justify=justify)  # type: ignore[arg-type]
+        for layer in chosen.layers:
             m = layer["metrics"]
             ok = layer["verdict"] == "pass"
-            table.add_row(
+            cells = [
                 escape(layer_name(layer)),
                 escape(layer["op_type"]),
                 fmt_int(m["deviating"]),
                 fmt_int(m["elements"]),
-                fmt_ratio(m["deviation_ratio"]),
-                fmt_cos(m["cosine"]),
-                fmt_num(m["max_abs_error"], 3),
-                fmt_num(m["sqnr_db"], 4),
-                "[green]pass[/green]" if ok else "[red]FAIL[/red]",
-            )
+                _cell(layer, "deviation_ratio", fmt_ratio(m["deviation_ratio"])),
+                *(_cell(layer, col.metric, _value(layer, col)) for col in columns),
+            ]
+            if attributed:
+                share = (layer.get("attribution") or {}).get("inherited_share")
+                cells.append("—" if share is None else f"{as_float(share):.0%}")
+            cells.append("[green]pass[/green]" if ok else "[red]FAIL[/red]")
+            table.add_row(*cells)
         console.print(table)
+        if chosen.note:
+            console.print(f"[dim]{escape(chosen.note)}; every layer: report.md or `layerscope report DIR --all`[/dim]")
         task = c.get("task")
         if task:
             style = "green" if task["verdict"] == "pass" else "red"

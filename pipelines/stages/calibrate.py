@@ -74,9 +74,14 @@ def make(exp: Experiment) -> Stage:
                 f"(TRT-{version_number}-{algorithm})"
             )
         else:
-            ctx.progress.start(cal.samples, f"calibrate ({method})")
+            ctx.progress.start(None, f"calibrate ({method}): preparing the model")
             work = ctx.out_dir / "work"  # scratch inside the staging directory, removed before publishing
             work.mkdir()
+
+            def phase(what: str) -> None:
+                # "": the samples are fed (a bar of them); else a part ONNX Runtime does without telling
+                ctx.progress.start(None if what else cal.samples, f"calibrate ({method}): {what or 'samples'}")
+
             notes += calibrate(
                 exp.model.path,
                 _samples(cal),
@@ -86,6 +91,7 @@ def make(exp: Experiment) -> Stage:
                 work_dir=work,
                 out=ranges_path,
                 progress=ctx.progress.advance,
+                phase=phase,
             )
             shutil.rmtree(work)
             write_trt_cache(

@@ -27,7 +27,7 @@ from layerscope.runner.jsonio import as_float, write_json
 if TYPE_CHECKING:
     from layerscope.pipelines.experiment import Experiment, Limits
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: histogram counts as runs from a start bin (schemas/report.schema.json)
 LIBRARIES = ("numpy", "onnx", "onnxruntime", "h5py", "ml_dtypes", "jsonschema", "pyyaml")
 
 
@@ -161,6 +161,7 @@ def make(
             **{f"task:{c}": tid for c, tid in task_ids.items()},
         },
         description="report",
+        explain=explain_params,
         # Attribution is an optional analysis: a failed attribute stage never costs the report.
         optional=frozenset(f"attribute:{c}" for c in attribute_ids),
     )
@@ -221,6 +222,51 @@ def _comparison(
         ),
         "not_observable_reasons": data.get("not_observable_reasons", {}),
     }
+
+
+def _paths(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """The deepest key paths where two config trees differ (``runs.fp16.overrides``)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out: list[str] = []
+        for k in sorted(a.keys() | b.keys(), key=str):
+            path = f"{prefix}.{k}" if prefix else str(k)
+            out += [path] if (k in a) != (k in b) else _paths(a[k], b[k], path) if k in a else []
+        return out
+    return [] if a == b else [prefix]
+
+
+def explain_params(old: Any, new: Any) -> list[str]:
+    """What changed in the report stage's key, in the config's terms: ``runs.fp16.overrides`` rather than
+    ``record.experiment.config_data.runs.fp16.overrides``, ``thresholds for layer "1000"`` rather than
+    ``limits.1000.max_deviation_ratio`` (a tensor name, not an index). Parts that follow from the config
+    (its digest, the runs' pinned layers) are left out when the config's own keys say what changed."""
+    ra, rb = old.get("record", {}), new.get("record", {})
+    config = _paths(ra.get("experiment", {}).get("config_data"), rb.get("experiment", {}).get("config_data"))
+    out = list(config)
+    if not config and ra.get("experiment", {}).get("config_digest") != rb.get("experiment", {}).get("config_digest"):
+        out.append("the config")
+    if ra.get("experiment", {}).get("overrides") != rb.get("experiment", {}).get("overrides"):
+        out.append("--set")
+    for key, words in (("model", "the model"), ("samples", "samples"), ("calibration", "calibration")):
+        if ra.get(key) != rb.get(key) and not any(p.split(".")[0] == key for p in config):
+            out.append(words)
+    out += [
+        f"input {n!r}"
+        for n in sorted(ra.get("inputs", {}).keys() | rb.get("inputs", {}).keys())
+        if ra.get("inputs", {}).get(n) != rb.get("inputs", {}).get(n) and not config
+    ]
+    libs_a, libs_b = ra.get("libraries", {}), rb.get("libraries", {})
+    out += [f"{lib} version" for lib in sorted(libs_a.keys() | libs_b.keys()) if libs_a.get(lib) != libs_b.get(lib)]
+    if not any(p.startswith("thresholds") for p in config):
+        la, lb = old.get("limits", {}), new.get("limits", {})
+        layers = sorted(t for t in la.keys() | lb.keys() if la.get(t) != lb.get(t))
+        if 0 < len(layers) <= 3:
+            out += [f'thresholds for layer "{t}"' for t in layers]
+        elif layers:
+            out.append(f"thresholds for {len(layers)} layers")
+        if old.get("task_limits") != new.get("task_limits"):
+            out.append("task thresholds")
+    return out
 
 
 ROOT_CAUSES_LISTED = 10

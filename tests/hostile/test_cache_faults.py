@@ -117,7 +117,7 @@ def test_read_only_cache(write_config, isolated_cache) -> None:
         # A fully cached run only reads: it works (it used to fail with an internal error).
         r = layerscope_process("run", str(config), "-q", "--out", "o2", cwd=work, wrap=wrap).expect(0, "PASS")
         assert comparisons(work / "o2") == comparisons(work / "o")
-        layerscope_process("cache", "ls", cwd=work, wrap=wrap).expect(0, "dump[fp16]")
+        layerscope_process("cache", "ls", "--entries", cwd=work, wrap=wrap).expect(0, "dump[fp16]")
         # gc and clear cannot remove anything, and say so instead of "removed 9 entries".
         for args in (["cache", "gc", "--max-size", "0"], ["cache", "clear", "--yes"]):
             r = layerscope_process(*args, cwd=work, wrap=wrap).expect(3)

@@ -59,7 +59,7 @@ def run(plan: Plan, cache: Cache, state: dict | None = None, **kw: object):
 def test_first_run_runs_everything_second_nothing(tmp_path: Path) -> None:
     cache, rec = Cache(tmp_path), Recorder()
     decisions, outcomes = run(seed_plan(rec), cache)
-    assert {d.reason for d in decisions.values()} == {"never run"}
+    assert {d.reason for d in decisions.values()} == {"first run: nothing cached for it"}
     assert sorted(rec.ran) == sorted(seed_plan(rec).ids())
     assert all(o.status == "ran" for o in outcomes.values())
     rec2 = Recorder()

@@ -138,3 +138,28 @@ def test_shipped_schema_is_valid_2020_12() -> None:
 
     Draft202012Validator.check_schema(json.loads(schema_text("experiment")))
     Draft202012Validator.check_schema(json.loads(schema_text("report")))
+
+
+def _errors_of(config: str) -> list[str]:
+    from layerscope.schemas.loader import load_schema
+
+    problems = validate_schema(parse_document(config, source="c.yaml"), load_schema("experiment"))
+    return [p.render().splitlines()[0] for p in problems]
+
+
+SOURCE = "name: x\nmodel: m.onnx\ninputs:\n  x: {shape: [1], source: SOURCE}\nruns: {a: {precision: fp32}}\n"
+
+
+def test_an_unknown_source_kind_lists_the_kinds() -> None:
+    # (was: "'random' is required", the first alternative's complaint)
+    assert _errors_of(SOURCE.replace("SOURCE", "{gaussian: 1}")) == [
+        "c.yaml:4:27: /inputs/x/source: expected one of the keys random, file, images, script (found: gaussian)"
+    ]
+    (only,) = _errors_of(SOURCE.replace("SOURCE", "{randm: normal, seed: 0}"))
+    assert only.endswith("(found: randm, seed); did you mean 'random'?")
+
+
+def test_a_wrong_file_suffix_is_said_in_words_not_as_a_regex() -> None:
+    (only,) = _errors_of(SOURCE.replace("SOURCE", "{file: x.txt}"))
+    assert only.endswith('/inputs/x/source/file: "x.txt": an input file ends in .npy, .npz, .h5, .hdf5 or .json')
+    assert "\\." not in only and "$" not in only

@@ -344,6 +344,33 @@ def overflow_cnn(path: Path) -> Path:
     return g.save(path, "overflow_cnn", [_vi("image", FLOAT, [1, 3, 16, 16])], [_vi("logits", FLOAT, [1, 10])], 13)
 
 
+FP16_HOSTILE_WIDTH = 16
+
+
+def fp16_hostile_chain(path: Path, blocks: int = 6, hostile: tuple[int, ...] = (1, 4)) -> Path:
+    """A chain of ``blocks`` MatMuls whose minimal set of layers to keep in FP32 is known: exactly the blocks in
+    ``hostile``. A harmless block multiplies by a random orthogonal matrix (the scale stays ~1, FP16 rounding
+    costs ~60 dB SQNR). A hostile block first divides by 1e4 (harmless: ~1e-4 is inside FP16's range) and
+    then multiplies by a signed permutation scaled by 70000: every weight exceeds FP16's 65504, so FP16
+    clamps it and every element of the block's output is 6.4% low (SQNR ~24 dB), while its input (~1e-4) and
+    output (~7) fit FP16. Pinning a hostile MatMul removes its error; nothing else does, and every layer
+    after it inherits the error. Layers are named ``/blocks.{i}/MatMul`` (and ``/blocks.{i}/Div``)."""
+    g = _Graph(seed=44 + blocks + sum(hostile))
+    n = FP16_HOSTILE_WIDTH
+    x = "x"
+    for i in range(blocks):
+        if i in hostile:
+            x = g.node("Div", [x, g.init(f"blocks.{i}.scale", 1e4)], f"/blocks.{i}/Div_output_0", f"/blocks.{i}/Div")
+            perm = np.eye(n)[g.rng.permutation(n)] * g.rng.choice([-1.0, 1.0], n)
+            w = g.init(f"blocks.{i}.weight", perm * 70000.0)
+        else:
+            q, _ = np.linalg.qr(g.rng.normal(0.0, 1.0, (n, n)))
+            w = g.init(f"blocks.{i}.weight", q)
+        out = "y" if i == blocks - 1 else f"/blocks.{i}/MatMul_output_0"
+        x = g.node("MatMul", [x, w], out, f"/blocks.{i}/MatMul")
+    return g.save(path, "fp16_hostile_chain", [_vi("x", FLOAT, [1, n])], [_vi("y", FLOAT, [1, n])], 13)
+
+
 def _normal(shape: list[int]) -> dict[str, Any]:
     return {"shape": shape, "source": {"random": "normal", "seed": 0}}
 

@@ -55,13 +55,16 @@ def test_attribution_blames_the_hostile_layer_locally_and_its_successors_as_inhe
 
 def test_fix_pins_exactly_the_hostile_layer_minimally_and_reruns_from_the_cache(hostile: Path, capsys) -> None:
     assert main(["fix", str(hostile), "--run", "fp16"]) == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
     snippet = yaml.safe_load(Path("reports/hostile/fix-fp16.yaml").read_text())
     assert snippet == {"fp16": {"overrides": [{"layers": ["conv1"], "precision": "fp32"}]}}
-    assert "layers: [conv1]" in out and "inference passes" in out
+    assert "layers: [conv1]" in out and "inference passes" in captured.err  # progress and cost on stderr
+    assert yaml.safe_load(out) == snippet  # stdout is the snippet alone: `fix ... > overrides.yaml` works
     result = json.loads(Path("reports/hostile/fix-fp16.json").read_text())
     assert result["found"] == ["conv1"] and result["minimal"] is True
-    assert result["sensitivity"][0]["layer"] == "conv1"  # ranked first by how much pinning it alone helps
+    assert result["sensitivity"][0]["layer"] == "conv1"  # ranked first: it fails locally (attribution)
+    assert result["ranked_by"] == "attribution" and result["sensitivity"][0]["local_fails"] is True
     removal = [s for s in result["steps"] if s["action"] == "without conv1"]
     assert removal and not removal[0]["passed"]  # minimal: without conv1 the thresholds fail
     assert result["cost"]["ran"] > 0
@@ -130,3 +133,13 @@ def test_fix_works_in_the_streaming_mode(hostile: Path) -> None:
     result = Search(load_experiment(hostile, ["dump.keep=none"]), "fp16").search()
     assert result.found == ("conv1",) and result.minimal
     assert result.cost.inference_runs > 0 and result.cost.inference_runs % 2 == 0  # each stream runs both models
+
+
+def test_fix_out_puts_the_files_there_and_quiet_leaves_stderr_empty(hostile: Path, capsys) -> None:
+    assert main(["fix", str(hostile), "--run", "fp16", "--out", "fx", "-q"]) == 0
+    captured = capsys.readouterr()
+    assert Path("fx/fix-fp16.yaml").read_text() == captured.out and captured.err == ""
+    assert {p.name for p in Path("fx").iterdir()} == {"fix-fp16.yaml", "fix-fp16.md", "fix-fp16.json"}
+    assert not Path("reports/hostile/fix-fp16.yaml").exists()
+    md = Path("fx/fix-fp16.md").read_text()
+    assert "## Ranking (error attribution)" in md and "| conv1 | **yes** |" in md

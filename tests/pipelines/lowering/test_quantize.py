@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import struct
 from pathlib import Path
@@ -65,7 +66,23 @@ def test_calibration_methods_differ_on_a_skewed_distribution(tmp_path: Path) -> 
     for method in ("minmax", "entropy", "percentile"):
         work = tmp_path / method
         work.mkdir()
-        calibrate(model, iter(samples), method=method, percentile=99.0, work_dir=work, out=work / "ranges.json")
+        events: list[str] = []
+        calibrate(
+            model,
+            iter(samples),
+            method=method,
+            percentile=99.0,
+            work_dir=work,
+            out=work / "ranges.json",
+            progress=functools.partial(events.append, "sample"),
+            phase=events.append,
+        )
+        # the progress a user sees: a bar of the samples, then ONNX Runtime's uncountable part by name
+        assert events == [
+            "",
+            *["sample"] * 8,
+            f"computing the ranges of {method} calibration (ONNX Runtime; not countable)",
+        ]
         lo, hi = read_ranges(work / "ranges.json")["input"]
         amax[method] = max(abs(lo), abs(hi))
     assert amax["minmax"] == pytest.approx(max(float(np.abs(s["input"]).max()) for s in samples), rel=1e-6)

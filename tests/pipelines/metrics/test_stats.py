@@ -275,3 +275,21 @@ def test_statistics_accumulated_apart_merge_into_those_of_one_pass() -> None:
     assert b["infinite_errors"] == 1 and b["max_abs_error"] == math.inf
     with pytest.raises(ValueError, match="different metric settings"):
         merged.merge(TensorStats(MetricConfig(rel_error=0.1)))
+
+
+def test_histogram_counts_are_stored_as_runs_and_read_in_either_form() -> None:
+    from layerscope.pipelines.metrics.stats import bin_counts, sparse_counts
+
+    rng = np.random.default_rng(3)
+    for hist in (
+        np.zeros(10, np.int64),
+        np.array([0, 0, 5, 0], np.int64),
+        np.array([1, 2, 0, 0, 0, 3, 0, 4], np.int64),
+        rng.integers(0, 3, 500) * (rng.random(500) < 0.1),
+    ):
+        stored = sparse_counts(hist)
+        expected = {int(i): int(hist[i]) for i in np.flatnonzero(hist)}
+        assert bin_counts(stored) == expected
+        assert bin_counts({"counts": {str(k): v for k, v in expected.items()}}) == expected  # schema version 1
+    assert sparse_counts(np.array([0, 0, 1, 2, 0, 0, 0, 7], np.int64)) == {"start": 2, "counts": [1, 2, -3, 7]}
+    assert sparse_counts(np.zeros(4, np.int64)) == {"start": 0, "counts": []}

@@ -3,6 +3,7 @@ cached rerun, re-rendering with ``layerscope report``, and (when Chromium is ins
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -141,16 +142,99 @@ def test_report_command_rerenders_html(write_config) -> None:
     assert Path("again.html").read_text() == Path("o/report.html").read_text()
 
 
+def test_every_point_has_a_native_tooltip_and_the_local_error_is_drawn(write_config) -> None:
+    path = write_config(TWO_CANDIDATES)
+    main(["run", str(path), "--out", "o", "-q"])
+    text = Path("o/report.html").read_text()
+    chart = text[text.index('id="chart-deviation"') : text.index("</figure>", text.index('id="chart-deviation"'))]
+    titles = re.findall(r"<title>(.*?)</title>", chart, flags=re.S)
+    doc = json.loads(Path("o/report.json").read_text())
+    layers = [(c["candidate"], x) for c in doc["comparisons"] for x in c["layers"]]
+    assert len(titles) == len(layers) == 44  # one per point: 22 layers x 2 candidates
+    for title, (candidate, x) in zip(titles, layers, strict=True):
+        assert title.startswith(f"{x['node']} ({x['op_type']}) · {candidate} · {x['verdict'].upper()}")
+        assert "deviation ratio" in title and "SQNR" in title and "cosine" in title
+    assert any("local SQNR" in t and "inherited" in t for t in titles)  # attribution's local error
+    assert "fp16: local error (layer alone)" in chart and "bf16: local error (layer alone)" in chart
+    assert '<h2 id="depth">Deviation ratio along the network</h2>' in text
+
+
+def _layer(i: int, sqnr: float, ratio: float, **limits: float) -> dict:
+    metrics = {"deviation_ratio": ratio, "sqnr_db": sqnr, "cosine": 0.99, "max_abs_error": 0.1}
+    return {"tensor": f"t{i}", "metrics": metrics, "limits": limits, "verdict": "pass"}
+
+
+def test_the_chart_plots_the_metric_that_decides() -> None:
+    from layerscope.pipelines.reports.chartdata import DEVIATION, SQNR, decisive
+
+    def report(*layers: dict) -> dict:
+        return {"comparisons": [{"layers": list(layers)}]}
+
+    # INT8 as configured: deviation limit 100% (off), an SQNR floor of 18 dB
+    int8 = report(
+        _layer(0, 17.96, 0.4, max_deviation_ratio=1.0, min_sqnr_db=18),
+        _layer(1, 30, 0.2, max_deviation_ratio=1.0, min_sqnr_db=18),
+    )
+    assert decisive(int8) is SQNR
+    fp16 = report(_layer(0, 60, 0.02, max_deviation_ratio=0.01), _layer(1, 60, 0.0, max_deviation_ratio=0.01))
+    assert decisive(fp16) is DEVIATION
+    # both in force: the one that fails more layers
+    both = report(
+        _layer(0, 10, 0.001, max_deviation_ratio=0.01, min_sqnr_db=18),
+        _layer(1, 12, 0.0, max_deviation_ratio=0.01, min_sqnr_db=18),
+    )
+    assert decisive(both) is SQNR
+    both["comparisons"][0]["layers"][1]["metrics"].update(deviation_ratio=0.5, sqnr_db=40)
+    both["comparisons"][0]["layers"][0]["metrics"]["deviation_ratio"] = 0.5
+    assert decisive(both) is DEVIATION  # 2 break the ratio, 1 the SQNR
+
+
+def test_sqnr_chart_for_int8_limits(write_config) -> None:
+    path = write_config(
+        TWO_CANDIDATES.replace("max_deviation_ratio: 0.01", "max_deviation_ratio: 1.0\n  min_sqnr_db: 62")
+    )
+    main(["run", str(path), "--out", "o", "-q"])
+    text = Path("o/report.html").read_text()
+    assert '<h2 id="depth">SQNR along the network</h2>' in text and "limit (min SQNR)" in text
+    assert "SQNR (dB; higher is better)" in text
+
+
+def _many_layers(doc: dict, copies: int) -> dict:
+    import copy
+
+    for c in doc["comparisons"]:
+        base, c["layers"] = c["layers"], []
+        for k in range(copies):
+            for x in base:
+                y = copy.deepcopy(x)
+                y.update(tensor=f"{x['tensor']}_{k}", node=f"{x['node']}_{k}", index=len(c["layers"]))
+                c["layers"].append(y)
+    return doc
+
+
+def test_300_layers_are_each_named_on_a_chart_that_scrolls(write_config) -> None:
+    from layerscope.pipelines.reports.html import render_html
+
+    path = write_config(TWO_CANDIDATES)
+    main(["run", str(path), "--out", "o", "-q"])
+    doc = _many_layers(json.loads(Path("o/report.json").read_text()), 15)  # 330 layers
+    text = render_html(doc)
+    Path("big.html").write_text(text)
+    start = text.index('id="chart-deviation"')
+    assert text[text.rindex("<figure", 0, start) : start].startswith('<figure class="chart wide"')
+    chart = text[start : text.index("</figure>", start)]
+    width = float(re.search(r'<svg[^>]*width="([0-9.]+)pt"', chart).group(1))
+    assert width > 330 * 0.1 * 72  # inches of room for every label
+    assert "every" not in re.sub(r"<title>.*?</title>", "", chart, flags=re.S).split("layer, in network order")[1][:30]
+    assert all(f">{doc['comparisons'][0]['layers'][i]['node']}<" in chart for i in (0, 100, 329))
+    assert len(re.findall(r"<title>", chart)) == 660
+
+
 def _chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(_chromium() is None, reason="Chromium is not installed (Debian: apt-get install chromium)")
-def test_screenshot_in_headless_chromium(write_config, tmp_path: Path) -> None:
-    path = write_config(TWO_CANDIDATES)
-    main(["run", str(path), "--out", "o", "-q"])
-    shot = tmp_path / "shot.png"
+def _screenshot(page: Path, shot: Path, tmp_path: Path) -> None:
     browser = _chromium()
     assert browser is not None
     cmd = [
@@ -166,15 +250,28 @@ def test_screenshot_in_headless_chromium(write_config, tmp_path: Path) -> None:
         f"--user-data-dir={tmp_path / 'profile'}",
         f"--screenshot={shot}",
         "--window-size=1280,2400",
-        Path("o/report.html").resolve().as_uri(),
+        page.resolve().as_uri(),
     ]
     subprocess.run(cmd, capture_output=True, timeout=120, check=False, env={**os.environ, "HOME": str(tmp_path)})
     assert shot.is_file(), "Chromium wrote no screenshot"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(_chromium() is None, reason="Chromium is not installed (Debian: apt-get install chromium)")
+def test_screenshot_in_headless_chromium(write_config, tmp_path: Path) -> None:
     from PIL import Image
 
-    with Image.open(shot) as im:
-        assert im.size == (1280, 2400)
-        colours = im.convert("RGB").getcolors(maxcolors=1 << 20) or []
-    # a rendered page: many colours (charts, tables), and the red of the FAIL badge and the limit line
-    assert len(colours) > 200
-    assert any(r > 150 and g < 80 and b < 80 for _, (r, g, b) in colours)
+    from layerscope.pipelines.reports.html import render_html
+
+    path = write_config(TWO_CANDIDATES)
+    main(["run", str(path), "--out", "o", "-q"])
+    Path("big.html").write_text(render_html(_many_layers(json.loads(Path("o/report.json").read_text()), 15)))
+    for page in (Path("o/report.html"), Path("big.html")):  # 22 layers, and 330 on a chart that scrolls
+        shot = tmp_path / f"{page.stem}.png"
+        _screenshot(page, shot, tmp_path)
+        with Image.open(shot) as im:
+            assert im.size == (1280, 2400)
+            colours = im.convert("RGB").getcolors(maxcolors=1 << 20) or []
+        # a rendered page: many colours (charts, tables), and the red of the FAIL badge and the limit line
+        assert len(colours) > 200
+        assert any(r > 150 and g < 80 and b < 80 for _, (r, g, b) in colours)

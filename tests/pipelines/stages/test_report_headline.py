@@ -72,14 +72,14 @@ def test_a_layer_that_cannot_be_attributed_is_recorded_with_the_reason(
 ) -> None:
     from layerscope.pipelines.analysis import attribution
 
-    real = attribution._attribute_layer
+    real = attribution._prepare_layer
 
     def flaky(node_name: str, *a: Any, **k: Any) -> Any:
         if node_name == "relu0":
             raise RuntimeError("Unable to handle object of type <class 'numpy.float16'>")
         return real(node_name, *a, **k)
 
-    monkeypatch.setattr(attribution, "_attribute_layer", flaky)
+    monkeypatch.setattr(attribution, "_prepare_layer", flaky)
     report = layerscope.run(hostile(tmp_path), out="out")
     relu0 = report.comparison("fp16").layer("relu0")
     assert relu0.attribution is not None and relu0.attribution.status == "not attributable"
