@@ -169,6 +169,8 @@ class Search:
             return None
         stage_plan = plan_for(self.exp)
         sid = stage_id(self.run.name)
+        if sid not in stage_plan.stages:  # the streaming mode (dump.keep: none | failing) plans no attribution
+            return None
         decisions = plan_decisions(stage_plan, self.exp.cache, self.exp.scope, only=[sid])
         outcomes = run_plan(
             stage_plan,
