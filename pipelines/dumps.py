@@ -249,6 +249,7 @@ class DumpReader:
         self._index: dict[str, Any] | None = json.loads(index) if isinstance(index, str) else None
         self.samples = int(self.attrs["samples"])
         self._open: dict[tuple[str, str], Any] = {}
+        self._ids: dict[tuple[str, str], Any] = {}
         self._groups: dict[str, Any] = {}
 
     def tensors(self) -> list[TensorMeta]:
@@ -271,17 +272,24 @@ class DumpReader:
         ds = self._open.get((group, name))
         if ds is None:  # h5py's name lookup costs ~0.1 ms: thousands of small tensors are read many times
             import h5py
+
+            ds = self._open[(group, name)] = h5py.Dataset(self._id(name, group))
+        return ds
+
+    def _id(self, name: str, group: str) -> Any:
+        """The low-level handle of a dataset (h5py's Dataset object costs more to make than a small read)."""
+        did = self._ids.get((group, name))
+        if did is None:
             from h5py import h5d
 
             g = self._groups.get(group)
             if g is None:
                 g = self._groups[group] = self._f[group]
             try:
-                ds = h5py.Dataset(h5d.open(g.id, escape(name).encode()))
+                did = self._ids[(group, name)] = h5d.open(g.id, escape(name).encode())
             except KeyError:
                 raise KeyError(f"no dataset {name!r} in /{group}") from None
-            self._open[(group, name)] = ds
-        return ds
+        return did
 
     def read(self, name: str, sample: int, group: str = "tensors") -> np.ndarray:
         import numpy as np
@@ -296,9 +304,9 @@ class DumpReader:
         import numpy as np
         from h5py import h5s
 
-        ds = self.dataset(name, group)
-        out = np.empty(ds.shape, ds.dtype)
-        ds.id.read(h5s.ALL, h5s.ALL, out)
+        did = self._id(name, group)
+        out = np.empty(did.shape, did.dtype)
+        did.read(h5s.ALL, h5s.ALL, out)
         return out
 
     def input_names(self) -> list[str]:
@@ -310,6 +318,7 @@ class DumpReader:
 
     def close(self) -> None:
         self._open.clear()  # as in DumpWriter.close: the handles before the file
+        self._ids.clear()
         self._groups.clear()
         self._f.close()
 
