@@ -47,9 +47,9 @@ def _value_impl(a, table, i):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, inline="always")
-def _chunk(
+def _chunk(  # type: ignore[no-untyped-def]
     r, x, table, p, lo, hi, cnt, sm, ext, rel_hist, abs_hist, rel_shift, rel_key0, rel_size, abs_shift, abs_key0
-):  # type: ignore[no-untyped-def]
+):
     """Accumulate elements [lo, hi) into cnt, sm, the histograms, and ext (max |x-r|, max rel, max |r|, min |r| > 0:
     the chunk's own values, not merged). ``_kernel`` and ``_batch_kernel`` share it, so both compute alike."""
     t, floor, use_range, sub, normal, fmax = p[0], p[1], p[2], p[3], p[4], p[5]
@@ -182,9 +182,9 @@ _serial_kernel = njit(cache=True, nogil=True)(_kernel.py_func)
 
 
 @njit(cache=True, nogil=True)
-def _batch_kernel(
+def _batch_kernel(  # type: ignore[no-untyped-def]
     r, x, table, params, starts, ends, owner, ntensors, rel_shift, rel_key0, rel_size, abs_shift, abs_key0, abs_size
-):  # type: ignore[no-untyped-def]
+):
     """Segments [starts[s], ends[s]) of r and x, each of at most one chunk, accumulated into tensor owner[s] with
     its params row, in the order given: per segment exactly what ``block`` then ``TensorStats._merge`` do with it."""
     counts = np.zeros((ntensors, N_COUNTS), np.int64)
@@ -256,4 +256,4 @@ def batch(
     starts = ends - sizes
     r = np.concatenate([_readable(a).reshape(-1) for a in refs])
     x = np.concatenate([_readable(a).reshape(-1) for a in cands])
-    return _batch_kernel(r, x, _F16, params, starts, ends, owner, ntensors, *layout)  # type: ignore[no-any-return]
+    return _batch_kernel(r, x, _F16, params, starts, ends, owner, ntensors, *layout)
