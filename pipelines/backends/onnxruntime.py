@@ -10,13 +10,13 @@ is a graph output, so every requested value is observable), and each sample is o
 from __future__ import annotations
 
 import functools
-import json
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from layerscope.runner.errors import StageError
+from layerscope.runner.jsonio import write_json
 
 if TYPE_CHECKING:
     import numpy as np
@@ -133,7 +133,7 @@ class OnnxRuntimeBackend:
                     f"ONNX Runtime cannot run the {run.precision} Q/DQ model: {refused[2]}",
                     hint="pin the layer to fp32 (overrides), or set per_channel: false in calibration",
                 )
-            (ctx.out_dir / "lowering.json").write_text(json.dumps(lowering.info, indent=1))
+            write_json(ctx.out_dir / "lowering.json", lowering.info)
             ctx.result.update({"execution": lowering.info["execution"]})
             return
         blocked: set[str] = set()
@@ -169,7 +169,7 @@ class OnnxRuntimeBackend:
                 f"ONNX Runtime has no {run.precision} CPU kernel for {', '.join(sorted(blocked))}: "
                 "those layers compute in FP32 and their outputs are rounded (emulated)"
             )
-        (ctx.out_dir / "lowering.json").write_text(json.dumps(lowering.info, indent=1))
+        write_json(ctx.out_dir / "lowering.json", lowering.info)
         ctx.result.update({"execution": lowering.info["execution"], "blocked_ops": sorted(blocked)})
 
     def _probe(self, model: bytes | Path, run: RunSpec) -> tuple[str, str, str] | None:
