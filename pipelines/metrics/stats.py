@@ -52,6 +52,8 @@ COUNTS = (
     "infinite_errors",
 )
 SUMS = ("sum_abs", "sum_sq_err", "sum_rel", "dot", "ref_sq", "cand_sq")
+_COUNT_AT = {name: i for i, name in enumerate(COUNTS)}  # a tuple's index() per lookup: 26 of them per result
+_SUM_AT = {name: i for i, name in enumerate(SUMS)}
 
 # Histogram bins from the bits of a positive float64: key = bits >> shift is monotone in the value, and
 # with `mantissa_bits` of the mantissa kept each octave has 2^mantissa_bits bins.
@@ -239,14 +241,15 @@ class TensorStats:
         return out
 
     def count(self, name: str) -> int:
-        return int(self.counts[COUNTS.index(name)])
+        return int(self.counts[_COUNT_AT[name]])
 
     def total(self, name: str) -> float:
-        return float(self.sums[SUMS.index(name)])
+        return float(self.sums[_SUM_AT[name]])
 
     # -- results ------------------------------------------------------------------------------------------
-    def percentile(self, q: float) -> float | None:
-        """Relative-error percentile over all elements (q in [0, 100]), from the histogram."""
+    def percentile(self, q: float, cumulative: np.ndarray | None = None) -> float | None:
+        """Relative-error percentile over all elements (q in [0, 100]), from the histogram (``cumulative``: its
+        running counts, when the caller has them)."""
         n = self.count("elements")
         if n == 0:
             return None
@@ -255,7 +258,8 @@ class TensorStats:
         if rank <= seen:
             return 0.0
         # the first bin at which the running count reaches the rank (one vectorised pass: ~2,000 bins)
-        i = int(np.searchsorted(np.cumsum(self.rel_hist) + seen, rank))
+        cum = np.cumsum(self.rel_hist) if cumulative is None else cumulative
+        i = int(np.searchsorted(cum + seen, rank))
         if i >= self.rel_hist.size:
             return math.inf
         if i == self.rel_hist.size - 1:
@@ -265,6 +269,7 @@ class TensorStats:
     def result(self) -> dict[str, Any]:
         c, s = self.count, self.total
         n = c("elements")
+        cum = np.cumsum(self.rel_hist)
         err = error_metrics(
             infinite=c("infinite_errors"),
             pairs=c("finite_pairs"),
@@ -280,8 +285,8 @@ class TensorStats:
             "rmse": err["rmse"],
             "max_rel_error": (math.inf if c("rel_inf") else self.max_rel) if n else None,
             "mean_rel_error": s("sum_rel") / c("finite_rel") if c("finite_rel") else None,
-            "p50_rel_error": self.percentile(50),
-            "p99_rel_error": self.percentile(99),
+            "p50_rel_error": self.percentile(50, cum),
+            "p99_rel_error": self.percentile(99, cum),
             "infinite_rel_error": c("rel_inf"),
             "infinite_errors": c("infinite_errors"),
             "cosine": err["cosine"],
@@ -371,12 +376,16 @@ def sparse_counts(hist: np.ndarray) -> dict[str, Any]:
     {"bin": count} (report schema 1); this form takes 4.1 MB (index/count pairs 4.3 MB, dense from the first
     to the last non-empty bin 8.2 MB)."""
     nz = np.flatnonzero(hist)
-    counts: list[int] = []
-    for k, i in enumerate(nz):
-        if k and i - nz[k - 1] > 1:
-            counts.append(-int(i - nz[k - 1] - 1))
-        counts.append(int(hist[i]))
-    return {"start": int(nz[0]) if nz.size else 0, "counts": counts}
+    if not nz.size:
+        return {"start": 0, "counts": []}
+    # Python ints from tolist(): indexing numpy element by element cost ~0.3 ms a histogram (thousands of layers)
+    values = hist[nz].tolist()
+    counts: list[int] = [values[0]]
+    for gap, value in zip((np.diff(nz) - 1).tolist(), values[1:], strict=True):
+        if gap:
+            counts.append(-gap)
+        counts.append(value)
+    return {"start": int(nz[0]), "counts": counts}
 
 
 def bin_counts(hist: Mapping[str, Any]) -> dict[int, int]:

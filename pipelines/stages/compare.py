@@ -2,12 +2,13 @@
 
 Key: both dump keys and the metric settings (per-layer relative-error threshold and denominator floor,
 the candidate format's limits for the range-risk counts). Verdict limits (max deviation ratio, cosine,
-...) are not part of it: changing them reruns only the report. Tensors are compared in parallel, each
-streamed one sample at a time.
+...) are not part of it: changing them reruns only the report. Tensors are compared in parallel: a large one
+streamed one sample at a time, small ones in batches (each read whole, one metrics kernel call per batch).
 """
 
 from __future__ import annotations
 
+import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -99,15 +100,22 @@ def make(exp: Experiment, candidate: RunSpec, ref_dump: str, cand_dump: str) -> 
             for t, why in inside.items():
                 reasons.setdefault(t, why)
             missing += [t for t in reasons if t not in missing]
+            for r, c in pairs:
+                if r.shape != c.shape:
+                    raise StageError(
+                        f"tensor {r.onnx_name!r}: reference shape {list(r.shape)} vs candidate {list(c.shape)}"
+                    )
             ctx.progress.start(len(pairs) * ref.samples, f"compare {candidate.name}")
 
-            def one(pair: tuple[TensorMeta, TensorMeta]) -> dict[str, Any]:
-                r, c = pair
-                return _layer(r, c, ref, cand, _config(settings, r.onnx_name, c.quant), ctx)
+            def job(batch: list[tuple[TensorMeta, TensorMeta]]) -> list[dict[str, Any]]:
+                r, c = batch[0]
+                if not (_small(r) and _small(c)):
+                    return [_layer(r, c, ref, cand, _config(settings, r.onnx_name, c.quant), ctx)]
+                return _layers(batch, ref, cand, settings, ctx)
 
             # Two workers: one reads HDF5 while the other's metrics kernel (which uses every core) computes.
             with ThreadPoolExecutor(max_workers=2) as pool:
-                layers = list(pool.map(one, pairs))
+                layers = [layer for done in pool.map(job, _batches(pairs, ref.samples)) for layer in done]
             doc = document(
                 {k: ref.json_attr(k) for k in RUN_ATTRS if k in ref.attrs},
                 {k: cand.json_attr(k) for k in RUN_ATTRS if k in cand.attrs},
@@ -188,24 +196,60 @@ def _config(settings: dict[str, Any], tensor: str, quant: dict[str, Any] | None 
     )
 
 
-def _layer(
-    r: TensorMeta, c: TensorMeta, ref: DumpReader, cand: DumpReader, config: MetricConfig, ctx: StageContext
-) -> dict[str, Any]:
-    from layerscope.pipelines.metrics.stats import TensorStats
+# Tensors of at most this many elements per sample (one kernel chunk) and no prequant value are compared in
+# batches of up to BATCH_ELEMENTS elements (all samples, one side): each batch is a few reads per tensor and one
+# kernel call. At 8,000 tensors of 64 values the per-tensor calls, reads and merges were most of compare's time.
+SMALL_ELEMENTS = 1 << 16
+BATCH_ELEMENTS = 1 << 21
+BATCH_TENSORS = 1024
 
-    if r.shape != c.shape:
-        raise StageError(f"tensor {r.onnx_name!r}: reference shape {list(r.shape)} vs candidate {list(c.shape)}")
-    stats = TensorStats(config, threads=ctx.threads)
-    rds, cds = ref.dataset(r.onnx_name), cand.dataset(c.onnx_name)
-    pre = TensorStats(replace(config, quant=None), threads=ctx.threads) if c.has_prequant else None
-    pds = cand.dataset(c.onnx_name, group="prequant") if c.has_prequant else None
-    for i in range(ref.samples):
-        reference = rds[i]
-        stats.update(reference, cds[i])
-        if pre is not None and pds is not None:
-            pre.update(reference, pds[i])
-        ctx.progress.advance()
-    fields = {
+
+def _small(t: TensorMeta) -> bool:
+    return not t.has_prequant and 0 < math.prod(t.shape) <= SMALL_ELEMENTS
+
+
+def _batches(pairs: list[tuple[TensorMeta, TensorMeta]], samples: int) -> list[list[tuple[TensorMeta, TensorMeta]]]:
+    """The pairs in order, small ones grouped (consecutive, up to the limits), every other one alone."""
+    out: list[list[tuple[TensorMeta, TensorMeta]]] = []
+    open_batch: list[tuple[TensorMeta, TensorMeta]] = []
+    size = 0
+    for pair in pairs:
+        if not (_small(pair[0]) and _small(pair[1])):
+            out.append([pair])
+            open_batch, size = [], 0  # the next small one starts a batch after it: the layers keep their order
+            continue
+        n = math.prod(pair[0].shape) * samples
+        if open_batch and (size + n > BATCH_ELEMENTS or len(open_batch) >= BATCH_TENSORS):
+            open_batch, size = [], 0
+        if not open_batch:
+            out.append(open_batch)
+        open_batch.append(pair)
+        size += n
+    return out
+
+
+def _layers(
+    batch: list[tuple[TensorMeta, TensorMeta]],
+    ref: DumpReader,
+    cand: DumpReader,
+    settings: dict[str, Any],
+    ctx: StageContext,
+) -> list[dict[str, Any]]:
+    """compare.json layers of small tensors: each read whole (every sample in one read), all computed in one
+    kernel call per pair of dtypes; the same numbers as :func:`_layer` (a test holds them equal)."""
+    from layerscope.pipelines.metrics.batch import many
+
+    items = [
+        (ref.read_samples(r.onnx_name), cand.read_samples(c.onnx_name), _config(settings, r.onnx_name, c.quant))
+        for r, c in batch
+    ]
+    results = many(items, threads=ctx.threads)
+    ctx.progress.advance(len(batch) * ref.samples)
+    return [layer_doc(_fields(r, c), stats, None, c.weights) for (r, c), stats in zip(batch, results, strict=True)]
+
+
+def _fields(r: TensorMeta, c: TensorMeta) -> dict[str, Any]:
+    return {
         "tensor": r.onnx_name,
         "node": r.node,
         "op_type": r.op_type,
@@ -216,7 +260,24 @@ def _layer(
         "stored_candidate": c.stored,
         "execution": c.execution,
     }
-    return layer_doc(fields, stats, pre, c.weights)
+
+
+def _layer(
+    r: TensorMeta, c: TensorMeta, ref: DumpReader, cand: DumpReader, config: MetricConfig, ctx: StageContext
+) -> dict[str, Any]:
+    from layerscope.pipelines.metrics.stats import TensorStats
+
+    stats = TensorStats(config, threads=ctx.threads)
+    rds, cds = ref.dataset(r.onnx_name), cand.dataset(c.onnx_name)
+    pre = TensorStats(replace(config, quant=None), threads=ctx.threads) if c.has_prequant else None
+    pds = cand.dataset(c.onnx_name, group="prequant") if c.has_prequant else None
+    for i in range(ref.samples):
+        reference = rds[i]
+        stats.update(reference, cds[i])
+        if pre is not None and pds is not None:
+            pre.update(reference, pds[i])
+        ctx.progress.advance()
+    return layer_doc(_fields(r, c), stats, pre, c.weights)
 
 
 def layer_doc(

@@ -82,3 +82,32 @@ def test_not_a_dump(tmp_path: Path) -> None:
         f["x"] = 1
     with pytest.raises(StageError, match="not a layerscope dump"):
         DumpReader(tmp_path / "other.h5")
+
+
+def test_tensor_index_lists_what_the_attributes_say(tmp_path: Path) -> None:
+    """tensors() reads the tensor_index attribute; a dump without it (older, or another writer) is listed through
+    its datasets' attributes, with the same result."""
+    path = tmp_path / "d.h5"
+    with DumpWriter(path, samples=2, attrs={"run": "int8"}) as w:
+        w.describe("a/b", {"node": "n0", "op_type": "Conv", "index": 1, "dtype_executed": "int8", "execution": "x"})
+        w.describe("s", {"node": "n1", "op_type": "Add", "index": 0, "quant": '{"type": "int8", "scale": 0.5}'})
+        for i in range(2):
+            w.write(i, "a/b", np.full((2, 3), i, np.float32))
+            w.write_prequant(i, "a/b", np.full((2, 3), i + 0.25, np.float32))
+            w.write(i, "s", np.float16(i))  # 0-d per sample, as a numpy scalar
+    with DumpReader(path) as r:
+        indexed = r.tensors()
+        assert "tensor_index" not in r.attrs
+        np.testing.assert_array_equal(r.read_samples("a/b", group="prequant")[1], np.full((2, 3), 1.25))
+        np.testing.assert_array_equal(r.read_samples("s"), np.array([0, 1], np.float16))
+        assert r.read("s", 1).shape == ()
+    with h5py.File(path, "a") as f:
+        del f.attrs["tensor_index"]
+        assert isinstance(f["tensors/a%2Fb"].attrs["op_type"], str) and f["tensors/a%2Fb"].attrs["index"] == 1
+    with DumpReader(path) as r:
+        assert r.tensors() == indexed
+    assert [(t.onnx_name, t.has_prequant, t.shape, t.stored) for t in indexed] == [
+        ("s", False, (), "float16"),
+        ("a/b", True, (2, 3), "float32"),
+    ]
+    assert indexed[0].quant == {"type": "int8", "scale": 0.5} and indexed[1].dtype_executed == "int8"
