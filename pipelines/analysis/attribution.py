@@ -421,8 +421,7 @@ def _run(
     out: dict[str, dict[str, Any]] = {}
     for cut, _ in members:
         for t in cut.outs:
-            local = stats[t].result()
-            local.pop("histograms", None)
+            local = stats[t].result(histograms=False)  # attribution.json keeps no histograms
             out[t] = {"status": "ok", "local": local}
             if overflowed[cut.node]:
                 out[t]["note"] = f"{overflowed[cut.node]} reference input values overflow the input's format"
