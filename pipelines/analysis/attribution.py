@@ -378,9 +378,12 @@ def _run(
     threads: int,
 ) -> dict[str, dict[str, Any]]:
     """Run cut layers (one session, each member's names renamed as given) over every sample of the reference."""
+    import math
+
     import numpy as np
 
     from layerscope.pipelines.lowering.formats import numpy_dtype
+    from layerscope.pipelines.metrics.batch import batchable
     from layerscope.pipelines.metrics.stats import TensorStats
 
     stats = {t: TensorStats(metric_config(t), threads=threads) for cut, _ in members for t in cut.outs}
@@ -388,6 +391,17 @@ def _run(
     fetch = [
         (cut, t, rename.get(name, name)) for cut, rename in members for t, name in zip(cut.outs, cut.names, strict=True)
     ]
+    # Small tensors keep their samples for one kernel call over all of them at the end (metrics.batch.many), up
+    # to PENDING_ELEMENTS; the others are accumulated sample by sample. A tensor is never split between the two:
+    # its statistics come from one computation over all its samples (partial sums merged would add in another
+    # order than one update per sample does, and attribution.json would change in the last bits).
+    pending: dict[str, tuple[list[Any], list[Any]]] = {}
+    budget = PENDING_ELEMENTS
+    for _cut, t, _name in fetch:
+        size = math.prod(dumped[t]) * reference.samples if t in dumped else 0
+        if size and batchable(size // reference.samples) and size <= budget:
+            pending[t] = ([], [])
+            budget -= size
     dtypes: dict[int, Any] = {}
     for i in range(reference.samples):
         # One read per tensor and sample: a layer's reference output is the next layer's input in the same batch.
@@ -417,7 +431,13 @@ def _run(
                 feed[rename.get(cut_input, cut_input)] = fed
         values = session.run([name for _, _, name in fetch], feed)
         for (_cut, t, _name), value in zip(fetch, values, strict=True):
-            stats[t].update(read(t, "tensors"), value)
+            if t in pending:
+                pending[t][0].append(read(t, "tensors"))
+                pending[t][1].append(value)
+            else:
+                stats[t].update(read(t, "tensors"), value)
+    if pending:
+        stats.update(_many(pending, stats, threads))
     out: dict[str, dict[str, Any]] = {}
     for cut, _ in members:
         for t in cut.outs:
@@ -426,6 +446,22 @@ def _run(
             if overflowed[cut.node]:
                 out[t]["note"] = f"{overflowed[cut.node]} reference input values overflow the input's format"
     return out
+
+
+# Reference values of all samples held for one batched metrics call, at most (one side; as compare's batches).
+PENDING_ELEMENTS = 1 << 21
+
+
+def _many(pending: Mapping[str, tuple[list[Any], list[Any]]], stats: Mapping[str, Any], threads: int) -> dict[str, Any]:
+    """The statistics of small tensors over all their samples (per tensor: the reference's, the cut layer's),
+    from one metrics kernel call: the same as one ``TensorStats.update`` per tensor and sample, bit for bit."""
+    import numpy as np
+
+    from layerscope.pipelines.metrics.batch import many
+
+    names = list(pending)
+    items = [(np.stack(pending[t][0]), np.stack(pending[t][1]), stats[t].config) for t in names]
+    return dict(zip(names, many(items, threads=threads), strict=True))
 
 
 def inherited_share(total: Mapping[str, Any], local: Mapping[str, Any]) -> float | None:
