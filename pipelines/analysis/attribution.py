@@ -26,6 +26,17 @@ NOT_ATTRIBUTABLE = "not attributable"
 _CONVERSIONS = {"Cast", "QuantizeLinear", "DequantizeLinear"}
 
 
+@dataclass
+class _Part:
+    """A layer cut out of the lowered graph: its nodes (the graph's own, not copies), in graph order."""
+
+    node: str
+    nodes: list[Any]
+    feeds: dict[str, tuple[str, int]]  # cut input -> (original tensor fed, onnx elem type)
+    outputs: list[str]  # the lowered tensors read back, in the order of the layer's outputs
+    initializers: list[str]
+
+
 class LayerCutter:
     """Cuts single layers, with the conversions around them, out of a lowered graph."""
 
@@ -68,8 +79,27 @@ class LayerCutter:
     def cut(self, node_name: str, values: Mapping[str, str]) -> tuple[Any, dict[str, tuple[str, int]]] | None:
         """(model, {cut input: (original tensor fed to it, onnx elem type)}) for the layer, or None if it
         cannot be cut (subgraphs, an input that is not a layer output or graph input)."""
+        part = self.part(node_name, values)
+        return None if part is None else (self.model_of(part), part.feeds)
+
+    def model_of(self, part: _Part) -> Any:
+        """The cut layer as a model of its own."""
         from onnx import helper
 
+        graph = helper.make_graph(
+            part.nodes,
+            f"layer_{part.node}",
+            [helper.make_tensor_value_info(t, dtype, None) for t, (_o, dtype) in part.feeds.items()],
+            [helper.make_tensor_value_info(t, self.dtypes.get(t, 1), None) for t in part.outputs],
+            [self.initializers[i] for i in part.initializers],
+        )
+        one = helper.make_model(graph, opset_imports=list(self.model.opset_import))
+        one.ir_version = self.model.ir_version
+        return one
+
+    def part(self, node_name: str, values: Mapping[str, str]) -> _Part | None:
+        """The layer's nodes (in graph order), feeds, outputs and initializers, or None if it cannot be cut.
+        Nothing is copied: a batch builds one model from many parts (:func:`_merged`)."""
         node = self.by_name.get(node_name)
         if node is None or any(a.HasField("g") or len(a.graphs) for a in node.attribute):
             return None
@@ -105,18 +135,9 @@ class LayerCutter:
                             nodes.setdefault(src.name, src)
             outputs.append(target)
         used = {i for n in nodes.values() for i in n.input}
-        inits = [self.initializers[i] for i in used if i in self.initializers]
+        inits = [i for i in used if i in self.initializers]
         order = sorted(nodes.values(), key=lambda n: self.position[n.name])  # the lowered graph is topologically sorted
-        graph = helper.make_graph(
-            order,
-            f"layer_{node_name}",
-            [helper.make_tensor_value_info(t, dtype, None) for t, (_o, dtype) in feeds.items()],
-            [helper.make_tensor_value_info(t, self.dtypes.get(t, 1), None) for t in outputs],
-            inits,
-        )
-        one = helper.make_model(graph, opset_imports=list(self.model.opset_import))
-        one.ir_version = self.model.ir_version
-        return one, feeds
+        return _Part(node_name, order, feeds, outputs, inits)
 
     def _forward(self, start: str, target: str) -> list[Any] | None:
         """The inserted conversion nodes leading from a layer output to the tensor carrying its value."""
@@ -147,11 +168,11 @@ BATCH_ELEMENTS = 1 << 24
 
 @dataclass
 class _Cut:
-    """One layer cut out and ready to run: its model, what to feed it, which outputs to read."""
+    """One layer cut out and ready to run: its nodes, what to feed it, which outputs to read."""
 
     node: str
     outs: list[str]  # original tensor names
-    model: Any
+    part: _Part
     feeds: dict[str, tuple[str, int]]  # cut input -> (original tensor fed, onnx elem type)
     names: list[str]  # the cut's output names, in the order of ``outs``
     elements: int  # per sample, fed and produced
@@ -182,7 +203,8 @@ def attribute(
     if lowered_path is None:  # an FP32 candidate: every layer computes exactly as the reference
         return {t: {"status": "fp32"} for t in tensors}
     cutter = LayerCutter(onnx.load(str(lowered_path)), summary)
-    dumped = {t.onnx_name for t in reference.tensors()}
+    # Each dumped tensor's per-sample shape, from the dump's listing (one pass, no dataset opened per tensor).
+    dumped = {t.onnx_name: t.shape for t in reference.tensors()}
     graph_inputs = set(reference.input_names())
     producer = summary.producer_of()
     by_node: dict[str, list[str]] = {}
@@ -192,6 +214,11 @@ def attribute(
         else:
             by_node.setdefault(producer[t].name, []).append(t)
     batch: list[_Cut] = []
+    elements = 0
+
+    def run(batch: list[_Cut]) -> None:
+        results.update(_run_batch(batch, cutter, reference, dumped, metric_config, session_options, threads, progress))
+
     for node_name, outs in by_node.items():
         if node_name in pinned:
             results.update({t: {"status": "pinned"} for t in outs})
@@ -207,12 +234,13 @@ def attribute(
             results.update(cut)
             progress()
             continue
-        if batch and (len(batch) >= BATCH_LAYERS or sum(c.elements for c in batch) + cut.elements > BATCH_ELEMENTS):
-            results.update(_run_batch(batch, reference, dumped, metric_config, session_options, threads, progress))
-            batch = []
+        if batch and (len(batch) >= BATCH_LAYERS or elements + cut.elements > BATCH_ELEMENTS):
+            run(batch)
+            batch, elements = [], 0
         batch.append(cut)
+        elements += cut.elements
     if batch:
-        results.update(_run_batch(batch, reference, dumped, metric_config, session_options, threads, progress))
+        run(batch)
     return results
 
 
@@ -226,7 +254,7 @@ def _prepare_layer(
     cutter: LayerCutter,
     summary: ModelSummary,
     tensor_map: Mapping[str, Mapping[str, Any]],
-    dumped: set[str],
+    dumped: Mapping[str, tuple[int, ...]],
     graph_inputs: set[str],
     reference: Any,
 ) -> _Cut | dict[str, dict[str, Any]]:
@@ -241,60 +269,63 @@ def _prepare_layer(
     values = {} if low is None else {
         low.output[k]: str(tensor_map[o]["name"]) for k, o in enumerate(node.outputs) if o in tensor_map
     }  # fmt: skip
-    cut = cutter.cut(node_name, values)
-    missing = [] if cut is None else [o for o, _ in cut[1].values() if o not in dumped and o not in graph_inputs]
-    if cut is None or missing:
+    part = cutter.part(node_name, values)
+    missing = [] if part is None else [o for o, _ in part.feeds.values() if o not in dumped and o not in graph_inputs]
+    if part is None or missing:
         why = f"its input {missing[0]!r} was not dumped" if missing else "it cannot be cut out of the graph"
         return _unattributable(outs, why)
-    model, feeds = cut
     elements = 0
-    for original, _ in feeds.values():
-        group = "tensors" if original in dumped else "inputs"
-        elements += math.prod(reference.dataset(original, group).shape[1:])
-    elements += sum(math.prod(reference.dataset(t).shape[1:]) for t in outs if t in dumped)
-    return _Cut(node_name, outs, model, feeds, [str(tensor_map[t]["name"]) for t in outs], elements)
+    for original, _ in part.feeds.values():
+        shape = dumped[original] if original in dumped else reference.dataset(original, "inputs").shape[1:]
+        elements += math.prod(shape)
+    elements += sum(math.prod(dumped[t]) for t in outs if t in dumped)
+    return _Cut(node_name, outs, part, part.feeds, [str(tensor_map[t]["name"]) for t in outs], elements)
 
 
-def _merged(batch: list[_Cut]) -> tuple[Any, list[dict[str, str]]]:
+def _merged(batch: list[_Cut], cutter: LayerCutter) -> tuple[Any, list[dict[str, str]]]:
     """One model holding the batch's cut layers side by side, each member's names prefixed; and per member,
-    its names in the merged model."""
-    from onnx import helper
+    its names in the merged model. Built in place: each node and initializer is copied once, into the model."""
+    from onnx import ModelProto, helper
 
-    first = batch[0].model
-    nodes: list[Any] = []
-    inputs: list[Any] = []
-    outputs: list[Any] = []
-    inits: list[Any] = []
+    model = ModelProto(ir_version=cutter.model.ir_version, opset_import=list(cutter.model.opset_import))
+    graph = model.graph
+    graph.name = "attribution_batch"
     renames: list[dict[str, str]] = []
     for k, cut in enumerate(batch):
-        g = cut.model.graph
-        names = {x.name for x in (*g.input, *g.output, *g.initializer)}
-        names.update(t for n in g.node for t in (*n.input, *n.output) if t)
-        rename = {t: f"b{k}/{t}" for t in names}
-        for n in g.node:
-            m = type(n)()
+        part, prefix = cut.part, f"b{k}/"
+        rename: dict[str, str] = {}
+
+        def new(t: str, rename: dict[str, str] = rename, prefix: str = prefix) -> str:
+            if not t:
+                return t
+            name = rename.get(t)
+            if name is None:
+                name = rename[t] = prefix + t
+            return name
+
+        for n in part.nodes:
+            m = graph.node.add()
             m.CopyFrom(n)
-            m.name = f"b{k}/{n.name}"
-            m.input[:] = [rename[t] if t else t for t in n.input]
-            m.output[:] = [rename[t] if t else t for t in n.output]
-            nodes.append(m)
-        for group, into in ((g.input, inputs), (g.output, outputs), (g.initializer, inits)):
-            for x in group:
-                y = type(x)()
-                y.CopyFrom(x)
-                y.name = rename[x.name]
-                into.append(y)
+            m.name = prefix + n.name
+            m.input[:] = [new(t) for t in n.input]
+            m.output[:] = [new(t) for t in n.output]
+        for t, (_o, dtype) in part.feeds.items():
+            graph.input.append(helper.make_tensor_value_info(new(t), dtype, None))
+        for t in part.outputs:
+            graph.output.append(helper.make_tensor_value_info(new(t), cutter.dtypes.get(t, 1), None))
+        for name in part.initializers:
+            init = graph.initializer.add()
+            init.CopyFrom(cutter.initializers[name])
+            init.name = new(name)
         renames.append(rename)
-    graph = helper.make_graph(nodes, "attribution_batch", inputs, outputs, inits)
-    model = helper.make_model(graph, opset_imports=list(first.opset_import))
-    model.ir_version = first.ir_version
     return model, renames
 
 
 def _run_batch(
     batch: list[_Cut],
+    cutter: LayerCutter,
     reference: Any,
-    dumped: set[str],
+    dumped: Mapping[str, Any],
     metric_config: Callable[[str], Any],
     session_options: Callable[[], Any],
     threads: int,
@@ -307,7 +338,7 @@ def _run_batch(
 
     if len(batch) > 1:
         try:
-            model, renames = _merged(batch)
+            model, renames = _merged(batch, cutter)
             members = [(cut, renames[k]) for k, cut in enumerate(batch)]
             merged = _run(session_of(model), members, reference, dumped, metric_config, threads)
         except (MemoryError, OSError):
@@ -322,7 +353,7 @@ def _run_batch(
     for cut in batch:
         progress()
         try:
-            session = session_of(cut.model)
+            session = session_of(cutter.model_of(cut.part))
         except (MemoryError, OSError):
             raise
         except Exception as exc:
@@ -342,14 +373,17 @@ def _run(
     session: Any,
     members: list[tuple[_Cut, dict[str, str]]],
     reference: Any,
-    dumped: set[str],
+    dumped: Mapping[str, Any],
     metric_config: Callable[[str], Any],
     threads: int,
 ) -> dict[str, dict[str, Any]]:
     """Run cut layers (one session, each member's names renamed as given) over every sample of the reference."""
+    import math
+
     import numpy as np
 
     from layerscope.pipelines.lowering.formats import numpy_dtype
+    from layerscope.pipelines.metrics.batch import batchable
     from layerscope.pipelines.metrics.stats import TensorStats
 
     stats = {t: TensorStats(metric_config(t), threads=threads) for cut, _ in members for t in cut.outs}
@@ -357,32 +391,77 @@ def _run(
     fetch = [
         (cut, t, rename.get(name, name)) for cut, rename in members for t, name in zip(cut.outs, cut.names, strict=True)
     ]
+    # Small tensors keep their samples for one kernel call over all of them at the end (metrics.batch.many), up
+    # to PENDING_ELEMENTS; the others are accumulated sample by sample. A tensor is never split between the two:
+    # its statistics come from one computation over all its samples (partial sums merged would add in another
+    # order than one update per sample does, and attribution.json would change in the last bits).
+    pending: dict[str, tuple[list[Any], list[Any]]] = {}
+    budget = PENDING_ELEMENTS
+    for _cut, t, _name in fetch:
+        size = math.prod(dumped[t]) * reference.samples if t in dumped else 0
+        if size and batchable(size // reference.samples) and size <= budget:
+            pending[t] = ([], [])
+            budget -= size
+    dtypes: dict[int, Any] = {}
     for i in range(reference.samples):
+        # One read per tensor and sample: a layer's reference output is the next layer's input in the same batch.
+        values_of: dict[tuple[str, str], Any] = {}
+
+        def read(name: str, group: str, values_of: dict[tuple[str, str], Any] = values_of, i: int = i) -> Any:
+            value = values_of.get((group, name))
+            if value is None:
+                value = values_of[(group, name)] = reference.read(name, i, group=group)
+            return value
+
         feed = {}
         for cut, rename in members:
             for cut_input, (original, dtype) in cut.feeds.items():
-                group = "tensors" if original in dumped else "inputs"
-                value = reference.read(original, i, group=group)
-                target = numpy_dtype(ELEM_TYPES[dtype])
-                # Feeding the reference into a reduced-precision input rounds it as the candidate's own Cast
-                # would; values beyond the format's range become Inf there too. Counted, never warned about.
-                with np.errstate(over="ignore", invalid="ignore"):
-                    fed = np.asarray(value).astype(target)
-                if fed.dtype.kind == "f" and np.asarray(value).dtype.kind == "f":
-                    overflowed[cut.node] += int(np.count_nonzero(np.isinf(fed) & np.isfinite(value)))
+                value = read(original, "tensors" if original in dumped else "inputs")
+                target = dtypes.get(dtype)
+                if target is None:
+                    target = dtypes[dtype] = np.dtype(numpy_dtype(ELEM_TYPES[dtype]))
+                fed = value
+                if value.dtype != target:
+                    # Feeding the reference into a reduced-precision input rounds it as the candidate's own Cast
+                    # would; values beyond the format's range become Inf there too. Counted, never warned about.
+                    with np.errstate(over="ignore", invalid="ignore"):
+                        fed = value.astype(target)
+                    if fed.dtype.kind == "f" and value.dtype.kind == "f" and fed.dtype.itemsize < value.dtype.itemsize:
+                        overflowed[cut.node] += int(np.count_nonzero(np.isinf(fed) & np.isfinite(value)))
                 feed[rename.get(cut_input, cut_input)] = fed
         values = session.run([name for _, _, name in fetch], feed)
         for (_cut, t, _name), value in zip(fetch, values, strict=True):
-            stats[t].update(reference.read(t, i), value)
+            if t in pending:
+                pending[t][0].append(read(t, "tensors"))
+                pending[t][1].append(value)
+            else:
+                stats[t].update(read(t, "tensors"), value)
+    if pending:
+        stats.update(_many(pending, stats, threads))
     out: dict[str, dict[str, Any]] = {}
     for cut, _ in members:
         for t in cut.outs:
-            local = stats[t].result()
-            local.pop("histograms", None)
+            local = stats[t].result(histograms=False)  # attribution.json keeps no histograms
             out[t] = {"status": "ok", "local": local}
             if overflowed[cut.node]:
                 out[t]["note"] = f"{overflowed[cut.node]} reference input values overflow the input's format"
     return out
+
+
+# Reference values of all samples held for one batched metrics call, at most (one side; as compare's batches).
+PENDING_ELEMENTS = 1 << 21
+
+
+def _many(pending: Mapping[str, tuple[list[Any], list[Any]]], stats: Mapping[str, Any], threads: int) -> dict[str, Any]:
+    """The statistics of small tensors over all their samples (per tensor: the reference's, the cut layer's),
+    from one metrics kernel call: the same as one ``TensorStats.update`` per tensor and sample, bit for bit."""
+    import numpy as np
+
+    from layerscope.pipelines.metrics.batch import many
+
+    names = list(pending)
+    items = [(np.stack(pending[t][0]), np.stack(pending[t][1]), stats[t].config) for t in names]
+    return dict(zip(names, many(items, threads=threads), strict=True))
 
 
 def inherited_share(total: Mapping[str, Any], local: Mapping[str, Any]) -> float | None:

@@ -1,22 +1,24 @@
 """ONNX Runtime backend (CPU execution provider): runs anywhere, no GPU needed.
 
-Build: lower the model (shared lowering), then create a session once to find ops without a kernel for
-the format; those are re-lowered as emulated (FP32 compute, output rounded) and recorded, so a model
-always runs and the report says exactly which layers were native. Dump: the requested intermediate
-tensors are added as graph outputs of the lowered model (ONNX Runtime does not fuse a node whose output
-is a graph output, so every requested value is observable), and each sample is one ``run``.
+Build: lower the model (shared lowering); for a native lowering, create a session once to find ops without
+a kernel for the format; those are re-lowered as emulated (FP32 compute, output rounded) and recorded, so a
+model always runs and the report says exactly which layers were native. FP32 and emulated graphs are not
+opened at build time (nothing to choose): a graph ONNX Runtime refuses fails the dump with its message.
+Dump: the requested intermediate tensors are added as graph outputs of the lowered model (ONNX Runtime does
+not fuse a node whose output is a graph output, so every requested value is observable), and each sample is
+one ``run``.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from layerscope.runner.errors import StageError
+from layerscope.runner.jsonio import write_json
 
 if TYPE_CHECKING:
     import numpy as np
@@ -133,7 +135,7 @@ class OnnxRuntimeBackend:
                     f"ONNX Runtime cannot run the {run.precision} Q/DQ model: {refused[2]}",
                     hint="pin the layer to fp32 (overrides), or set per_channel: false in calibration",
                 )
-            (ctx.out_dir / "lowering.json").write_text(json.dumps(lowering.info, indent=1))
+            write_json(ctx.out_dir / "lowering.json", lowering.info)
             ctx.result.update({"execution": lowering.info["execution"]})
             return
         blocked: set[str] = set()
@@ -143,6 +145,11 @@ class OnnxRuntimeBackend:
             ctx.progress.start(None, f"lowering to {run.precision}{retry}")
             proto = _load(model.path) if run.precision != "fp32" else None
             lowering = lower(proto, model.summary, plan, frozenset(blocked))
+            # Only a native lowering has a choice to make (emulate an op that has no kernel for the format); an
+            # FP32 or emulated graph has none, and the dump's own session says why ONNX Runtime refuses it. A
+            # session over a large graph costs seconds (4 s for 24,000 nodes), so it is not created twice.
+            if run.precision == "fp32" or plan.execution == "emulated":
+                break
             target: bytes | Path = model.path
             if lowering.model is not None:
                 if lowering.model.ByteSize() > _MAX_PROTO:  # too big for memory: probe the saved file
@@ -154,7 +161,7 @@ class OnnxRuntimeBackend:
             if missing is None:
                 break
             op, node, why = missing
-            if op in blocked or plan.execution == "emulated" or run.precision == "fp32":
+            if op in blocked:
                 raise StageError(f"ONNX Runtime cannot run node {node!r} ({op}) of the {run.precision} model: {why}")
             blocked.add(op)
             ctx.progress.log(f"no {run.precision} kernel for {op}: emulating it")
@@ -169,7 +176,7 @@ class OnnxRuntimeBackend:
                 f"ONNX Runtime has no {run.precision} CPU kernel for {', '.join(sorted(blocked))}: "
                 "those layers compute in FP32 and their outputs are rounded (emulated)"
             )
-        (ctx.out_dir / "lowering.json").write_text(json.dumps(lowering.info, indent=1))
+        write_json(ctx.out_dir / "lowering.json", lowering.info)
         ctx.result.update({"execution": lowering.info["execution"], "blocked_ops": sorted(blocked)})
 
     def _probe(self, model: bytes | Path, run: RunSpec) -> tuple[str, str, str] | None:

@@ -12,11 +12,12 @@ rather than data (Resize's roi/scales) keep their FP32 value.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from layerscope.pipelines.lowering.formats import Format
 from layerscope.pipelines.lowering.graphutil import consumers, topological_sort, unique_name
-from layerscope.pipelines.lowering.weights import weight_range
+from layerscope.pipelines.lowering.weights import weight_arrays, weight_range
 from layerscope.pipelines.models.summary import ModelSummary
 
 FLOAT = 1
@@ -39,6 +40,29 @@ def round_weights(array: Any, fmt: Format) -> Any:
     return a.astype(numpy_dtype(fmt.name)).astype(np.float32)
 
 
+# Weights are rounded in groups of about this many elements (bounded temporaries for a model of large ones).
+GROUP_ELEMENTS = 1 << 22
+
+
+def _rounded(arrays: list[Any], fmt: Format) -> Iterator[Any]:
+    """:func:`round_weights` of each array, computed over groups of arrays at once (the same values)."""
+    import numpy as np
+
+    group: list[Any] = []
+    size = 0
+    for i, a in enumerate(arrays):
+        group.append(np.asarray(a, dtype=np.float32))
+        size += group[-1].size
+        if size < GROUP_ELEMENTS and i + 1 < len(arrays):
+            continue
+        flat = round_weights(np.concatenate([g.ravel() for g in group]), fmt)
+        offset = 0
+        for g in group:
+            yield flat[offset : offset + g.size].reshape(g.shape)
+            offset += g.size
+        group, size = [], 0
+
+
 def _float_value(node: Any) -> Any:
     from onnx import numpy_helper
 
@@ -52,7 +76,8 @@ def lower_emulated(model: Any, summary: ModelSummary, fmt: Format, pinned: set[s
     from onnx import helper, numpy_helper
 
     g = model.graph
-    weight_notes, weights = weight_range(model, fmt, {n.name for n in g.node if n.name not in pinned})
+    arrays = weight_arrays(model)
+    weight_notes, weights = weight_range(model, fmt, {n.name for n in g.node if n.name not in pinned}, arrays)
     taken = {o for n in g.node for o in n.output} | {i.name for i in g.input} | {i.name for i in g.initializer}
     taken |= {n.name for n in g.node}
     is_float = {name for name, t in summary.tensors.items() if t.dtype == "float32"}
@@ -67,14 +92,22 @@ def lower_emulated(model: Any, summary: ModelSummary, fmt: Format, pinned: set[s
     # the bytes of its FP32 copy; h5py has no bfloat16 or float8, so those are read after the Cast back).
     in_format: dict[str, str] = {}
 
+    # Each pair is copied from one made by onnx.helper (the same proto, without its per-call attribute checks).
+    to_format = helper.make_node("Cast", [""], [""], name="", to=fmt.onnx_type)
+    to_fp32 = helper.make_node("Cast", [""], [""], name="", to=FLOAT)
+
+    def cast(template: Any, src: str, dst: str, name: str) -> Any:
+        node = type(template)()
+        node.CopyFrom(template)
+        node.input[0], node.output[0], node.name = src, dst, name
+        return node
+
     def rounding_pair(src: str, dst: str, base: str) -> None:
         q = unique_name(f"{base}::{fmt.name}", taken)
         if fmt.name == "fp16":
             in_format[dst] = q
-        new_nodes.append(
-            helper.make_node("Cast", [src], [q], name=unique_name(f"{base}::to_{fmt.name}", taken), to=fmt.onnx_type)
-        )
-        new_nodes.append(helper.make_node("Cast", [q], [dst], name=unique_name(f"{base}::to_fp32", taken), to=FLOAT))
+        new_nodes.append(cast(to_format, src, q, unique_name(f"{base}::to_{fmt.name}", taken)))
+        new_nodes.append(cast(to_fp32, q, dst, unique_name(f"{base}::to_fp32", taken)))
 
     execution: dict[str, str] = {}
     unknown: list[str] = []
@@ -117,16 +150,21 @@ def lower_emulated(model: Any, summary: ModelSummary, fmt: Format, pinned: set[s
         rounding_pair(inp.name, rounded, inp.name)
         for n, i in readers:
             n.input[i] = rounded
-    # Weights: rounded in place when only reduced layers read them, else a rounded copy for those.
-    replacements = []
+    # Weights: rounded in place when only reduced layers read them, else a rounded copy for those. Rounded all
+    # at once (round_weights works per element; thousands of small weights cost a numpy call each otherwise).
+    read: list[tuple[Any, list[tuple[Any, int]], list[tuple[Any, int]]]] = []
     for init in g.initializer:
         if init.data_type != FLOAT:
             continue
         readers = uses.get(init.name, [])
         data_readers = [(n, i) for n, i in readers if i >= 0 and data_use(n, i)]
-        if not data_readers:
-            continue
-        rounded = numpy_helper.from_array(round_weights(numpy_helper.to_array(init), fmt), init.name)
+        if data_readers:
+            read.append((init, readers, data_readers))
+    replacements = []
+    for (init, readers, data_readers), value in zip(
+        read, _rounded([arrays[init.name] for init, _, _ in read], fmt), strict=True
+    ):
+        rounded = numpy_helper.from_array(value, init.name)
         if len(data_readers) == len(readers):
             replacements.append((init, rounded))
         else:

@@ -59,25 +59,29 @@ def remove_dead_casts(graph: Any) -> int:
 def topological_sort(graph: Any) -> None:
     """Reorder graph.node so every node follows the producers of its inputs (stable: keeps the given
     order where it already is one). Leaves the graph untouched if it has a cycle or dangling input."""
+    import heapq
+
     nodes = list(graph.node)
     producer: dict[str, int] = {}
     for i, n in enumerate(nodes):
         for o in n.output:
             if o:
                 producer[o] = i
-    deps: list[set[int]] = []
-    for n in nodes:
-        reads = [x for x in n.input if x] + sorted(_subgraph_free_inputs(n))
-        deps.append({producer[x] for x in reads if x in producer})
-    dependents: dict[int, list[int]] = defaultdict(list)
+    dependents: list[list[int]] = [[] for _ in nodes]
     indegree = [0] * len(nodes)
-    for i, ds in enumerate(deps):
-        for d in ds:
-            if d != i:
-                dependents[d].append(i)
-                indegree[i] += 1
-    import heapq
-
+    in_order = True
+    for i, n in enumerate(nodes):
+        reads = list(n.input)
+        if any(a.HasField("g") or len(a.graphs) for a in n.attribute):  # (a walk of its subgraphs otherwise)
+            reads += sorted(_subgraph_free_inputs(n))
+        deps = {producer[x] for x in reads if x in producer}
+        deps.discard(i)
+        for d in deps:
+            dependents[d].append(i)
+            in_order = in_order and d < i
+        indegree[i] = len(deps)
+    if in_order:  # already sorted: the stable order below would be this one
+        return
     ready = [i for i, k in enumerate(indegree) if k == 0]
     heapq.heapify(ready)
     order: list[int] = []
@@ -89,8 +93,6 @@ def topological_sort(graph: Any) -> None:
             if indegree[j] == 0:
                 heapq.heappush(ready, j)
     if len(order) != len(nodes):
-        return
-    if order == list(range(len(nodes))):
         return
     sorted_nodes = [nodes[i] for i in order]
     del graph.node[:]

@@ -266,7 +266,9 @@ class TensorStats:
             return self.max_rel  # above the histogram's top edge
         return bin_bounds(HISTOGRAM_LAYOUTS["rel_error"], i)[1]
 
-    def result(self) -> dict[str, Any]:
+    def result(self, *, histograms: bool = True) -> dict[str, Any]:
+        """The tensor's metrics (report.json's ``metrics``); ``histograms=False`` leaves out the histograms, whose
+        sparse form was most of a result's cost, for callers that do not keep them (attribution)."""
         c, s = self.count, self.total
         n = c("elements")
         cum = np.cumsum(self.rel_hist)
@@ -304,11 +306,12 @@ class TensorStats:
                 "min_abs_nonzero": self.min_abs_nonzero if self.min_abs_nonzero != math.inf else None,
                 "max_abs": self.max_abs_ref,
             },
-            "histograms": {
+        }
+        if histograms:
+            out["histograms"] = {
                 "rel_error": {"zero": c("rel_zero"), **sparse_counts(self.rel_hist), "inf": c("rel_inf")},
                 "ref_abs": {"zero": c("zeros"), **sparse_counts(self.abs_hist)},
-            },
-        }
+            }
         if self.config.quant is not None:
             q = self.config.quant
             out["quant"] = {

@@ -293,3 +293,16 @@ def test_histogram_counts_are_stored_as_runs_and_read_in_either_form() -> None:
         assert bin_counts({"counts": {str(k): v for k, v in expected.items()}}) == expected  # schema version 1
     assert sparse_counts(np.array([0, 0, 1, 2, 0, 0, 0, 7], np.int64)) == {"start": 2, "counts": [1, 2, -3, 7]}
     assert sparse_counts(np.zeros(4, np.int64)) == {"start": 0, "counts": []}
+
+
+def test_a_result_without_histograms_is_the_result_less_its_histograms() -> None:
+    rng = np.random.default_rng(3)
+    ref = rng.normal(size=500).astype(np.float32)
+    ref[:3] = [0.0, np.inf, np.nan]
+    cand = (ref + rng.normal(scale=1e-3, size=500)).astype(np.float16)
+    for quant in (None, metrics.QuantParams("int8", 0.01)):
+        s = TensorStats(MetricConfig(quant=quant))
+        s.update(ref, cand)
+        full = s.result()
+        assert full.pop("histograms")["rel_error"]["zero"] >= 0
+        assert list(s.result(histograms=False).items()) == list(full.items())  # the same keys, in the same order
