@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from layerscope.pipelines.reports.packing import HISTOGRAMS_FILE, unpack_report
 from layerscope.runner.errors import UsageError
 from layerscope.runner.files import atomic_write
 from layerscope.runner.jsonio import encode
@@ -26,8 +27,9 @@ if TYPE_CHECKING:
     from layerscope.runner.graph import Plan
 
 
-def report_document(exp: Experiment, entry: Entry) -> dict[str, Any]:
-    """The report the report stage wrote (cached), with the config's path as this invocation gave it.
+def _cached_report(exp: Experiment, entry: Entry) -> dict[str, Any]:
+    """report.json as the report stage wrote it (packed where large), with the config's path as this
+    invocation gave it.
 
     The path is provenance of the invocation, not of the cached report: a path is in no cache key, so running
     the same config by another path reuses everything.
@@ -35,6 +37,11 @@ def report_document(exp: Experiment, entry: Entry) -> dict[str, Any]:
     report: dict[str, Any] = json.loads(entry.file("report.json").read_text())
     report["experiment"] = {"config": exp.source, **report["experiment"]}
     return report
+
+
+def report_document(exp: Experiment, entry: Entry) -> dict[str, Any]:
+    """The report the report stage wrote (cached) as every reader sees it: unpacked, histograms in place."""
+    return unpack_report(_cached_report(exp, entry), entry.file("report.json").parent)
 
 
 def write_outputs(
@@ -50,7 +57,7 @@ def write_outputs(
     document and the files written by format. The report stage must have an entry."""
     report_entry = outcomes["report"].entry
     assert report_entry is not None
-    report = report_document(exp, report_entry)
+    report = _cached_report(exp, report_entry)
     report["execution"] = {
         "stages": {
             sid: {
@@ -73,7 +80,9 @@ def write_outputs(
     files = {"json": out_dir / "report.json"}
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write(files["json"], encode(report))
+        _write_histograms(report_entry, out_dir)  # first: report.json names the file it goes with
+        atomic_write(files["json"], encode(report, compact="histograms_file" in report))
+        unpack_report(report, report_entry.file("report.json").parent)  # what the renderers and the caller read
         # What the report stage wrote (the report without `execution`), by content: the key of cached HTML charts.
         content_key = report_entry.manifest["files"]["report.json"]["sha256"]
         for fmt in exp.report_formats:
@@ -88,6 +97,17 @@ def write_outputs(
             raise disk_full(exc, exc.filename or out_dir) from None
         raise UsageError(f"cannot write the report into {out_dir}: {exc.strerror or exc}") from None
     return report, files
+
+
+def _write_histograms(entry: Entry, out_dir: Path) -> None:
+    """The histograms file of a packed report beside report.json (a stale one of an earlier run goes)."""
+    target = out_dir / HISTOGRAMS_FILE
+    source = entry.file(HISTOGRAMS_FILE)
+    if source.is_file():
+        atomic_write(target, source.read_bytes())
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            target.unlink()
 
 
 def _stage_warnings(outcome: Outcome) -> list[str]:
@@ -146,10 +166,33 @@ def _copy_calibration_cache(plan: Plan, outcomes: Mapping[str, Outcome], out_dir
         atomic_write(out_dir / TRT_CACHE, entry.file(TRT_CACHE).read_text())
 
 
-def _markdown(report: dict[str, Any], cache: Cache | None, content_key: str | None) -> str:
-    from layerscope.pipelines.reports.markdown import markdown
+MARKDOWN_FILE = "body.md"
 
-    return markdown(report)
+
+def _markdown(report: dict[str, Any], cache: Cache | None, content_key: str | None) -> str:
+    """report.md; its body (all but how this invocation ran) comes from the cache when the same report stage
+    output was rendered by the same code for the same config path: a warm rerun of a model with thousands of
+    layers re-rendered megabytes of Markdown that could not have changed."""
+    from layerscope.pipelines.reports.markdown import markdown, markdown_body, markdown_execution
+    from layerscope.runner.codeversion import code_version
+    from layerscope.runner.hashing import digest
+
+    if cache is None or content_key is None:
+        return markdown(report)
+    code = code_version("layerscope.pipelines.reports.markdown")
+    key = digest({"report": content_key, "config": report["experiment"].get("config"), "markdown": code})
+    found = cache.lookup("markdown", key)
+    if found.entry is None:
+        with cache.lock(key):
+            found = cache.lookup("markdown", key)
+            if found.entry is None:
+                body = markdown_body(report)
+                with cache.staging("markdown", key) as tmp:
+                    (tmp / MARKDOWN_FILE).write_text(body, encoding="utf-8")
+                    cache.publish("markdown", key, tmp, {"stage": "report.md", "material": {"report": content_key}})
+                return body + markdown_execution(report)
+    assert found.entry is not None
+    return found.entry.file(MARKDOWN_FILE).read_text(encoding="utf-8") + markdown_execution(report)
 
 
 def _html(report: dict[str, Any], cache: Cache | None, content_key: str | None) -> str:

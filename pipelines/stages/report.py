@@ -21,13 +21,16 @@ from layerscope.pipelines.experiment.inputs import input_material
 from layerscope.pipelines.metrics.limits import check
 from layerscope.pipelines.metrics.task_limits import with_task
 from layerscope.runner.codeversion import code_version
+from layerscope.runner.files import atomic_write
 from layerscope.runner.graph import Stage, StageContext
-from layerscope.runner.jsonio import as_float, write_json
+from layerscope.runner.jsonio import as_float, encode, finite_json
 
 if TYPE_CHECKING:
     from layerscope.pipelines.experiment import Experiment, Limits
 
-SCHEMA_VERSION = 2  # 2: histogram counts as runs from a start bin (schemas/report.schema.json)
+# 3: large comparisons' layers packed, most of their histograms beside report.json (reports.packing);
+# 2: histogram counts as runs from a start bin (schemas/report.schema.json)
+SCHEMA_VERSION = 3
 LIBRARIES = ("numpy", "onnx", "onnxruntime", "h5py", "ml_dtypes", "jsonschema", "pyyaml")
 
 
@@ -141,7 +144,12 @@ def make(
             **record,
             "comparisons": comparisons,
         }
-        write_json(ctx.out_dir / "report.json", report)
+        from layerscope.pipelines.reports.packing import HISTOGRAMS_FILE, pack_report
+
+        packed, histograms = pack_report(finite_json(report), encode)
+        if histograms is not None:  # one cache entry: both files are published together
+            atomic_write(ctx.out_dir / HISTOGRAMS_FILE, histograms)
+        atomic_write(ctx.out_dir / "report.json", encode(packed, compact=histograms is not None))
         ctx.result["verdict"] = verdict
 
     return Stage(
