@@ -52,9 +52,13 @@ def write_outputs(
     cache: Cache,
     started: float,
     warnings: list[str] | None = None,
+    *,
+    unpacked: bool = True,
 ) -> tuple[dict[str, Any], dict[str, Path]]:
     """Write report.json, the configured report formats and dump links into ``out_dir``; returns the report
-    document and the files written by format. The report stage must have an entry."""
+    document and the files written by format. The report stage must have an entry. With ``unpacked=False``
+    the document may be report.json's own (packed: :func:`.packing.unpack_report` with ``out_dir`` reads it),
+    which spares a caller that needs only the verdict the unpacking of thousands of layers."""
     report_entry = outcomes["report"].entry
     assert report_entry is not None
     report = _cached_report(exp, report_entry)
@@ -82,13 +86,24 @@ def write_outputs(
         out_dir.mkdir(parents=True, exist_ok=True)
         _write_histograms(report_entry, out_dir)  # first: report.json names the file it goes with
         atomic_write(files["json"], encode(report, compact="histograms_file" in report))
-        unpack_report(report, report_entry.file("report.json").parent)  # what the renderers and the caller read
+        folder = report_entry.file("report.json").parent
+
+        def full() -> dict[str, Any]:  # what the renderers read, unpacked once where one needs it (in place)
+            return unpack_report(report, folder)
+
         # What the report stage wrote (the report without `execution`), by content: the key of cached HTML charts.
         content_key = report_entry.manifest["files"]["report.json"]["sha256"]
         for fmt in exp.report_formats:
             if fmt in RENDERERS:
                 files[fmt] = out_dir / f"report.{fmt}"
-                atomic_write(files[fmt], RENDERERS[fmt](report, cache, content_key))
+                text = (
+                    _cached_markdown(report, cache, content_key, full)
+                    if fmt == "md"
+                    else RENDERERS[fmt](full(), cache, content_key)
+                )
+                atomic_write(files[fmt], text)
+        if unpacked:
+            full()
         _link_dumps(exp, plan, outcomes, out_dir, cache)
         cache.record_links(out_dir)  # so that `cache gc` and `clear` can name the run folders they break
         _copy_calibration_cache(plan, outcomes, out_dir, cache)
@@ -170,15 +185,22 @@ MARKDOWN_FILE = "body.md"
 
 
 def _markdown(report: dict[str, Any], cache: Cache | None, content_key: str | None) -> str:
+    return _cached_markdown(report, cache, content_key, lambda: report)
+
+
+def _cached_markdown(
+    report: dict[str, Any], cache: Cache | None, content_key: str | None, unpacked: Callable[[], dict[str, Any]]
+) -> str:
     """report.md; its body (all but how this invocation ran) comes from the cache when the same report stage
     output was rendered by the same code for the same config path: a warm rerun of a model with thousands of
-    layers re-rendered megabytes of Markdown that could not have changed."""
+    layers re-rendered megabytes of Markdown that could not have changed. ``report`` may be packed (only its
+    config path and execution are read); ``unpacked()`` gives the document to render on a miss."""
     from layerscope.pipelines.reports.markdown import markdown, markdown_body, markdown_execution
     from layerscope.runner.codeversion import code_version
     from layerscope.runner.hashing import digest
 
     if cache is None or content_key is None:
-        return markdown(report)
+        return markdown(unpacked())
     code = code_version("layerscope.pipelines.reports.markdown")
     key = digest({"report": content_key, "config": report["experiment"].get("config"), "markdown": code})
     found = cache.lookup("markdown", key)
@@ -186,7 +208,7 @@ def _markdown(report: dict[str, Any], cache: Cache | None, content_key: str | No
         with cache.lock(key):
             found = cache.lookup("markdown", key)
             if found.entry is None:
-                body = markdown_body(report)
+                body = markdown_body(unpacked())
                 with cache.staging("markdown", key) as tmp:
                     (tmp / MARKDOWN_FILE).write_text(body, encoding="utf-8")
                     cache.publish("markdown", key, tmp, {"stage": "report.md", "material": {"report": content_key}})
