@@ -59,12 +59,32 @@ def _same(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-def _flatten(d: dict[str, Any], prefix: Path_, out: list[tuple[Path_, Any]]) -> None:
-    for k, v in d.items():
-        if type(v) is dict and v:
-            _flatten(v, (*prefix, k), out)
-        else:
-            out.append(((*prefix, k), v))
+class _Paths:
+    """Key paths by id, found through a trie of keys: a path's tuple is built once, not once per layer."""
+
+    def __init__(self) -> None:
+        self.paths: list[Path_] = []
+        self._leaves: dict[int, dict[str, int]] = {}  # node -> key -> path id (a value there)
+        self._nodes: dict[int, dict[str, int]] = {}  # node -> key -> child node (an object there)
+        self._prefix: list[Path_] = [()]
+
+    def flatten(self, d: dict[str, Any], ids: list[int], values: list[Any], node: int = 0) -> None:
+        leaves = self._leaves.setdefault(node, {})
+        for k, v in d.items():
+            if type(v) is dict and v:
+                children = self._nodes.setdefault(node, {})
+                child = children.get(k)
+                if child is None:
+                    child = children[k] = len(self._prefix)
+                    self._prefix.append((*self._prefix[node], k))
+                self.flatten(v, ids, values, child)
+            else:
+                i = leaves.get(k)
+                if i is None:
+                    i = leaves[k] = len(self.paths)
+                    self.paths.append((*self._prefix[node], k))
+                ids.append(i)
+                values.append(v)
 
 
 def _drop_local_repeats(layer: dict[str, Any]) -> dict[str, Any]:
@@ -80,25 +100,20 @@ def _drop_local_repeats(layer: dict[str, Any]) -> dict[str, Any]:
 
 def pack_layers(layers: list[dict[str, Any]]) -> dict[str, Any]:
     """The packed table of a comparison's layers (see the module doc)."""
-    index: dict[Path_, int] = {}
+    paths = _Paths()
     first: list[Any] = []
     varies: list[bool] = []
     shaped: list[tuple[tuple[int, ...], list[Any]]] = []
     for layer in layers:
-        pairs: list[tuple[Path_, Any]] = []
-        _flatten(_drop_local_repeats(layer), (), pairs)
-        ids = []
-        values = []
-        for path, value in pairs:
-            i = index.get(path)
-            if i is None:
-                i = index[path] = len(first)
+        ids: list[int] = []
+        values: list[Any] = []
+        paths.flatten(_drop_local_repeats(layer), ids, values)
+        for i, value in zip(ids, values, strict=True):
+            if i == len(first):  # ids are handed out in order: this path is new
                 first.append(value)
                 varies.append(False)
             elif not varies[i] and not _same(first[i], value):
                 varies[i] = True
-            ids.append(i)
-            values.append(value)
         shaped.append((tuple(ids), values))
     fixed = [not v and len(layers) > 1 for v in varies]
     shapes: dict[tuple[int, ...], int] = {}
@@ -108,7 +123,7 @@ def pack_layers(layers: list[dict[str, Any]]) -> dict[str, Any]:
         rows.append([s, *(value for i, value in zip(shape, values, strict=True) if not fixed[i])])
     return {
         "packed": 1,
-        "paths": [list(p) for p in index],
+        "paths": [list(p) for p in paths.paths],
         "defaults": [[i, first[i]] for i, f in enumerate(fixed) if f],
         "local_from_metrics": list(LOCAL_FROM_METRICS),
         "shapes": [list(s) for s in shapes],
@@ -207,7 +222,7 @@ def pack_report(doc: dict[str, Any], encode: Any) -> tuple[dict[str, Any], str |
 
     Comparisons of at least :data:`PACK_AT` layers are packed, and their layers' histograms, except those of
     the layers the report shows, go to the histograms file; report.json names it with its SHA-256, so a reader
-    never merges the file of another run. ``encode`` turns a document into text (``jsonio.encode``, called
+    never merges the file of another run. ``encode`` turns a document into text (``jsonio.dumps``, called
     with ``compact=True``).
     """
     comparisons = doc.get("comparisons", [])

@@ -23,7 +23,7 @@ from layerscope.pipelines.metrics.task_limits import with_task
 from layerscope.runner.codeversion import code_version
 from layerscope.runner.files import atomic_write
 from layerscope.runner.graph import Stage, StageContext
-from layerscope.runner.jsonio import as_float, encode, finite_json
+from layerscope.runner.jsonio import as_float, dumps
 
 if TYPE_CHECKING:
     from layerscope.pipelines.experiment import Experiment, Limits
@@ -146,10 +146,10 @@ def make(
         }
         from layerscope.pipelines.reports.packing import HISTOGRAMS_FILE, pack_report
 
-        packed, histograms = pack_report(finite_json(report), encode)
+        packed, histograms = pack_report(report, dumps)
         if histograms is not None:  # one cache entry: both files are published together
             atomic_write(ctx.out_dir / HISTOGRAMS_FILE, histograms)
-        atomic_write(ctx.out_dir / "report.json", encode(packed, compact=histograms is not None))
+        atomic_write(ctx.out_dir / "report.json", dumps(packed, compact=histograms is not None))
         ctx.result["verdict"] = verdict
 
     return Stage(
