@@ -157,7 +157,7 @@ def make(
         kind="report",
         params={
             "record": record,
-            "limits": {t: lim.to_json() for t, lim in limits.items()},
+            "limits": _limits_json(limits),
             **({"task_limits": exp.thresholds.task.to_json()} if task_ids else {}),
             **({"attribution_unavailable": unavailable} if unavailable else {}),
         },
@@ -185,11 +185,13 @@ def _comparison(
     from layerscope.pipelines.analysis.attribution import inherited_share
 
     local = (attribution or {}).get("tensors", {})
+    as_json = _limits_json(limits)
     layers = []
     for layer in data["layers"]:
         lim = limits[layer["tensor"]]
         failures = check(layer["metrics"], lim)
-        entry = {**layer, "limits": lim.to_json(), "verdict": "fail" if failures else "pass", "failures": failures}
+        verdict = "fail" if failures else "pass"
+        entry = {**layer, "limits": as_json[layer["tensor"]], "verdict": verdict, "failures": failures}
         note = weight_note(layer, data["format"])
         if note:
             entry["weight_note"] = note
@@ -230,6 +232,19 @@ def _comparison(
         ),
         "not_observable_reasons": data.get("not_observable_reasons", {}),
     }
+
+
+def _limits_json(limits: dict[str, Limits]) -> dict[str, dict[str, Any]]:
+    """Each tensor's limits as JSON, converted once per Limits object (most layers share the default one);
+    each tensor gets its own copy, so that no two layers of a report share an object."""
+    converted: dict[int, dict[str, Any]] = {}  # by identity: equal limits may differ in type (1 and 1.0)
+    out = {}
+    for t, lim in limits.items():
+        found = converted.get(id(lim))
+        if found is None:
+            found = converted[id(lim)] = lim.to_json()
+        out[t] = dict(found)
+    return out
 
 
 def _paths(a: Any, b: Any, prefix: str = "") -> list[str]:
