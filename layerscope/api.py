@@ -306,23 +306,31 @@ def export(
 
 # -- shared with the command line -------------------------------------------------------------------------
 class Execution:
-    """A run as the command line needs it: the experiment, the stages' outcomes, and the report document with
-    the files written (None when ``only`` selected stages that do not include the report). The typed report
-    is built on first use: the command line prints from the document."""
+    """A run as the command line needs it: the experiment, the stages' outcomes, the verdict, and the report
+    document with the files written (None when ``only`` selected stages that do not include the report). The
+    document is unpacked (packing.py) and the typed report built on first use: a warm rerun that prints only
+    the verdict never reads thousands of layers."""
 
     def __init__(
         self,
         experiment: Experiment,
         outcomes: dict[str, Outcome],
         out_dir: Path,
-        document: dict[str, Any] | None = None,
+        written: dict[str, Any] | None = None,
         files: dict[str, Path] | None = None,
     ) -> None:
         self.experiment = experiment
         self.outcomes = outcomes
         self.out_dir = out_dir
-        self.document = document
+        self._written = written  # as written into out_dir (maybe packed)
+        self.verdict: str | None = None if written is None else written["verdict"]
         self.files = files or {}
+
+    @cached_property
+    def document(self) -> dict[str, Any] | None:
+        from layerscope.pipelines.reports.packing import unpack_report
+
+        return None if self._written is None else unpack_report(self._written, self.out_dir)
 
     @cached_property
     def report(self) -> Report | None:
@@ -445,8 +453,8 @@ def execute(
         raise RunError(outcomes)
     if outcomes["report"].entry is None:  # `only` did not need the report
         return Execution(exp, outcomes, out_dir)
-    document, files = write_outputs(exp, stage_plan, outcomes, out_dir, exp.cache, started, caught)
-    return Execution(exp, outcomes, out_dir, document, files)
+    written, files = write_outputs(exp, stage_plan, outcomes, out_dir, exp.cache, started, caught, unpacked=False)
+    return Execution(exp, outcomes, out_dir, written, files)
 
 
 @_leased

@@ -415,18 +415,19 @@ def cmd_run(args: argparse.Namespace) -> int:
             done = [o.sid for o in exc.stages.values() if o.status in ("ran", "cached")]
             print(f"FAILED: {', '.join(done)} (--only: no report written)")
         return EXIT_STAGE
-    report = result.document
-    if report is None:  # --only, and the report was not among what it needed
+    verdict = result.verdict
+    if verdict is None:  # --only, and the report was not among what it needed
         done = [o.sid for o in result.outcomes.values() if o.status in ("ran", "cached")]
         print(f"done: {', '.join(done)} (--only: no report written)")
         return EXIT_OK
     if not args.quiet:
         from layerscope.pipelines.reports.terminal import print_summary
 
-        print_summary(report, console)
+        assert result.document is not None
+        print_summary(result.document, console)
     formats = ", ".join(result.experiment.report_formats)
-    print(f"{report['verdict'].upper()}: {result.experiment.name} — report in {result.out_dir}/ ({formats})")
-    return EXIT_OK if report["verdict"] == "pass" or args.exit_zero else EXIT_THRESHOLD
+    print(f"{verdict.upper()}: {result.experiment.name} — report in {result.out_dir}/ ({formats})")
+    return EXIT_OK if verdict == "pass" or args.exit_zero else EXIT_THRESHOLD
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -28,7 +28,7 @@ class Item:
     """One cache entry as listed."""
 
     path: Path
-    kind: str  # build, dump, compare, attribute, report, model, summary, figures, gitblob
+    kind: str  # build, dump, compare, attribute, report, model, summary, figures, markdown, gitblob
     stage: str  # the stage id (``build[fp16]``) or what made it (``model summary``)
     experiment: str
     run: str  # the run it belongs to ("" for the report and shared files)
@@ -84,7 +84,7 @@ class Group:
     last_used: float
 
 
-_ORDER = ("build", "dump", "compare", "attribute", "report", "model", "summary", "figures", "gitblob")
+_ORDER = ("build", "dump", "compare", "attribute", "report", "model", "summary", "figures", "markdown", "gitblob")
 
 
 def groups(items: Iterable[Item]) -> list[Group]:

@@ -37,6 +37,7 @@ def _package_dir(name: str) -> Path | None:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
+@cache
 def module_file(name: str) -> Path | None:
     """The source file of a module of the project, or None when ``name`` is not a module (an attribute)."""
     parts = name.split(".")
@@ -64,20 +65,38 @@ def _type_checking(test: ast.expr) -> bool:
     )
 
 
-def _imported(path: Path, top: str, module: str | None = None) -> list[str]:
-    """Modules of ``top`` that the source at ``path`` imports (outside ``if TYPE_CHECKING:`` blocks)."""
+def _statements(body: list[ast.stmt]) -> list[ast.stmt]:
+    """Every statement in ``body`` at any depth, except the bodies of ``if TYPE_CHECKING:`` (their ``else`` counts).
+
+    Imports are statements, so only statement lists are descended (bodies, ``else``, ``finally``, handlers,
+    ``match`` cases): walking every expression node with ``ast.walk`` cost seconds per stage kind, on every run.
+    """
+    out: list[ast.stmt] = []
+    todo = list(reversed(body))
+    while todo:
+        node = todo.pop()
+        out.append(node)
+        children: list[ast.stmt] = []
+        if not (isinstance(node, ast.If) and _type_checking(node.test)):
+            children += getattr(node, "body", [])
+        children += getattr(node, "orelse", []) + getattr(node, "finalbody", [])
+        for part in getattr(node, "handlers", []) + getattr(node, "cases", []):
+            children += part.body
+        todo += reversed(children)
+    return out
+
+
+@cache
+def _imported(path: Path, top: str, module: str | None = None) -> tuple[str, ...]:
+    """Modules of ``top`` that the source at ``path`` imports (outside ``if TYPE_CHECKING:`` blocks).
+
+    Memoised: the stage kinds' closures share most modules, and parsing is what a closure costs."""
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     package = None
     if module is not None:
         package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-    skipped: set[int] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.If) and _type_checking(node.test):
-            skipped |= {id(n) for stmt in node.body for n in ast.walk(stmt)}
     out: list[str] = []
-    for node in ast.walk(tree):
-        if id(node) in skipped:
-            continue
+    for node in _statements(tree.body):
         if isinstance(node, ast.Import):
             out += [a.name for a in node.names if a.name == top or a.name.startswith(top + ".")]
         elif isinstance(node, ast.ImportFrom):
@@ -92,7 +111,7 @@ def _imported(path: Path, top: str, module: str | None = None) -> list[str]:
                 continue
             out.append(base)
             out += [f"{base}.{a.name}" for a in node.names if a.name != "*"]  # kept only where a submodule
-    return out
+    return tuple(out)
 
 
 def _with_parents(name: str) -> list[str]:
@@ -150,3 +169,5 @@ def clear() -> None:
     closure.cache_clear()
     _file_digest.cache_clear()
     _package_dir.cache_clear()
+    module_file.cache_clear()
+    _imported.cache_clear()

@@ -29,6 +29,17 @@ def canonical_json(value: Any) -> str:
 
 
 def _canonical(value: Any) -> Any:
+    # Exact types first: a plan digests every stage's parameters (thousands of layers' limits), and an ABC
+    # isinstance check per value was most of a warm run's planning. Subclasses take the general path below.
+    t = type(value)
+    if t is str or t is int or t is bool or value is None:
+        return value
+    if t is float:
+        return value if math.isfinite(value) else repr(value)
+    if t is dict:
+        return {str(k): _canonical(v) for k, v in value.items()}
+    if t is list or t is tuple:
+        return [_canonical(v) for v in value]
     if isinstance(value, Mapping):
         return {str(k): _canonical(v) for k, v in value.items()}
     if isinstance(value, (set, frozenset)):

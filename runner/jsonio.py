@@ -39,15 +39,19 @@ def as_float(value: Any) -> float:
 INDENT_UP_TO = 1 << 20
 
 
-def encode(value: Any) -> str:
-    """A finite JSON document as text: one-space indents when small, compact when large (INDENT_UP_TO)."""
-    compact = json.dumps(value, allow_nan=False, separators=(",", ":"))
-    return compact if len(compact) > INDENT_UP_TO else json.dumps(value, indent=1, allow_nan=False)
+def encode(value: Any, *, compact: bool = False) -> str:
+    """A finite JSON document as text: one-space indents when small, compact when large (INDENT_UP_TO) or
+    when ``compact`` (a document made for tools, such as report.json's packed layer tables)."""
+    text = json.dumps(value, allow_nan=False, separators=(",", ":"))
+    return text if compact or len(text) > INDENT_UP_TO else json.dumps(value, indent=1, allow_nan=False)
 
 
-def dumps(value: Any) -> str:
+def dumps(value: Any, *, compact: bool = False) -> str:
     """The text layerscope writes for a JSON document: non-finite floats as strings (see :func:`encode`)."""
-    return encode(finite_json(value))
+    try:  # most documents have no non-finite float: the C encoder says so faster than a walk in Python
+        return encode(value, compact=compact)
+    except ValueError:
+        return encode(finite_json(value), compact=compact)
 
 
 def write_json(path: Path, value: Any) -> None:

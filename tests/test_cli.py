@@ -207,12 +207,12 @@ def test_cache_commands(write_config, capsys: pytest.CaptureFixture[str]) -> Non
     assert re.search(r"small\s+│\s+fp16\s+│\s+4\s+│\s+build, dump, compare, attribute", listing), listing
     assert re.search(r"small\s+│\s+—\s+│\s+1\s+│\s+report", listing)
     assert re.search(r"small\s+│\s+fp32\s+│\s+2\s+│\s+build, dump", listing)
-    assert re.search(r"\(shared\)\s+│\s+—\s+│\s+3\s+│\s+model, summary, figures", listing)
-    assert re.search(r"total 10 entries, .*, 1 experiment$", listing, re.M)
+    assert re.search(r"\(shared\)\s+│\s+—\s+│\s+4\s+│\s+model, summary, figures, markdown", listing)
+    assert re.search(r"total 11 entries, .*, 1 experiment$", listing, re.M)
     run_ok(["cache", "ls", "--entries", "--kind", "dump", "--experiment", "sm*"])
     listing = capsys.readouterr().out
     assert "dump[fp16]" in listing and "build[fp32]" not in listing
-    assert "total 2 entries" in listing and "(filtered; the cache holds 10 entries" in listing
+    assert "total 2 entries" in listing and "(filtered; the cache holds 11 entries" in listing
     run_ok(["cache", "ls", "--experiment", "other"])
     assert "total 0 entries" in capsys.readouterr().out
     run_ok(["cache", "ls", "--max-size", "1G"], 2)
@@ -220,14 +220,14 @@ def test_cache_commands(write_config, capsys: pytest.CaptureFixture[str]) -> Non
     run_ok(["cache", "gc"])  # no option: says what it did and why it kept the rest
     out = capsys.readouterr().out
     assert "removed 0 entries" in out and "without --max-size or --older-than it removes only" in out
-    assert "the 10 entries" in out and "--max-size 20G" in out
+    assert "the 11 entries" in out and "--max-size 20G" in out
     run_ok(["cache", "gc", "--max-size", "1K", "--dry-run"])
     assert "would remove" in capsys.readouterr().out
     run_ok(["cache", "gc", "--older-than", "1x"], 2)
     capsys.readouterr()
     run_ok(["cache", "clear"], 2)  # no terminal to ask on: it says what it would delete and break, and asks for --yes
     err = capsys.readouterr().err
-    assert "cache clear would delete 10 entries" in err and "dumps/ links of" in err and "--yes" in err
+    assert "cache clear would delete 11 entries" in err and "dumps/ links of" in err and "--yes" in err
     assert Path("o/dumps/fp16.h5").exists()
     run_ok(["cache", "clear", "--yes"])
     out = capsys.readouterr().out

@@ -63,6 +63,12 @@ def _name(layer: dict[str, Any]) -> str:
 
 
 def markdown(report: dict[str, Any]) -> str:
+    return markdown_body(report) + markdown_execution(report)
+
+
+def markdown_body(report: dict[str, Any]) -> str:
+    """The page without how this invocation ran (``execution``): a function of the report stage's output and
+    the config's path alone, so a warm rerun takes it from the cache (outputs.py)."""
     exp = report["experiment"]
     out: list[str] = [f"# layerscope report: {md(exp['name'])} — {report['verdict'].upper()}", ""]
     if exp.get("description"):
@@ -79,6 +85,12 @@ def markdown(report: dict[str, Any]) -> str:
         out += _comparison_md(c, report)
     out += _provenance_md(report)
     return "\n".join(out) + "\n"
+
+
+def markdown_execution(report: dict[str, Any]) -> str:
+    """The page's last lines: which stages ran, the cache, warnings (after :func:`markdown_body`)."""
+    lines = _execution_md(report)
+    return ("\n".join(lines) + "\n" if lines else "") + "\n"
 
 
 def _upper(text: str) -> str:
@@ -349,6 +361,11 @@ def _provenance_md(report: dict[str, Any]) -> list[str]:
     for c in report["comparisons"]:
         notes += [f"{c['candidate']}: {n}" for n in c["candidate_run"].get("notes", [])]
     out += [f"- Note: {md(n)}" for n in notes]
+    return out
+
+
+def _execution_md(report: dict[str, Any]) -> list[str]:
+    out: list[str] = []
     execution = report.get("execution")
     if execution:
         cached = [s for s, v in execution["stages"].items() if v["status"] == "cached"]
@@ -360,4 +377,4 @@ def _provenance_md(report: dict[str, Any]) -> list[str]:
             if stage["status"] in ("failed", "skipped"):
                 out.append(f"- Stage {md(sid)} {stage['status']}: {md(stage.get('error') or stage.get('reason', ''))}")
         out += [f"- Warning: {md(w)}" for w in execution.get("warnings", [])]
-    return [*out, ""]
+    return out

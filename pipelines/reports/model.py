@@ -151,7 +151,7 @@ class Report(Record):
     comparisons: tuple[Comparison, ...]
     calibration: dict[str, Any] | None = None
     execution: Execution | None = None
-    schema_version: int = 2  # 1: histogram counts as {bin: count} (read.READABLE)
+    schema_version: int = 3  # 2: never packed; 1: histogram counts as {bin: count} (read.READABLE)
     extra: dict[str, Any] = field(default_factory=dict)
     # Where the report's files are (json, md, html), when it was written or read; not part of the document.
     files: dict[str, Path] = field(default_factory=dict, compare=False, repr=False)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from layerscope.pipelines.reports.packing import HISTOGRAMS_FILE, unpack_report
 from layerscope.runner.errors import UsageError
 from layerscope.runner.files import atomic_write
 from layerscope.runner.jsonio import encode
@@ -26,8 +27,9 @@ if TYPE_CHECKING:
     from layerscope.runner.graph import Plan
 
 
-def report_document(exp: Experiment, entry: Entry) -> dict[str, Any]:
-    """The report the report stage wrote (cached), with the config's path as this invocation gave it.
+def _cached_report(exp: Experiment, entry: Entry) -> dict[str, Any]:
+    """report.json as the report stage wrote it (packed where large), with the config's path as this
+    invocation gave it.
 
     The path is provenance of the invocation, not of the cached report: a path is in no cache key, so running
     the same config by another path reuses everything.
@@ -35,6 +37,11 @@ def report_document(exp: Experiment, entry: Entry) -> dict[str, Any]:
     report: dict[str, Any] = json.loads(entry.file("report.json").read_text())
     report["experiment"] = {"config": exp.source, **report["experiment"]}
     return report
+
+
+def report_document(exp: Experiment, entry: Entry) -> dict[str, Any]:
+    """The report the report stage wrote (cached) as every reader sees it: unpacked, histograms in place."""
+    return unpack_report(_cached_report(exp, entry), entry.file("report.json").parent)
 
 
 def write_outputs(
@@ -45,12 +52,16 @@ def write_outputs(
     cache: Cache,
     started: float,
     warnings: list[str] | None = None,
+    *,
+    unpacked: bool = True,
 ) -> tuple[dict[str, Any], dict[str, Path]]:
     """Write report.json, the configured report formats and dump links into ``out_dir``; returns the report
-    document and the files written by format. The report stage must have an entry."""
+    document and the files written by format. The report stage must have an entry. With ``unpacked=False``
+    the document may be report.json's own (packed: :func:`.packing.unpack_report` with ``out_dir`` reads it),
+    which spares a caller that needs only the verdict the unpacking of thousands of layers."""
     report_entry = outcomes["report"].entry
     assert report_entry is not None
-    report = report_document(exp, report_entry)
+    report = _cached_report(exp, report_entry)
     report["execution"] = {
         "stages": {
             sid: {
@@ -73,13 +84,26 @@ def write_outputs(
     files = {"json": out_dir / "report.json"}
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write(files["json"], encode(report))
+        _write_histograms(report_entry, out_dir)  # first: report.json names the file it goes with
+        atomic_write(files["json"], encode(report, compact="histograms_file" in report))
+        folder = report_entry.file("report.json").parent
+
+        def full() -> dict[str, Any]:  # what the renderers read, unpacked once where one needs it (in place)
+            return unpack_report(report, folder)
+
         # What the report stage wrote (the report without `execution`), by content: the key of cached HTML charts.
         content_key = report_entry.manifest["files"]["report.json"]["sha256"]
         for fmt in exp.report_formats:
             if fmt in RENDERERS:
                 files[fmt] = out_dir / f"report.{fmt}"
-                atomic_write(files[fmt], RENDERERS[fmt](report, cache, content_key))
+                text = (
+                    _cached_markdown(report, cache, content_key, full)
+                    if fmt == "md"
+                    else RENDERERS[fmt](full(), cache, content_key)
+                )
+                atomic_write(files[fmt], text)
+        if unpacked:
+            full()
         _link_dumps(exp, plan, outcomes, out_dir, cache)
         cache.record_links(out_dir)  # so that `cache gc` and `clear` can name the run folders they break
         _copy_calibration_cache(plan, outcomes, out_dir, cache)
@@ -88,6 +112,17 @@ def write_outputs(
             raise disk_full(exc, exc.filename or out_dir) from None
         raise UsageError(f"cannot write the report into {out_dir}: {exc.strerror or exc}") from None
     return report, files
+
+
+def _write_histograms(entry: Entry, out_dir: Path) -> None:
+    """The histograms file of a packed report beside report.json (a stale one of an earlier run goes)."""
+    target = out_dir / HISTOGRAMS_FILE
+    source = entry.file(HISTOGRAMS_FILE)
+    if source.is_file():
+        atomic_write(target, source.read_bytes())
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            target.unlink()
 
 
 def _stage_warnings(outcome: Outcome) -> list[str]:
@@ -146,10 +181,40 @@ def _copy_calibration_cache(plan: Plan, outcomes: Mapping[str, Outcome], out_dir
         atomic_write(out_dir / TRT_CACHE, entry.file(TRT_CACHE).read_text())
 
 
-def _markdown(report: dict[str, Any], cache: Cache | None, content_key: str | None) -> str:
-    from layerscope.pipelines.reports.markdown import markdown
+MARKDOWN_FILE = "body.md"
 
-    return markdown(report)
+
+def _markdown(report: dict[str, Any], cache: Cache | None, content_key: str | None) -> str:
+    return _cached_markdown(report, cache, content_key, lambda: report)
+
+
+def _cached_markdown(
+    report: dict[str, Any], cache: Cache | None, content_key: str | None, unpacked: Callable[[], dict[str, Any]]
+) -> str:
+    """report.md; its body (all but how this invocation ran) comes from the cache when the same report stage
+    output was rendered by the same code for the same config path: a warm rerun of a model with thousands of
+    layers re-rendered megabytes of Markdown that could not have changed. ``report`` may be packed (only its
+    config path and execution are read); ``unpacked()`` gives the document to render on a miss."""
+    from layerscope.pipelines.reports.markdown import markdown, markdown_body, markdown_execution
+    from layerscope.runner.codeversion import code_version
+    from layerscope.runner.hashing import digest
+
+    if cache is None or content_key is None:
+        return markdown(unpacked())
+    code = code_version("layerscope.pipelines.reports.markdown")
+    key = digest({"report": content_key, "config": report["experiment"].get("config"), "markdown": code})
+    found = cache.lookup("markdown", key)
+    if found.entry is None:
+        with cache.lock(key):
+            found = cache.lookup("markdown", key)
+            if found.entry is None:
+                body = markdown_body(unpacked())
+                with cache.staging("markdown", key) as tmp:
+                    (tmp / MARKDOWN_FILE).write_text(body, encoding="utf-8")
+                    cache.publish("markdown", key, tmp, {"stage": "report.md", "material": {"report": content_key}})
+                return body + markdown_execution(report)
+    assert found.entry is not None
+    return found.entry.file(MARKDOWN_FILE).read_text(encoding="utf-8") + markdown_execution(report)
 
 
 def _html(report: dict[str, Any], cache: Cache | None, content_key: str | None) -> str:

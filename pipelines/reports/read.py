@@ -10,12 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from layerscope.pipelines.reports.model import SCHEMA, Report
+from layerscope.pipelines.reports.packing import unpack_report
 from layerscope.runner.errors import UsageError
 from layerscope.runner.spec import pointer
 
 SHOWN_PROBLEMS = 3
-SCHEMA_VERSION = 2  # the report.json layout this layerscope writes (schemas/report.schema.json)
-READABLE = (1, 2)  # and the ones it reads: 1 differs only in how histogram counts are stored
+SCHEMA_VERSION = 3  # the report.json layout this layerscope writes (schemas/report.schema.json)
+# and the ones it reads: 2 never packs layers (packing); 1 also stores histogram counts as {"bin": count}
+READABLE = (1, 2, 3)
 
 
 class ReportError(UsageError):
@@ -29,7 +31,8 @@ def report_path(path: str | os.PathLike[str]) -> Path:
 
 
 def read_report(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The report.json document at ``path`` (a run directory or the file), validated."""
+    """The report.json document at ``path`` (a run directory or the file), validated, its packed layers
+    unpacked and the histograms kept beside it put back (:mod:`.packing`)."""
     p = report_path(path)
     try:
         data = json.loads(p.read_text(encoding="utf-8"), parse_constant=_no_constant)
@@ -41,6 +44,15 @@ def read_report(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ReportError(f"cannot read report {p}: {exc}") from None
     except RecursionError:
         raise ReportError(f"{p} is not a layerscope report: its JSON is nested too deeply") from None
+    check_version(data, str(p))
+    try:
+        unpack_report(data, p.parent)
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+        raise ReportError(
+            f"{p} is not a valid layerscope report: its packed layer table is malformed ({type(exc).__name__}: "
+            f"{str(exc)[:200]})",
+            hint="it may be truncated, edited by hand, or written by another version of layerscope",
+        ) from None
     validate_report(data, str(p))
     return data
 
@@ -56,12 +68,8 @@ def load_report(path: str | os.PathLike[str]) -> Report:
     return Report.from_dict(read_report(p), files={"json": p})
 
 
-def validate_report(data: Any, source: str) -> None:
-    """Raise :class:`ReportError` naming where ``data`` breaks the report schema (the first few places)."""
-    from jsonschema import Draft202012Validator
-
-    from layerscope.schemas import load_schema
-
+def check_version(data: Any, source: str) -> None:
+    """Raise :class:`ReportError` unless ``data`` is a layerscope report of a version this layerscope reads."""
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise ReportError(f"{source} is not a layerscope report")
     version = data.get("schema_version")
@@ -72,6 +80,16 @@ def validate_report(data: Any, source: str) -> None:
             + " and ".join(map(str, READABLE)),
             hint="it was written by a newer layerscope: upgrade to read it" if newer else None,
         )
+
+
+def validate_report(data: Any, source: str) -> None:
+    """Raise :class:`ReportError` naming where ``data`` (unpacked) breaks the report schema (the first few
+    places)."""
+    from jsonschema import Draft202012Validator
+
+    from layerscope.schemas import load_schema
+
+    check_version(data, source)
     try:
         errors = sorted(Draft202012Validator(load_schema("report")).iter_errors(data), key=lambda e: list(e.path))
     except RecursionError:

@@ -21,13 +21,16 @@ from layerscope.pipelines.experiment.inputs import input_material
 from layerscope.pipelines.metrics.limits import check
 from layerscope.pipelines.metrics.task_limits import with_task
 from layerscope.runner.codeversion import code_version
+from layerscope.runner.files import atomic_write
 from layerscope.runner.graph import Stage, StageContext
-from layerscope.runner.jsonio import as_float, write_json
+from layerscope.runner.jsonio import as_float, dumps
 
 if TYPE_CHECKING:
     from layerscope.pipelines.experiment import Experiment, Limits
 
-SCHEMA_VERSION = 2  # 2: histogram counts as runs from a start bin (schemas/report.schema.json)
+# 3: large comparisons' layers packed, most of their histograms beside report.json (reports.packing);
+# 2: histogram counts as runs from a start bin (schemas/report.schema.json)
+SCHEMA_VERSION = 3
 LIBRARIES = ("numpy", "onnx", "onnxruntime", "h5py", "ml_dtypes", "jsonschema", "pyyaml")
 
 
@@ -141,7 +144,12 @@ def make(
             **record,
             "comparisons": comparisons,
         }
-        write_json(ctx.out_dir / "report.json", report)
+        from layerscope.pipelines.reports.packing import HISTOGRAMS_FILE, pack_report
+
+        packed, histograms = pack_report(report, dumps)
+        if histograms is not None:  # one cache entry: both files are published together
+            atomic_write(ctx.out_dir / HISTOGRAMS_FILE, histograms)
+        atomic_write(ctx.out_dir / "report.json", dumps(packed, compact=histograms is not None))
         ctx.result["verdict"] = verdict
 
     return Stage(
@@ -149,7 +157,7 @@ def make(
         kind="report",
         params={
             "record": record,
-            "limits": {t: lim.to_json() for t, lim in limits.items()},
+            "limits": _limits_json(limits),
             **({"task_limits": exp.thresholds.task.to_json()} if task_ids else {}),
             **({"attribution_unavailable": unavailable} if unavailable else {}),
         },
@@ -177,11 +185,13 @@ def _comparison(
     from layerscope.pipelines.analysis.attribution import inherited_share
 
     local = (attribution or {}).get("tensors", {})
+    as_json = _limits_json(limits)
     layers = []
     for layer in data["layers"]:
         lim = limits[layer["tensor"]]
         failures = check(layer["metrics"], lim)
-        entry = {**layer, "limits": lim.to_json(), "verdict": "fail" if failures else "pass", "failures": failures}
+        verdict = "fail" if failures else "pass"
+        entry = {**layer, "limits": as_json[layer["tensor"]], "verdict": verdict, "failures": failures}
         note = weight_note(layer, data["format"])
         if note:
             entry["weight_note"] = note
@@ -222,6 +232,19 @@ def _comparison(
         ),
         "not_observable_reasons": data.get("not_observable_reasons", {}),
     }
+
+
+def _limits_json(limits: dict[str, Limits]) -> dict[str, dict[str, Any]]:
+    """Each tensor's limits as JSON, converted once per Limits object (most layers share the default one);
+    each tensor gets its own copy, so that no two layers of a report share an object."""
+    converted: dict[int, dict[str, Any]] = {}  # by identity: equal limits may differ in type (1 and 1.0)
+    out = {}
+    for t, lim in limits.items():
+        found = converted.get(id(lim))
+        if found is None:
+            found = converted[id(lim)] = lim.to_json()
+        out[t] = dict(found)
+    return out
 
 
 def _paths(a: Any, b: Any, prefix: str = "") -> list[str]:

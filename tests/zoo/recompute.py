@@ -56,6 +56,7 @@ class LayerNumbers:
     max_abs_error: float | None
     sqnr_db: float | None
     cosine: float | None
+    rel_error_histogram: dict[str, Any] | None = None  # {"zero": n, "inf": n, "bins": {index: count}}
 
     def value(self, name: str) -> float | int | None:
         return self.counts[name] if name in self.counts else getattr(self, name)
@@ -70,6 +71,7 @@ class _Sums:
         self.infinite = self.pairs = 0
         self.max_abs = 0.0
         self.ref_sq = self.cand_sq = self.dot = self.err_sq = 0.0
+        self.hist: dict[str, Any] = {"zero": 0, "inf": 0, "bins": {}}
 
     def add(self, ref: np.ndarray, cand: np.ndarray) -> None:
         r = np.asarray(ref, dtype=np.float64).reshape(-1)
@@ -97,6 +99,7 @@ class _Sums:
         np.divide(err, denom, out=rel, where=denom > 0)
         rel[err == 0] = 0.0
         c["deviating"] += int((rel > self.rel_error).sum()) + int(infinite.sum())
+        self._histogram(rel, int(matched.sum()), int(infinite.sum()))
         self.pairs += rp.size
         if rp.size:
             self.max_abs = max(self.max_abs, float(err.max()))
@@ -104,6 +107,20 @@ class _Sums:
             self.cand_sq += float(np.dot(xp, xp))
             self.dot += float(np.dot(rp, xp))
             self.err_sq += float(np.dot(err, err))
+
+    def _histogram(self, rel: np.ndarray, matched: int, infinite: int) -> None:
+        """The relative error's histogram as docs/metrics.md states it: 32 bins per octave (the float64's
+        exponent and top 5 mantissa bits) from 2^-40, bin 0 below it, the last 2^20 and above; exact elements
+        (matched non-finite ones too) in ``zero``, infinite errors in ``inf``."""
+        h = self.hist
+        h["zero"] += int((rel == 0).sum()) + matched
+        h["inf"] += int(np.isinf(rel).sum()) + infinite
+        values = rel[(rel > 0) & np.isfinite(rel)]
+        bits, low, high = 5, (-40 + 1023) << 5, (20 + 1023) << 5
+        keys = (values.view(np.uint64) >> np.uint64(52 - bits)).astype(np.int64)
+        index = np.clip(keys - low + 1, 0, high - low + 1)  # + 1: the underflow bin
+        for i, n in zip(*np.unique(index, return_counts=True), strict=True):
+            h["bins"][int(i)] = h["bins"].get(int(i), 0) + int(n)
 
     def result(self) -> LayerNumbers:
         n, undefined = self.counts["elements"], self.pairs == 0
@@ -135,6 +152,7 @@ class _Sums:
             max_abs_error=max_abs,
             sqnr_db=sqnr,
             cosine=cosine,
+            rel_error_histogram=self.hist,
         )
 
 
@@ -222,10 +240,32 @@ def check_layer(name: str, layer: dict[str, Any], numbers: LayerNumbers) -> list
     for key in FLOATS:
         if not _same(metrics.get(key), numbers.value(key), exact=False):
             out.append(Disagreement(name, layer["tensor"], key, metrics.get(key), numbers.value(key)))
+    hist = metrics.get("histograms", {}).get("rel_error")
+    if hist is not None and numbers.rel_error_histogram is not None and "start" in hist:  # version 2 and later
+        mine = numbers.rel_error_histogram
+        stated = {"zero": hist.get("zero", 0), "inf": hist.get("inf", 0), "bins": _runs(hist)}
+        for key in ("zero", "inf", "bins"):
+            a, b = stated[key], mine[key]
+            if a != b and key == "bins":  # only the bins that differ
+                a, b = ({i: d.get(i, 0) for i in sorted(a.keys() | b.keys()) if a.get(i) != b.get(i)} for d in (a, b))
+            if a != b:
+                out.append(Disagreement(name, layer["tensor"], f"rel_error histogram {key}", a, b))
     if "limits" in layer and "verdict" in layer:
         expected = _expected_verdict(numbers, layer["limits"])
         if layer["verdict"] != expected:
             out.append(Disagreement(name, layer["tensor"], "verdict", layer["verdict"], expected))
+    return out
+
+
+def _runs(hist: dict[str, Any]) -> dict[int, int]:
+    """A histogram's counts written as runs from a start bin (-k: k empty bins) as {bin: count}."""
+    out, i = {}, int(hist["start"])
+    for v in hist["counts"]:
+        if v < 0:
+            i -= v
+        else:
+            out[i] = v
+            i += 1
     return out
 
 
@@ -251,9 +291,44 @@ def check_comparison(comparison: dict[str, Any], ref_path: Path, cand_path: Path
     return out
 
 
+def _layers(layers: Any, histograms: dict[str, Any]) -> list[dict[str, Any]]:
+    """A comparison's layers as objects, read independently of layerscope's reader: a packed table (schema
+    version 3: key paths, per-layer shapes of them, one value per path stated in ``defaults`` or else in the
+    row, local metrics' reference-only fields taken from the layer's metrics where left out) is unpacked
+    here, and the histograms kept beside report.json are put back, so that what is checked is what the
+    report states, wherever it now lives."""
+    if isinstance(layers, dict):
+        defaults = {i: v for i, v in layers["defaults"]}
+        out = []
+        for row in layers["rows"]:
+            values = iter(row[1:])
+            layer: dict[str, Any] = {}
+            for i in layers["shapes"][row[0]]:
+                *parents, key = layers["paths"][i]
+                node = layer
+                for p in parents:
+                    node = node.setdefault(p, {})
+                node[key] = defaults[i] if i in defaults else next(values)
+            assert next(values, None) is None, "a packed row has more values than its shape"
+            local = layer.get("attribution", {}).get("local")
+            for name in layers.get("local_from_metrics", []) if local is not None else []:
+                local.setdefault(name, layer["metrics"][name])
+            out.append(layer)
+        layers = out
+    for layer in layers:
+        if layer["tensor"] in histograms:
+            layer["metrics"]["histograms"] = histograms[layer["tensor"]]
+    return list(layers)
+
+
 def check_run(run_dir: Path) -> list[Disagreement]:
     """Every comparison of ``run_dir/report.json`` against ``run_dir/dumps/<run>.h5``."""
     report = json.loads((run_dir / "report.json").read_text())
+    side = report.get("histograms_file")
+    moved = json.loads((run_dir / side["file"]).read_text()) if side else {"comparisons": []}
+    for comparison in report["comparisons"]:
+        mine = [m["histograms"] for m in moved["comparisons"] if m["candidate"] == comparison["candidate"]]
+        comparison["layers"] = _layers(comparison["layers"], mine[0] if mine else {})
     out: list[Disagreement] = []
     for comparison in report["comparisons"]:
         dumps = run_dir / "dumps"

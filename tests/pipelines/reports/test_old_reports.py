@@ -1,6 +1,6 @@
-"""Reports of schema version 1 (histogram counts written as {"bin": count}, each with its layout) still load,
-round-trip, render and diff against the current version's, which stores the counts as runs from a start bin
-and leaves the layouts out."""
+"""Reports of schema version 1 (histogram counts written as {"bin": count}, each with its layout) and 2 (no
+packed layers) still load, round-trip, render and diff against the current version's, which stores the counts
+as runs from a start bin, leaves the layouts out and packs large comparisons (test_packing)."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def test_a_version_1_report_reads_renders_and_diffs_like_its_version_2_self(writ
     path = write_config(CONFIG)
     assert main(["run", str(path), "--out", "new", "-q"]) in (0, 1)
     new = json.loads(Path("new/report.json").read_text())
-    assert new["schema_version"] == 2
+    assert new["schema_version"] == 3 and "histograms_file" not in new  # small: written as version 2 was
     hists = [x["metrics"]["histograms"] for c in new["comparisons"] for x in c["layers"]]
     assert hists and all(isinstance(h["rel_error"]["counts"], list) and "scheme" not in h["rel_error"] for h in hists)
     assert any(v < 0 for h in hists for v in h["rel_error"]["counts"])  # the runs of empty bins are exercised
@@ -56,4 +56,21 @@ def test_a_version_1_report_reads_renders_and_diffs_like_its_version_2_self(writ
     assert charts(page) == charts(Path("new/report.html").read_text())  # the same bins drawn from either form
     assert main(["report", "old", "--format", "md", "-o", "old.md"]) == 0
     assert main(["diff", "old", "new"]) == 0  # same metrics: no regression either way
+    assert main(["diff", "new", "old"]) == 0
+
+
+def test_a_version_2_report_reads_renders_and_diffs_like_its_version_3_self(write_config) -> None:
+    path = write_config(CONFIG)
+    assert main(["run", str(path), "--out", "new", "-q"]) in (0, 1)
+    new = json.loads(Path("new/report.json").read_text())
+    old = {**new, "schema_version": 2}
+    Path("old").mkdir()
+    Path("old/report.json").write_text(json.dumps(old))
+
+    report = load_report(Path("old/report.json"))
+    assert report.schema_version == 2 and report.to_dict() == old
+    assert main(["report", "old", "--format", "html", "-o", "old.html"]) == 0
+    assert charts(Path("old.html").read_text()) == charts(Path("new/report.html").read_text())
+    assert main(["report", "old", "--format", "md", "-o", "old.md"]) == 0
+    assert main(["diff", "old", "new"]) == 0
     assert main(["diff", "new", "old"]) == 0
