@@ -423,8 +423,9 @@ class Search:
         """Drop layers while the thresholds pass. Each round tries every drop-one set in one batch (independent
         given the current set); when several can go, the least harmful of them (by the output error of their
         removal alone) are dropped together (all, 2/3, half, a third, a sixth of them, in one more batch), the
-        largest passing group wins. Ends when no single removal passes: that round proves the set minimal (each
-        kept layer's removal failed against this very set)."""
+        largest passing group wins, and the other removable layers are tried one at a time on top of it. Ends
+        when no single removal passes: that round proves the set minimal (each kept layer's removal failed
+        against this very set)."""
         if chosen is None:
             return None, False
         while chosen:
@@ -445,6 +446,15 @@ class Search:
                 for g, ev in zip(groups, trials, strict=True):
                     self._step(result, f"without {len(g)} layers ({', '.join(g)})", ev)
                 gone = next((g for g, ev in zip(groups, trials, strict=True) if ev.passed), gone)
+            # the rest one at a time, cumulatively: where removals share an error budget (each passes alone, a
+            # few together fail), this keeps what fits instead of one layer per round
+            for layer in removable:
+                if layer in gone:
+                    continue
+                ev = self.evaluate([x for x in chosen if x not in gone and x != layer])
+                self._step(result, f"without {layer} too", ev)
+                if ev.passed:
+                    gone = [*gone, layer]
             chosen = [x for x in chosen if x not in gone]
         return chosen, True
 

@@ -47,7 +47,9 @@ if TYPE_CHECKING:
 
 
 def stage_id(variants: list[RunSpec]) -> str:
-    return f"trial[{len(variants)}:{digest([v.name for v in variants])[:12]}]"
+    # named like the variants' builds (``build[fp16~3:1a2b3c4d]``), so `cache ls` folds them into "fix trials"
+    run = variants[0].name.split("~")[0]
+    return f"trial[{run}~{len(variants)}x:{digest([v.name for v in variants])[:12]}]"
 
 
 def file_name(i: int) -> str:
