@@ -76,6 +76,19 @@ class SearchResult:
 BATCH = 16  # variants per trial stage: their sessions are open together
 
 
+def builds_for(exp: Experiment) -> list[Stage]:
+    """The build stages (and the calibration a quantized run needs) of the reference and the candidate: only
+    these, not the whole plan of the variant (making its other stages costs time on every try)."""
+    from layerscope.pipelines.lowering.formats import FORMATS
+    from layerscope.pipelines.stages import build, calibrate
+
+    used = [exp.runs[name] for name in (exp.reference, *exp.candidates)]
+    stages = [calibrate.make(exp)] if any(FORMATS[r.precision].quantized for r in used) else []
+    for run in used:
+        stages.append(build.make(exp, run, calibrate.STAGE_ID if FORMATS[run.precision].quantized else None))
+    return stages
+
+
 class Search:
     def __init__(
         self,
@@ -129,7 +142,7 @@ class Search:
     def _execute(self, pin_sets: Sequence[tuple[str, ...]]) -> list[dict[str, Any]]:
         """Each pinned variant's compare.json, on every compared tensor and the targets, from trial stages
         (the reference run once per batch of up to ``BATCH`` variants; the builds and trials through the cache)."""
-        from layerscope.pipelines.stages import build, stages_for, trial
+        from layerscope.pipelines.stages import build, trial
         from layerscope.runner.execute import plan_decisions, run_plan
         from layerscope.runner.graph import Plan
         from layerscope.runner.jsonio import read_json
@@ -140,9 +153,8 @@ class Search:
         for start in range(0, len(variants), BATCH):
             chunk = variants[start : start + BATCH]
             for v in chunk:
-                for s in stages_for(v):
-                    if s.kind in ("build", "calibrate"):
-                        stages.setdefault(s.id, s)
+                for s in builds_for(v):
+                    stages.setdefault(s.id, s)
             runs = [v.runs[v.candidates[0]] for v in chunk]
             ref_dump = None
             if self.reference_dump is not None and set(chunk[0].tensors) == set(self.exp.tensors):
