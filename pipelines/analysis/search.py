@@ -1,19 +1,20 @@
 """Which layers must stay FP32: a ranking from attribution and a search for a small, minimal set to pin.
 
 Every candidate configuration is the same run with other layers pinned; its build goes through the artifact
-cache, and tries are judged by trial stages (:mod:`..stages.trial`) that run the reference once per batch of
-variants and accumulate every compared tensor's metrics without dumping anything, so a second search reuses
-every build and every batch. Nothing edits the user's config: the result is an ``overrides`` snippet to paste.
+cache, and tries are judged by trial stages (:mod:`..stages.trial`) that read the reference's values from
+attribution's dump (or run the reference once per batch of variants) and accumulate every compared tensor's
+metrics without dumping anything, so a second search reuses every build and every batch. Nothing edits the
+user's config: the result is an ``overrides`` snippet to paste.
 
 * **Ranking** (:mod:`.ranking`): attribution's local error, the layers that fail locally (root causes) first.
   Only when attribution is off or unavailable does the search fall back to *sensitivity*, two configurations
   per candidate (pin only this layer; lower only this layer), which costs 2N+1 inference passes.
 * **Every try judges every compared layer**: metrics cost little next to inference, so no watched subset, no
   confirmation that can fail elsewhere, no second search.
-* **Search**: the shortest passing prefix of the ranking (the sizes from the number of root causes doubling,
-  in one batch; then the interval split in quarters per batch); then a shrink whose rounds try every drop-one
-  set in one batch and drop the removable layers in halves. ``minimal`` is claimed only when every kept
-  layer's removal failed against the final set (the last round).
+* **Search**: the shortest passing prefix of the ranking (the root causes alone; then the sizes doubling, in one
+  batch; then the interval split in quarters per batch); then a shrink whose rounds try every drop-one set in
+  one batch and drop the removable layers (a group at once, then one at a time). ``minimal`` is claimed only
+  when every kept layer's removal failed against the final set (the last round).
 """
 
 from __future__ import annotations
