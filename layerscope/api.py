@@ -163,9 +163,9 @@ def fix(
 
     Layers are ranked by attribution's local error, the layers that fail locally (root causes) first (at most
     ``max_candidates``; without attribution: by how much pinning each alone helps the ``targets``, default the
-    model's outputs), then a short passing prefix of the ranking is shrunk until no layer can be dropped. Each
-    try dumps and judges only the layers that failed and the targets; the set found is confirmed on every
-    compared layer. Every configuration tried goes through the cache. The
+    model's outputs), then a short passing prefix of the ranking is shrunk until no layer can be dropped. Tries
+    run in batches (trial stages) that dump nothing and judge every compared layer. Every configuration tried
+    goes through the cache. The
     snippet and a report of the search are written into ``out`` (default: the config's ``report.dir``);
     the config is never edited. ``log`` receives one line per step (with ``progress=True``: stderr)."""
     from layerscope.pipelines.analysis.search import Search

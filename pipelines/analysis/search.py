@@ -1,21 +1,20 @@
 """Which layers must stay FP32: a ranking from attribution and a search for a small, minimal set to pin.
 
-Every candidate configuration is an ordinary variant of the experiment (the same run with other layers
-pinned) whose build, dump and compare stages go through the artifact cache, so a second search, or a search
-after a run, reuses everything already computed. Nothing edits the user's config: the result is an
-``overrides`` snippet to paste.
+Every candidate configuration is the same run with other layers pinned; its build goes through the artifact
+cache, and tries are judged by trial stages (:mod:`..stages.trial`) that read the reference's values from
+attribution's dump (or run the reference once per batch of variants) and accumulate every compared tensor's
+metrics without dumping anything, so a second search reuses every build and every batch. Nothing edits the
+user's config: the result is an ``overrides`` snippet to paste.
 
 * **Ranking** (:mod:`.ranking`): attribution's local error, the layers that fail locally (root causes) first.
   Only when attribution is off or unavailable does the search fall back to *sensitivity*, two configurations
   per candidate (pin only this layer; lower only this layer), which costs 2N+1 inference passes.
-* **Tries read only what their verdict reads**: the baseline is judged on every compared layer; a try dumps
-  and compares only the layers that failed there plus the target tensors (the *watched* set), so its build
-  marks and its dump writes a handful of tensors instead of the whole model. The set found is confirmed on
-  every compared layer at the end; when that confirmation fails (pinning moved the failure elsewhere), the
-  search is repeated watching those layers too, and if it fails again, with every compared layer watched.
-* **Search**: the shortest passing prefix of the ranking, starting at the number of root causes, by doubling
-  then bisection; then each layer, least useful first, is dropped while the thresholds still pass (one try
-  per layer). ``minimal`` is claimed only when every kept layer's removal failed against the final set.
+* **Every try judges every compared layer**: metrics cost little next to inference, so no watched subset, no
+  confirmation that can fail elsewhere, no second search.
+* **Search**: the shortest passing prefix of the ranking (the root causes alone; then the sizes doubling, in one
+  batch; then the interval split in quarters per batch); then a shrink whose rounds try every drop-one set in
+  one batch and drop the removable layers (a group at once, then one at a time). ``minimal`` is claimed only
+  when every kept layer's removal failed against the final set (the last round).
 """
 
 from __future__ import annotations
@@ -32,6 +31,7 @@ from layerscope.runner.hashing import digest
 if TYPE_CHECKING:
     from layerscope.pipelines.experiment import Experiment
     from layerscope.runner.execute import Outcome, Reporter
+    from layerscope.runner.graph import Stage
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,22 @@ class SearchResult:
     ranked_by: str = "attribution"  # or "sensitivity" (attribution off or unavailable)
 
 
+BATCH = 16  # variants per trial stage: their sessions are open together
+
+
+def builds_for(exp: Experiment) -> list[Stage]:
+    """The build stages (and the calibration a quantized run needs) of the reference and the candidate: only
+    these, not the whole plan of the variant (making its other stages costs time on every try)."""
+    from layerscope.pipelines.lowering.formats import FORMATS
+    from layerscope.pipelines.stages import build, calibrate
+
+    used = [exp.runs[name] for name in (exp.reference, *exp.candidates)]
+    stages = [calibrate.make(exp)] if any(FORMATS[r.precision].quantized for r in used) else []
+    for run in used:
+        stages.append(build.make(exp, run, calibrate.STAGE_ID if FORMATS[run.precision].quantized else None))
+    return stages
+
+
 class Search:
     def __init__(
         self,
@@ -98,18 +114,20 @@ class Search:
         outputs = [t.name for t in exp.model.summary.outputs if t.is_float]
         self.targets = tuple(targets or outputs)
         self.max_candidates = max_candidates
-        self._evaluations: dict[tuple[tuple[str, ...], tuple[str, ...]], Evaluation] = {}
+        self._evaluations: dict[tuple[str, ...], Evaluation] = {}  # by pinned set: every try is judged in full
         self._order = {n.name: n.index for n in exp.model.summary.nodes}
-        # what a try dumps and judges; None: every compared layer (until the baseline narrows it)
-        self.watched: tuple[str, ...] | None = None
+        self._passes: dict[str, int] = {}  # trial stage -> its inference passes
+        # the reference's dump (attribution's), once attribution ran: tries read the reference's values there
+        self.reference_dump: Stage | None = None
 
     # -- running variants through the cache -----------------------------------------------------------
-    def _variant(self, pinned: Iterable[str], tensors: Sequence[str]) -> Experiment:
-        pins = tuple(sorted(set(pinned), key=lambda n: self._order.get(n, 0)))
+    def _variant(self, pins: tuple[str, ...]) -> Experiment:
+        """The experiment with only the reference and the candidate pinned at ``pins`` (the run's name says which)."""
         label = f"{self.run.name}~{len(pins)}:{digest(pins)[:8]}"
         run = replace(self.run, name=label, pinned=pins)
         runs = {self.exp.reference: self.exp.runs[self.exp.reference], label: run}
-        return replace(self.exp, runs=runs, candidates=(label,), tensors=tuple(tensors), attribution=False)
+        tensors = tuple(dict.fromkeys([*self.exp.tensors, *self.targets]))
+        return replace(self.exp, runs=runs, candidates=(label,), tensors=tensors, attribution=False)
 
     def _tally(self, outcomes: Mapping[str, Outcome]) -> None:
         for o in outcomes.values():
@@ -118,23 +136,42 @@ class Search:
                 # attribution runs every layer once over the samples: as much inference as a dump
                 self.cost.inference_runs += o.sid.startswith(("dump[", "attribute["))
                 self.cost.inference_runs += 2 * o.sid.startswith("stream[")  # (dump.keep: none) runs both models
+                self.cost.inference_runs += self._passes.get(o.sid, 0)  # trials: each variant (+ the reference)
             elif o.status == "cached":
                 self.cost.cached += 1
 
-    def _execute(self, variants: list[Experiment]) -> list[dict[str, Any]]:
-        """Run the variants' stages (shared ones once) and return each variant's compare.json."""
-        import json
-
-        from layerscope.pipelines.stages import stages_for
-        from layerscope.pipelines.stages.plan import comparison_id
+    def _execute(self, pin_sets: Sequence[tuple[str, ...]]) -> list[dict[str, Any]]:
+        """Each pinned variant's compare.json, on every compared tensor and the targets, from trial stages
+        (the reference run once per batch of up to ``BATCH`` variants; the builds and trials through the cache)."""
+        from layerscope.pipelines.stages import build, trial
         from layerscope.runner.execute import plan_decisions, run_plan
         from layerscope.runner.graph import Plan
+        from layerscope.runner.jsonio import read_json
 
         stages: dict[str, Any] = {}
-        for v in variants:
-            for s in stages_for(v):
-                if s.kind != "report":
+        batches: list[tuple[str, int]] = []  # per variant: its trial stage, its index there
+        variants = [self._variant(pins) for pins in pin_sets]
+        for start in range(0, len(variants), BATCH):
+            chunk = variants[start : start + BATCH]
+            for v in chunk:
+                for s in builds_for(v):
                     stages.setdefault(s.id, s)
+            runs = [v.runs[v.candidates[0]] for v in chunk]
+            ref_dump = None
+            if self.reference_dump is not None and set(chunk[0].tensors) == set(self.exp.tensors):
+                stages.setdefault(self.reference_dump.id, self.reference_dump)
+                ref_dump = self.reference_dump.id
+            t = trial.make(
+                chunk[0],
+                self.exp.runs[self.exp.reference],
+                runs,
+                build.stage_id(self.exp.reference),
+                [build.stage_id(r.name) for r in runs],
+                ref_dump,
+            )
+            stages[t.id] = t
+            self._passes[t.id] = trial.inference_passes(runs, ref_dump)
+            batches += [(t.id, i) for i in range(len(chunk))]
         plan = Plan(stages.values())
         decisions = plan_decisions(plan, self.exp.cache, self.exp.scope + "-fix")
         outcomes = run_plan(
@@ -151,16 +188,16 @@ class Search:
             raise StageError(f"{failed[0].sid} {failed[0].status}: {failed[0].error or failed[0].reason}")
         self._tally(outcomes)
         docs = []
-        for v in variants:
-            entry = outcomes[comparison_id(v, v.candidates[0])].entry
+        for sid, i in batches:
+            entry = outcomes[sid].entry
             assert entry is not None
-            docs.append(json.loads(entry.file("compare.json").read_text()))
+            docs.append(read_json(entry.file(trial.file_name(i))))
         return docs
 
     def attribution(self) -> dict[str, LocalError] | None:
         """Each layer's local error from the run's attribution stage (run, or from the cache); None when
         attribution is off, or failed (the search then ranks by sensitivity and says why)."""
-        from layerscope.pipelines.stages import plan_for
+        from layerscope.pipelines.stages import dump, plan_for
         from layerscope.pipelines.stages.attribute import stage_id
         from layerscope.runner.execute import plan_decisions, run_plan
         from layerscope.runner.jsonio import read_json
@@ -185,6 +222,9 @@ class Search:
         entry = outcomes[sid].entry
         if entry is None:
             return None
+        ref_dump = dump.stage_id(self.exp.reference)
+        if outcomes.get(ref_dump) is not None and outcomes[ref_dump].status in ("ran", "cached"):
+            self.reference_dump = stage_plan.stages[ref_dump].stage
         doc = read_json(entry.file("attribution.json"))
         return None if doc.get("unavailable") else local_errors(doc, self.exp)
 
@@ -209,24 +249,28 @@ class Search:
             return 0.0
         return noise / signal if signal > 0 else math.inf
 
-    def evaluate(self, pinned: Iterable[str], *, full: bool = False) -> Evaluation:
-        """The experiment's thresholds with these layers pinned (in addition to the run's own pins), on the
-        watched layers (``full``, or nothing watched yet: on every compared layer)."""
+    def _pins(self, pinned: Iterable[str]) -> tuple[str, ...]:
+        return tuple(sorted(set(pinned) | set(self.run.pinned), key=lambda n: (self._order.get(n, 0), n)))
+
+    def evaluate(self, pinned: Iterable[str], *, full: bool = True) -> Evaluation:
+        """The experiment's thresholds with these layers pinned (in addition to the run's own pins), judged on
+        every compared layer (``full`` is accepted for callers of the watched-set search; every try is full)."""
+        (ev,) = self.evaluate_many([pinned])
+        return ev
+
+    def evaluate_many(self, pin_sets: Sequence[Iterable[str]]) -> list[Evaluation]:
+        """:meth:`evaluate` for several sets, the ones not judged yet in as few trial stages as the batch allows."""
+        keys = [self._pins(p) for p in pin_sets]
+        todo = list(dict.fromkeys(k for k in keys if k not in self._evaluations))
+        if todo:
+            for pins, doc in zip(todo, self._execute(todo), strict=True):
+                self._evaluations[pins] = self._judge(pins, doc)
+        return [self._evaluations[k] for k in keys]
+
+    def _judge(self, pins: tuple[str, ...], doc: dict[str, Any]) -> Evaluation:
         from layerscope.pipelines.metrics.limits import check
 
-        pins = tuple(sorted(set(pinned) | set(self.run.pinned)))
         compared = set(self.exp.tensors)
-        if full or self.watched is None:
-            tensors: tuple[str, ...] = tuple(self.exp.tensors)
-        else:
-            tensors = self.watched
-        key = (pins, tensors)
-        if key in self._evaluations:
-            return self._evaluations[key]
-        every = self._evaluations.get((pins, tuple(self.exp.tensors)))
-        if every is not None:  # judged on everything already: the watched verdict is a part of it
-            return self._part(every, tensors)
-        (doc,) = self._execute([self._variant(pins, tensors)])
         producer = self.exp.model.summary.producer_of()
         failing: list[tuple[str, str]] = []
         for layer in doc["layers"]:
@@ -235,30 +279,14 @@ class Search:
             node = producer[layer["tensor"]].name if layer["tensor"] in producer else layer["tensor"]
             if check(layer["metrics"], self.exp.thresholds.for_layer(node)):
                 failing.append((layer["node"], layer["tensor"]))
-        result = Evaluation(
+        return Evaluation(
             pins,
             not failing,
             len(failing),
             failing[0][0] if failing else None,
             self._output_error(doc),
             failing_tensors=tuple(t for _, t in failing),
-            watched=len([t for t in tensors if t in compared]),
-        )
-        self._evaluations[key] = result
-        return result
-
-    def _part(self, every: Evaluation, tensors: tuple[str, ...]) -> Evaluation:
-        watched = set(tensors)
-        failing = tuple(t for t in every.failing_tensors if t in watched)
-        producer = self.exp.model.summary.producer_of()
-        first = (producer[failing[0]].name if failing[0] in producer else failing[0]) if failing else None
-        return replace(
-            every,
-            passed=not failing,
-            failing=len(failing),
-            first_failing=first,
-            failing_tensors=failing,
-            watched=len(watched & set(self.exp.tensors)),
+            watched=len(compared),
         )
 
     # -- ranking --------------------------------------------------------------------------------------
@@ -302,16 +330,15 @@ class Search:
     def sensitivity(self, layers: Sequence[str]) -> list[dict[str, Any]]:
         """Fallback ranking without attribution: pin only this layer / lower only this layer (2N+1 passes)."""
         all_nodes = [n.name for n in self.exp.model.summary.nodes]
-        base = [self._variant(self.run.pinned, self.targets)]
-        pin_one = [self._variant({*self.run.pinned, layer}, self.targets) for layer in layers]
-        lower_one = [self._variant(set(all_nodes) - {layer}, self.targets) for layer in layers]
+        pin_one = [[layer] for layer in layers]
+        lower_one = [set(all_nodes) - {layer} for layer in layers]
         self.log(f"sensitivity: {2 * len(layers) + 1} configurations on {', '.join(self.targets)}")
-        docs = self._execute(base + pin_one + lower_one)
-        base_error = self._output_error(docs[0])
+        evs = self.evaluate_many([[], *pin_one, *lower_one])
+        base_error = evs[0].output_error
         rows: list[dict[str, Any]] = []
         for i, layer in enumerate(layers):
-            pinned_error = self._output_error(docs[1 + i])
-            alone_error = self._output_error(docs[1 + len(layers) + i])
+            pinned_error = evs[1 + i].output_error
+            alone_error = evs[1 + len(layers) + i].output_error
             if math.isinf(base_error) and math.isfinite(pinned_error):
                 gain = math.inf
             elif math.isinf(base_error):
@@ -332,9 +359,9 @@ class Search:
 
     # -- search ---------------------------------------------------------------------------------------
     def search(self, attribution: Mapping[str, LocalError] | None = None) -> SearchResult:
-        """Baseline, ranking, then the shortest passing prefix shrunk to a minimal set, confirmed on every
-        compared layer. ``attribution`` (per node) is read from the run's attribution stage when not given."""
-        base = self.evaluate((), full=True)
+        """Baseline, ranking, then the shortest passing prefix shrunk to a minimal set; every try is judged on
+        every compared layer. ``attribution`` (per node) is read from the run's attribution stage when not given."""
+        base = self.evaluate(())
         result = SearchResult(self.run.name, self.run.pinned, self.targets, (), [])
         self._step(result, "baseline", base)
         if base.passed:
@@ -359,84 +386,90 @@ class Search:
             f"ranked {len(ranked)} layers by {result.ranked_by}"
             + (f"; {roots} fail locally (root causes)" if result.ranked_by == "attribution" else "")
         )
-        # tries judge only the layers that failed and the targets; the end result is confirmed on everything
-        self.watched = tuple(dict.fromkeys([*base.failing_tensors, *(t for t in self.targets)]))
-        self.log(f"each try compares {len(self.watched)} of {len(self.exp.tensors)} tensors")
-        for attempt in range(3):
-            chosen, verified = self._shrink(result, ranked, self._prefix(result, ranked, roots))
-            if chosen is None:
-                break
-            final = self.evaluate(chosen, full=True)
-            self._step(result, f"confirm on all {len(self.exp.tensors)} compared tensors", final)
-            if final.passed:
-                result.found = tuple(sorted(chosen, key=ranked.index))
-                result.minimal = verified
-                if not verified:
-                    result.notes.append(
-                        "each layer's removal was tried once; some were tried before a later removal, against a "
-                        "larger set: the set is minimal if pinning more layers never hurts"
-                    )
-                break
-            if attempt == 0 and self.watched is not None:  # watch what failed too, and search again
-                result.notes.append(
-                    f"pinning {len(chosen)} layers made {final.first_failing} fail: searched again watching it too"
-                )
-                self.watched = tuple(dict.fromkeys([*self.watched, *final.failing_tensors]))
-            elif attempt == 1 and self.watched is not None:
-                result.notes.append("the set failed again elsewhere: searched again with every compared layer judged")
-                self.watched = None
-            else:
-                break
+        chosen, verified = self._shrink(result, ranked, self._prefix(result, ranked, roots))
+        if chosen is not None:
+            result.found = tuple(sorted(chosen, key=ranked.index))
+            result.minimal = verified
         result.cost = self.cost
         return result
 
     def _prefix(self, result: SearchResult, ranked: list[str], roots: int) -> list[str] | None:
-        """The shortest passing prefix of ``ranked`` (doubling from the root causes, then bisection)."""
-        lo, hi, size = 0, None, max(1, min(roots, len(ranked)))
-        while size <= len(ranked):
-            ev = self.evaluate(ranked[:size])
-            self._step(result, f"pin the first {size} ranked", ev)
-            if ev.passed:
-                hi = size
+        """The shortest passing prefix of ``ranked``: the root causes alone, then the sizes doubling from there
+        up to all the candidates in one batch (without root causes: all in one batch), then the interval between
+        the last failing and the first passing size split in quarters per batch."""
+        first = max(1, min(roots, len(ranked)))
+        sizes = []
+        size = first
+        while size < len(ranked):
+            sizes.append(size)
+            size *= 2
+        sizes.append(len(ranked))
+        lo, hi = 0, None
+        # With root causes the ranking is usually right and they alone pass: try them first, on their own.
+        for batch in [sizes[:1], sizes[1:]] if roots else [sizes]:
+            for size, ev in zip(batch, self.evaluate_many([ranked[:n] for n in batch]), strict=True):
+                self._step(result, f"pin the first {size} ranked", ev)
+                if ev.passed:
+                    hi = size
+                    break
+                lo = size
+            if hi is not None:
                 break
-            lo, size = size, size * 2
         if hi is None:
-            if lo == len(ranked):
-                return None
-            ev = self.evaluate(ranked)
-            self._step(result, f"pin all {len(ranked)} candidates", ev)
-            if not ev.passed:
-                return None
-            hi = len(ranked)
-        if lo == 0 and hi == roots:
-            return list(ranked[:hi])  # the root causes pass: the shrink tells which of them are needed
+            return None
+        if hi == first:
+            return list(ranked[:hi])  # the first size passes: the shrink tells which of them are needed
         while hi - lo > 1:
-            mid = (lo + hi) // 2
-            ev = self.evaluate(ranked[:mid])
-            self._step(result, f"pin the first {mid} ranked", ev)
-            lo, hi = (lo, mid) if ev.passed else (mid, hi)
+            step = max(1, (hi - lo) // 4)
+            mids = list(range(lo + step, hi, step))[:3]
+            for mid, ev in zip(mids, self.evaluate_many([ranked[:n] for n in mids]), strict=True):
+                self._step(result, f"pin the first {mid} ranked", ev)
+                if ev.passed:
+                    hi = min(hi, mid)
+                elif mid < hi:
+                    lo = max(lo, mid)
         return list(ranked[:hi])
 
     def _shrink(
         self, result: SearchResult, ranked: list[str], chosen: list[str] | None
     ) -> tuple[list[str] | None, bool]:
-        """Drop layers, least useful (last ranked) first, while the thresholds pass: each layer is tried once.
-        Returns the set and whether it is verified minimal (every kept layer's removal failed against the final
-        set; a layer kept before a later removal was tested against a larger set, which proves minimality only
-        if pinning more layers never hurts: re-testing it would cost a pass per kept layer per removal)."""
+        """Drop layers while the thresholds pass. Each round tries every drop-one set in one batch (independent
+        given the current set); when several can go, the least harmful of them (by the output error of their
+        removal alone) are dropped together (all, 2/3, half, a third, a sixth of them, in one more batch), the
+        largest passing group wins, and the other removable layers are tried one at a time on top of it. Ends
+        when no single removal passes: that round proves the set minimal (each kept layer's removal failed
+        against this very set)."""
         if chosen is None:
             return None, False
-        kept_against: dict[str, frozenset[str]] = {}
-        for layer in sorted(chosen, key=ranked.index, reverse=True):
-            trial = [x for x in chosen if x != layer]
-            ev = self.evaluate(trial)
-            self._step(result, f"without {layer}", ev)
-            if ev.passed:
-                chosen = trial
-            else:
-                kept_against[layer] = frozenset(chosen)
-        final = frozenset(chosen)
-        return chosen, all(kept_against.get(x) == final for x in chosen)
+        while chosen:
+            drops = sorted(chosen, key=ranked.index, reverse=True)  # least useful first
+            evs = self.evaluate_many([[x for x in chosen if x != layer] for layer in drops])
+            for layer, ev in zip(drops, evs, strict=True):
+                self._step(result, f"without {layer}", ev)
+            # the layers whose removal alone passes, the least harmful first (their removal's output error)
+            alone = sorted((ev.output_error, i) for i, ev in enumerate(evs) if ev.passed)
+            removable = [drops[i] for _, i in alone]
+            if not removable:
+                return chosen, True
+            gone = removable[:1]
+            sizes = sorted({n for n in (len(removable) * k // 6 for k in (6, 4, 3, 2, 1)) if n > 1}, reverse=True)
+            groups = [removable[:n] for n in sizes]
+            if groups:
+                trials = self.evaluate_many([[x for x in chosen if x not in g] for g in groups])
+                for g, ev in zip(groups, trials, strict=True):
+                    self._step(result, f"without {len(g)} layers ({', '.join(g)})", ev)
+                gone = next((g for g, ev in zip(groups, trials, strict=True) if ev.passed), gone)
+            # the rest one at a time, cumulatively: where removals share an error budget (each passes alone, a
+            # few together fail), this keeps what fits instead of one layer per round
+            for layer in removable:
+                if layer in gone:
+                    continue
+                ev = self.evaluate([x for x in chosen if x not in gone and x != layer])
+                self._step(result, f"without {layer} too", ev)
+                if ev.passed:
+                    gone = [*gone, layer]
+            chosen = [x for x in chosen if x not in gone]
+        return chosen, True
 
     def _step(self, result: SearchResult, action: str, ev: Evaluation) -> None:
         extra = tuple(p for p in ev.pinned if p not in self.run.pinned)

@@ -100,8 +100,7 @@ def markdown(exp: Experiment, result: SearchResult) -> str:
     out += [
         "## Search",
         "",
-        "Each try judges the tensors that failed in the baseline and the targets; the last step confirms the set on "
-        "every compared tensor.",
+        "Each try judges every compared tensor (tries run in batches that dump nothing).",
         "",
         "| # | Step | Pinned | Tensors judged | Result | Output SQNR dB |",
         "|---:|---|---:|---:|---|---:|",

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from layerscope.pipelines.lowering.formats import FORMATS
-from layerscope.pipelines.stages import attribute, build, calibrate, compare, dump, report, stream, task
+from layerscope.pipelines.stages import attribute, build, calibrate, compare, dump, report, stream, task, trial
 from layerscope.runner.graph import Plan, Stage
 
 if TYPE_CHECKING:
@@ -25,6 +25,7 @@ KINDS = {
     "attribute": attribute,
     "task": task,
     "stream": stream,
+    "trial": trial,  # fix's tries (analysis/search.py), never in an experiment's own plan
     "report": report,
 }
 
