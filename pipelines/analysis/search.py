@@ -74,7 +74,15 @@ class SearchResult:
     ranked_by: str = "attribution"  # or "sensitivity" (attribution off or unavailable)
 
 
-BATCH = 16  # variants per trial stage: their sessions are open together
+BATCH = 16  # variants per trial stage at most: their sessions are open together
+
+
+def batch_size(per_variant: int, available: int | None) -> int:
+    """Variants per trial stage: :data:`BATCH`, fewer when that many open sessions (each ``per_variant`` bytes
+    at its peak, the run's memory estimate) would take more than half the memory available now."""
+    if available is None or per_variant <= 0:
+        return BATCH
+    return max(1, min(BATCH, available // 2 // per_variant))
 
 
 def builds_for(exp: Experiment) -> list[Stage]:
@@ -115,6 +123,7 @@ class Search:
         self.targets = tuple(targets or outputs)
         self.max_candidates = max_candidates
         self._evaluations: dict[tuple[str, ...], Evaluation] = {}  # by pinned set: every try is judged in full
+        self._size: int | None = None  # variants per trial stage (:func:`batch_size`), decided at the first try
         self._order = {n.name: n.index for n in exp.model.summary.nodes}
         self._passes: dict[str, int] = {}  # trial stage -> its inference passes
         # the reference's dump (attribution's), once attribution ran: tries read the reference's values there
@@ -140,6 +149,16 @@ class Search:
             elif o.status == "cached":
                 self.cost.cached += 1
 
+    def _batch_size(self) -> int:
+        from layerscope.pipelines.experiment.budget import estimate
+        from layerscope.runner.resources import available_memory
+
+        if self._size is None:
+            self._size = batch_size(estimate(self.exp).memory, available_memory())
+            if self._size < BATCH:
+                self.log(f"trial stages of {self._size} variants (not {BATCH}), for the memory available now")
+        return self._size
+
     def _execute(self, pin_sets: Sequence[tuple[str, ...]]) -> list[dict[str, Any]]:
         """Each pinned variant's compare.json, on every compared tensor and the targets, from trial stages
         (the reference run once per batch of up to ``BATCH`` variants; the builds and trials through the cache)."""
@@ -151,8 +170,9 @@ class Search:
         stages: dict[str, Any] = {}
         batches: list[tuple[str, int]] = []  # per variant: its trial stage, its index there
         variants = [self._variant(pins) for pins in pin_sets]
-        for start in range(0, len(variants), BATCH):
-            chunk = variants[start : start + BATCH]
+        size = self._batch_size()
+        for start in range(0, len(variants), size):
+            chunk = variants[start : start + size]
             for v in chunk:
                 for s in builds_for(v):
                     stages.setdefault(s.id, s)

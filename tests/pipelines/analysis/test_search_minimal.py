@@ -81,3 +81,12 @@ def test_without_attribution_the_search_falls_back_to_sensitivity_and_says_so(wr
     result = Search(load_experiment(config), "fp16").search()
     assert result.ranked_by == "sensitivity" and result.found == ("/blocks.2/MatMul",)
     assert any("attribution is off" in n for n in result.notes)
+
+
+def test_trial_batches_shrink_to_fit_the_memory_available() -> None:
+    from layerscope.pipelines.analysis.search import BATCH, batch_size
+
+    assert batch_size(100 << 20, None) == BATCH  # unknown memory: the default
+    assert batch_size(100 << 20, 64 << 30) == BATCH  # plenty: at most BATCH sessions open
+    assert batch_size(1 << 30, 8 << 30) == 4  # half of 8 GiB for variants of 1 GiB each
+    assert batch_size(8 << 30, 8 << 30) == 1  # never fewer than one variant
