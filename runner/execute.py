@@ -425,7 +425,14 @@ def run_plan(
 def remember(cache: Cache, scope: str, plan: Plan, outcomes: Mapping[str, Outcome]) -> None:
     """Write what each stage last ran with, to explain staleness later."""
     with contextlib.suppress(OSError):  # it only explains staleness later: a read-only or full cache is no failure
-        cache.write_state(scope, new_state(plan, outcomes, cache.read_state(scope)))
+        previous = cache.read_state(scope)
+        state = new_state(plan, outcomes, previous)
+        if _keys(state) != _keys(previous):  # a key is the digest of its material: same keys, same state
+            cache.write_state(scope, state)
+
+
+def _keys(state: Mapping[str, Any]) -> dict[str, Any]:
+    return {sid: entry.get("key") if isinstance(entry, dict) else entry for sid, entry in state.items()}
 
 
 def new_state(plan: Plan, outcomes: Mapping[str, Outcome], previous: Mapping[str, Any]) -> dict[str, Any]:

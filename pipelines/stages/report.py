@@ -23,6 +23,7 @@ from layerscope.pipelines.metrics.task_limits import with_task
 from layerscope.runner.codeversion import code_version
 from layerscope.runner.files import atomic_write
 from layerscope.runner.graph import Stage, StageContext
+from layerscope.runner.hashing import canonical_json
 from layerscope.runner.jsonio import as_float, dumps
 
 if TYPE_CHECKING:
@@ -157,7 +158,9 @@ def make(
         kind="report",
         params={
             "record": record,
-            "limits": _limits_json(limits),
+            # Each distinct limit once with the tensors that have it: the same map as one entry per tensor (the
+            # key covers every tensor's limits), a fraction of the text to digest at 8,000 layers.
+            "limits_by_value": limits_by_value(limits),
             **({"task_limits": exp.thresholds.task.to_json()} if task_ids else {}),
             **({"attribution_unavailable": unavailable} if unavailable else {}),
         },
@@ -247,6 +250,28 @@ def _limits_json(limits: dict[str, Limits]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def limits_by_value(limits: dict[str, Limits]) -> list[list[Any]]:
+    """``[[limit as JSON, [tensors, sorted]], ...]``, ordered by the limit's canonical JSON: every tensor's limits,
+    grouped (equal limits of different types, 1 and 1.0, stay apart: they are grouped by canonical JSON)."""
+    converted: dict[int, tuple[str, dict[str, Any]]] = {}
+    groups: dict[str, tuple[dict[str, Any], list[str]]] = {}
+    for t, lim in limits.items():
+        found = converted.get(id(lim))
+        if found is None:
+            as_json = lim.to_json()
+            found = converted[id(lim)] = (canonical_json(as_json), as_json)
+        groups.setdefault(found[0], (found[1], []))[1].append(t)
+    return [[groups[c][0], sorted(groups[c][1])] for c in sorted(groups)]
+
+
+def _layer_limits(params: Any) -> dict[str, Any]:
+    """Each tensor's limits from the stage's params, grouped (``limits_by_value``) or, as recorded by earlier
+    versions, one entry per tensor (``limits``)."""
+    if "limits_by_value" in params:
+        return {t: lim for lim, tensors in params["limits_by_value"] for t in tensors}
+    return dict(params.get("limits", {}))
+
+
 def _paths(a: Any, b: Any, prefix: str = "") -> list[str]:
     """The deepest key paths where two config trees differ (``runs.fp16.overrides``)."""
     if isinstance(a, dict) and isinstance(b, dict):
@@ -281,7 +306,7 @@ def explain_params(old: Any, new: Any) -> list[str]:
     libs_a, libs_b = ra.get("libraries", {}), rb.get("libraries", {})
     out += [f"{lib} version" for lib in sorted(libs_a.keys() | libs_b.keys()) if libs_a.get(lib) != libs_b.get(lib)]
     if not any(p.startswith("thresholds") for p in config):
-        la, lb = old.get("limits", {}), new.get("limits", {})
+        la, lb = _layer_limits(old), _layer_limits(new)
         layers = sorted(t for t in la.keys() | lb.keys() if la.get(t) != lb.get(t))
         if 0 < len(layers) <= 3:
             out += [f'thresholds for layer "{t}"' for t in layers]

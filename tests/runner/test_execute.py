@@ -215,3 +215,21 @@ def test_warnings_a_stage_raises_are_kept_with_it_not_printed(tmp_path: Path, ca
     assert entry is not None
     assert any("overflow" in w for w in entry.manifest["result"]["warnings"])
     assert capsys.readouterr().err == ""
+
+
+def test_remember_writes_the_state_only_when_a_key_changed(tmp_path: Path) -> None:
+    from layerscope.runner.execute import remember
+
+    cache, rec = Cache(tmp_path), Recorder()
+    plan = seed_plan(rec)
+    _, outcomes = run(plan, cache)
+    remember(cache, "s", plan, outcomes)
+    state_file = cache.base / "state" / "s.json"
+    state_file.write_text(state_file.read_text() + " ")  # a mark that a rewrite would remove
+    remember(cache, "s", plan, outcomes)
+    assert state_file.read_text().endswith(" ")
+    changed = seed_plan(Recorder(), threshold=0.2)
+    _, outcomes = run(changed, cache)
+    remember(cache, "s", changed, outcomes)
+    assert not state_file.read_text().endswith(" ")
+    assert cache.read_state("s")["report"]["key"] == changed["report"].key

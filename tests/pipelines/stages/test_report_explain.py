@@ -53,3 +53,30 @@ def test_plan_says_first_run_and_config_terms(write_config, capsys: pytest.Captu
     out = " ".join(capsys.readouterr().out.split())
     assert "changed runs.fp16.overrides, --set" in out
     assert "record." not in out and "config_digest" not in out
+
+
+def test_limits_by_value_keeps_every_tensors_limits_and_explains_like_the_per_tensor_form() -> None:
+    from layerscope.pipelines.experiment.spec import Limits
+    from layerscope.pipelines.stages.report import limits_by_value
+
+    shared, loose, as_int = Limits(), Limits(max_deviation_ratio=0.2), Limits(max_deviation_ratio=1)
+    grouped = limits_by_value({"c": shared, "a": shared, "b": loose, "d": as_int, "e": Limits(max_deviation_ratio=1.0)})
+    by_tensor = {t: lim for lim, tensors in grouped for t in tensors}
+    assert by_tensor == {
+        "a": shared.to_json(),
+        "b": loose.to_json(),
+        "c": shared.to_json(),
+        "d": as_int.to_json(),
+        "e": Limits(max_deviation_ratio=1.0).to_json(),
+    }
+    # 1 and 1.0 digest differently, so they are kept apart; tensors are sorted within a group
+    assert sorted(len(tensors) for _, tensors in grouped) == [1, 1, 1, 2]
+    assert ["a", "c"] in [tensors for _, tensors in grouped]
+    old = {"record": _params()["record"], "limits_by_value": limits_by_value({"1000": shared, "x": shared})}
+    new = {"record": _params()["record"], "limits_by_value": limits_by_value({"1000": loose, "x": shared})}
+    assert explain_params(old, new) == ['thresholds for layer "1000"']
+    assert explain_params(_params(), new) == [
+        'thresholds for layer "1000"',
+        'thresholds for layer "p2o.Conv.5"',
+        'thresholds for layer "x"',
+    ]
