@@ -34,9 +34,33 @@ def _cached_report(exp: Experiment, entry: Entry) -> dict[str, Any]:
     The path is provenance of the invocation, not of the cached report: a path is in no cache key, so running
     the same config by another path reuses everything.
     """
-    report: dict[str, Any] = json.loads(entry.file("report.json").read_text())
+    return _with_config(json.loads(entry.file("report.json").read_text()), exp)
+
+
+def _with_config(report: dict[str, Any], exp: Experiment) -> dict[str, Any]:
     report["experiment"] = {"config": exp.source, **report["experiment"]}
     return report
+
+
+def _spliced(cached: str, report: dict[str, Any]) -> str | None:
+    """The text ``encode(report, compact=True)`` gives, made from the compact text the report stage wrote
+    (``cached``, which ``report`` was loaded from before :func:`_with_config` and ``execution`` were added)
+    by inserting only what was added: re-encoding a report of 8,000 layers cost 0.3 s of a warm rerun. None
+    where the text is not laid out as expected (the caller encodes the document)."""
+    keys = list(report)
+    if keys[:4] != ["schema", "schema_version", "verdict", "experiment"] or keys[-1] != "execution":
+        return None
+    if "execution" in keys[:-1] or list(report["experiment"])[:1] != ["config"]:
+        return None
+
+    def compact(value: Any) -> str:
+        return json.dumps(value, allow_nan=False, separators=(",", ":"))
+
+    head = compact({k: report[k] for k in keys[:3]})[:-1] + ',"experiment":{'
+    if not cached.startswith(head) or not cached.endswith("}") or cached.startswith(head + "}"):
+        return None
+    config = compact(report["experiment"]["config"])
+    return f'{head}"config":{config},{cached[len(head) : -1]},"execution":{compact(report["execution"])}}}'
 
 
 def report_document(exp: Experiment, entry: Entry) -> dict[str, Any]:
@@ -61,7 +85,8 @@ def write_outputs(
     which spares a caller that needs only the verdict the unpacking of thousands of layers."""
     report_entry = outcomes["report"].entry
     assert report_entry is not None
-    report = _cached_report(exp, report_entry)
+    cached = report_entry.file("report.json").read_text()
+    report = _with_config(json.loads(cached), exp)
     report["execution"] = {
         "stages": {
             sid: {
@@ -85,7 +110,8 @@ def write_outputs(
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         _write_histograms(report_entry, out_dir)  # first: report.json names the file it goes with
-        atomic_write(files["json"], encode(report, compact="histograms_file" in report))
+        compact = "histograms_file" in report
+        atomic_write(files["json"], (compact and _spliced(cached, report)) or encode(report, compact=compact))
         folder = report_entry.file("report.json").parent
 
         def full() -> dict[str, Any]:  # what the renderers read, unpacked once where one needs it (in place)
