@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -190,3 +191,21 @@ def test_schema_and_semantic_errors_together(write_config) -> None:
         "/compare/reference: no run named 'fp23'; did you mean 'fp32'?",
         "/thresholds/max_deviation_ratio: 1.5 is greater than the maximum of 1",
     ]
+
+
+def test_the_compared_tensors_are_remembered_by_model_and_layers(write_config) -> None:
+    from layerscope.pipelines.experiment import phases
+
+    path = write_config()
+    first = load_experiment(path)
+    memos = list((first.cache.base / "memo" / "tensors").iterdir())
+    assert len(memos) == 1
+    assert phases.tensors(first.selection, first.model)[0] == first.tensors
+    again = load_experiment(path)
+    assert (again.tensors, again.notes) == (first.tensors, first.notes)
+    memos[0].write_text("{not json")  # a damaged memo is computed again, and replaced
+    assert load_experiment(path).tensors == first.tensors
+    assert json.loads(memos[0].read_text())["tensors"] == list(first.tensors)
+    fewer = load_experiment(path, ["layers=[conv0]"])
+    assert fewer.tensors != first.tensors
+    assert len(list((first.cache.base / "memo" / "tensors").iterdir())) == 2
