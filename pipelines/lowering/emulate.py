@@ -17,7 +17,7 @@ from typing import Any
 
 from layerscope.pipelines.lowering.formats import Format
 from layerscope.pipelines.lowering.graphutil import consumers, topological_sort, unique_name
-from layerscope.pipelines.lowering.weights import weight_arrays, weight_range
+from layerscope.pipelines.lowering.weights import in_groups, weight_arrays, weight_range
 from layerscope.pipelines.models.summary import ModelSummary
 
 FLOAT = 1
@@ -40,27 +40,17 @@ def round_weights(array: Any, fmt: Format) -> Any:
     return a.astype(numpy_dtype(fmt.name)).astype(np.float32)
 
 
-# Weights are rounded in groups of about this many elements (bounded temporaries for a model of large ones).
-GROUP_ELEMENTS = 1 << 22
-
-
 def _rounded(arrays: list[Any], fmt: Format) -> Iterator[Any]:
     """:func:`round_weights` of each array, computed over groups of arrays at once (the same values)."""
     import numpy as np
 
-    group: list[Any] = []
-    size = 0
-    for i, a in enumerate(arrays):
-        group.append(np.asarray(a, dtype=np.float32))
-        size += group[-1].size
-        if size < GROUP_ELEMENTS and i + 1 < len(arrays):
-            continue
-        flat = round_weights(np.concatenate([g.ravel() for g in group]), fmt)
+    for group in in_groups(arrays, lambda a: int(np.size(a))):
+        as_float = [np.asarray(a, dtype=np.float32) for a in group]
+        flat = round_weights(np.concatenate([g.ravel() for g in as_float]), fmt)
         offset = 0
-        for g in group:
+        for g in as_float:
             yield flat[offset : offset + g.size].reshape(g.shape)
             offset += g.size
-        group, size = [], 0
 
 
 def _float_value(node: Any) -> Any:

@@ -10,8 +10,8 @@ The result names the layers, so the report can say which layer to pin.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
 
 from layerscope.pipelines.lowering.formats import Format
 
@@ -80,9 +80,26 @@ def weight_range(
     return notes, dict(per_node)
 
 
-# Weights are counted in groups of about this many elements: one vectorised pass per group (a model of 8,000
-# small weights spent a second in per-weight numpy calls) with temporaries bounded for a model of large ones.
+# Weights are counted and rounded in groups of about this many elements: one vectorised pass per group (a model
+# of 8,000 small weights spent a second in per-weight numpy calls) with temporaries bounded for large ones.
 GROUP_ELEMENTS = 1 << 22
+
+T = TypeVar("T")
+
+
+def in_groups(items: Iterable[T], size: Callable[[T], int]) -> Iterator[list[T]]:
+    """Consecutive ``items`` in groups of at least :data:`GROUP_ELEMENTS` elements by ``size`` (the last group,
+    or one large item alone, may differ)."""
+    group: list[T] = []
+    total = 0
+    for item in items:
+        group.append(item)
+        total += size(item)
+        if total >= GROUP_ELEMENTS:
+            yield group
+            group, total = [], 0
+    if group:
+        yield group
 
 
 def _out_of_range(
@@ -93,14 +110,7 @@ def _out_of_range(
     import numpy as np
 
     assert fmt.max is not None and fmt.smallest_subnormal is not None and fmt.smallest_normal is not None
-    group: list[str] = []
-    size = 0
-    pending = list(names)
-    for i, name in enumerate(pending):
-        group.append(name)
-        size += int(np.asarray(arrays[name]).size)
-        if size < GROUP_ELEMENTS and i + 1 < len(pending):
-            continue
+    for group in in_groups(names, lambda n: int(np.asarray(arrays[n]).size)):
         flat = [np.asarray(arrays[n]).ravel() for n in group]
         a = np.abs(np.concatenate(flat).astype(np.float64, copy=False))
         ends = np.cumsum([f.size for f in flat], dtype=np.int64)
@@ -120,4 +130,3 @@ def _out_of_range(
             if any(counts.values()):
                 values = a[starts[j] : ends[j]][finite[starts[j] : ends[j]]]
                 yield n, counts, float(values.max()) if values.size else 0.0
-        group, size = [], 0

@@ -67,7 +67,7 @@ def test_weights_counted_in_groups_equal_one_at_a_time(group: int, fmt: str, mon
 
 @pytest.mark.parametrize("group", [1, 4, 10, 1 << 22])
 def test_weights_rounded_in_groups_equal_one_at_a_time(group: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(emulate, "GROUP_ELEMENTS", group)
+    monkeypatch.setattr(weights, "GROUP_ELEMENTS", group)  # the grouping both share (weights.in_groups)
     ws = [a.reshape(-1, 1) if a.size % 2 else a for a in arrays().values()]
     for fmt in ("fp16", "bf16", "fp8"):
         got = list(emulate._rounded(ws, FORMATS[fmt]))
