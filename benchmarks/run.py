@@ -440,6 +440,14 @@ def machine() -> dict[str, Any]:
     }
 
 
+def append_history(rows: list[dict[str, Any]], uptime: list[str] | None = None, **extra: Any) -> None:
+    """Append one record (when, machine, optional load before/after, extra fields, rows) to history.jsonl."""
+    mach = machine() if uptime is None else {**machine(), "uptime": uptime}
+    record = {"when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": mach, **extra, "rows": rows}
+    with open(HISTORY, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--only", default=",".join(BENCHES), help=f"comma-separated subset of {', '.join(BENCHES)}")
@@ -475,10 +483,7 @@ def main() -> int:
         )
     Console(width=200).print(table)
     if not args.no_history:
-        with open(HISTORY, "a") as f:
-            f.write(
-                json.dumps({"when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine(), "rows": rows}) + "\n"
-            )
+        append_history(rows)
     return 0
 
 

@@ -20,12 +20,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import HISTORY, du, machine, run_measured  # the other benchmarks' measuring helpers
+from run import append_history, du, run_measured  # the other benchmarks' measuring helpers
 
 CONFIG = """\
 name: bench-sweep
@@ -134,13 +133,7 @@ def main() -> int:
         print(f"{r['name']:<52} {r['seconds']:7.2f} s  {r['bytes'] / 1e6:8.1f} MB written  {r['detail']}")
     print(f"load before: {load}\nload after:  {load_after}")
     if not args.no_history:
-        with open(HISTORY, "a") as f:
-            record = {
-                "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "machine": {**machine(), "uptime": [load, load_after]},
-                "rows": rows,
-            }
-            f.write(json.dumps(record) + "\n")
+        append_history(rows, [load, load_after])
     return 0
 
 

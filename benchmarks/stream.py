@@ -20,12 +20,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import HISTORY, du, machine, run_measured  # the other benchmarks' measuring helpers
+from run import append_history, du, run_measured  # the other benchmarks' measuring helpers
 from scale import CONFIG as SWEEP_CONFIG
 
 # scale.py's demo UNet experiment, without attribution (streaming cannot attribute) and with the JSON report only.
@@ -88,14 +87,7 @@ def main() -> int:
     load_after = subprocess.run(["uptime"], capture_output=True, text=True, check=True).stdout.strip()
     print(f"load before: {load}\nload after:  {load_after}")
     if not args.no_history:
-        with open(HISTORY, "a") as f:
-            record = {
-                "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "machine": {**machine(), "uptime": [load, load_after]},
-                "size": args.size,
-                "rows": rows,
-            }
-            f.write(json.dumps(record) + "\n")
+        append_history(rows, [load, load_after], size=args.size)
     return 0
 
 
