@@ -57,6 +57,7 @@ class LayerNumbers:
     sqnr_db: float | None
     cosine: float | None
     rel_error_histogram: dict[str, Any] | None = None  # {"zero": n, "inf": n, "bins": {index: count}}
+    ref_abs_histogram: dict[str, Any] | None = None  # {"zero": n, "bins": {index: count}}
 
     def value(self, name: str) -> float | int | None:
         return self.counts[name] if name in self.counts else getattr(self, name)
@@ -72,6 +73,7 @@ class _Sums:
         self.max_abs = 0.0
         self.ref_sq = self.cand_sq = self.dot = self.err_sq = 0.0
         self.hist: dict[str, Any] = {"zero": 0, "inf": 0, "bins": {}}
+        self.abs_hist: dict[str, Any] = {"zero": 0, "bins": {}}
 
     def add(self, ref: np.ndarray, cand: np.ndarray) -> None:
         r = np.asarray(ref, dtype=np.float64).reshape(-1)
@@ -100,6 +102,7 @@ class _Sums:
         rel[err == 0] = 0.0
         c["deviating"] += int((rel > self.rel_error).sum()) + int(infinite.sum())
         self._histogram(rel, int(matched.sum()), int(infinite.sum()))
+        self._abs_histogram(np.abs(r[r_fin]))
         self.pairs += rp.size
         if rp.size:
             self.max_abs = max(self.max_abs, float(err.max()))
@@ -119,6 +122,19 @@ class _Sums:
         bits, low, high = 5, (-40 + 1023) << 5, (20 + 1023) << 5
         keys = (values.view(np.uint64) >> np.uint64(52 - bits)).astype(np.int64)
         index = np.clip(keys - low + 1, 0, high - low + 1)  # + 1: the underflow bin
+        for i, n in zip(*np.unique(index, return_counts=True), strict=True):
+            h["bins"][int(i)] = h["bins"].get(int(i), 0) + int(n)
+
+    def _abs_histogram(self, ref_abs: np.ndarray) -> None:
+        """|reference|'s histogram as docs/metrics.md states it: 4 bins per octave from 2^-150 to 2^130, both ends
+        clipped into the first and last bin, zero references in ``zero``; every finite reference element counts,
+        whatever the candidate holds."""
+        h = self.abs_hist
+        h["zero"] += int((ref_abs == 0).sum())
+        values = ref_abs[ref_abs > 0]
+        bits, low, high = 2, (-150 + 1023) << 2, (130 + 1023) << 2
+        keys = (values.view(np.uint64) >> np.uint64(52 - bits)).astype(np.int64)
+        index = np.clip(keys - low, 0, high - low - 1)
         for i, n in zip(*np.unique(index, return_counts=True), strict=True):
             h["bins"][int(i)] = h["bins"].get(int(i), 0) + int(n)
 
@@ -153,6 +169,7 @@ class _Sums:
             sqnr_db=sqnr,
             cosine=cosine,
             rel_error_histogram=self.hist,
+            ref_abs_histogram=self.abs_hist,
         )
 
 
@@ -240,16 +257,19 @@ def check_layer(name: str, layer: dict[str, Any], numbers: LayerNumbers) -> list
     for key in FLOATS:
         if not _same(metrics.get(key), numbers.value(key), exact=False):
             out.append(Disagreement(name, layer["tensor"], key, metrics.get(key), numbers.value(key)))
-    hist = metrics.get("histograms", {}).get("rel_error")
-    if hist is not None and numbers.rel_error_histogram is not None and "start" in hist:  # version 2 and later
-        mine = numbers.rel_error_histogram
+    for which, mine in (("rel_error", numbers.rel_error_histogram), ("ref_abs", numbers.ref_abs_histogram)):
+        hist = metrics.get("histograms", {}).get(which)
+        if hist is None or mine is None or "start" not in hist:  # runs from a start bin: version 2 and later
+            continue
         stated = {"zero": hist.get("zero", 0), "inf": hist.get("inf", 0), "bins": _runs(hist)}
         for key in ("zero", "inf", "bins"):
+            if key not in mine:
+                continue
             a, b = stated[key], mine[key]
             if a != b and key == "bins":  # only the bins that differ
                 a, b = ({i: d.get(i, 0) for i in sorted(a.keys() | b.keys()) if a.get(i) != b.get(i)} for d in (a, b))
             if a != b:
-                out.append(Disagreement(name, layer["tensor"], f"rel_error histogram {key}", a, b))
+                out.append(Disagreement(name, layer["tensor"], f"{which} histogram {key}", a, b))
     if "limits" in layer and "verdict" in layer:
         expected = _expected_verdict(numbers, layer["limits"])
         if layer["verdict"] != expected:

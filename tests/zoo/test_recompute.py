@@ -194,9 +194,18 @@ def test_demo_style_unet_fp16_report_agrees_with_its_dumps(write_config) -> None
     report = json.loads(Path("o/report.json").read_text())
     assert len(report["comparisons"][0]["layers"]) > 10
     # and a wrong number in that report is caught
+    original = Path("o/report.json").read_text()
     report["comparisons"][0]["layers"][3]["metrics"]["deviating"] += 1
     Path("o/report.json").write_text(json.dumps(report))
     assert [d.what for d in check_run(Path("o"))] == ["deviating"]
+    # and so is a |reference| histogram that moved one element to another bin
+    report = json.loads(original)
+    ref_abs = report["comparisons"][0]["layers"][3]["metrics"]["histograms"]["ref_abs"]
+    assert ref_abs["counts"][0] > 0
+    ref_abs["counts"][0] -= 1
+    ref_abs["zero"] = ref_abs.get("zero", 0) + 1
+    Path("o/report.json").write_text(json.dumps(report))
+    assert [d.what for d in check_run(Path("o"))] == ["ref_abs histogram zero", "ref_abs histogram bins"]
 
 
 def test_check_layer_flags_an_empty_tensor_once() -> None:
