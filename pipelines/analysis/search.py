@@ -1,20 +1,22 @@
-"""Which layers must stay FP32: a ranking from attribution and a search for a small, minimal set to pin.
+"""Which layers must stay FP32: a ranking from attribution and a search for a small set to pin, within a budget.
 
 Every candidate configuration is the same run with other layers pinned; its build goes through the artifact
 cache, and tries are judged by trial stages (:mod:`..stages.trial`) that read the reference's values from
-attribution's dump (or run the reference once per batch of variants) and accumulate every compared tensor's
-metrics without dumping anything, so a second search reuses every build and every batch. Nothing edits the
-user's config: the result is an ``overrides`` snippet to paste.
+attribution's dump (or run the reference once per batch of variants) and accumulate only what each compared
+tensor's verdict reads, without dumping anything, so a second search reuses every build and every batch.
+Nothing edits the user's config: the result is an ``overrides`` snippet to paste.
 
 * **Ranking** (:mod:`.ranking`): attribution's local error, the layers that fail locally (root causes) first.
   Only when attribution is off or unavailable does the search fall back to *sensitivity*, two configurations
   per candidate (pin only this layer; lower only this layer), which costs 2N+1 inference passes.
-* **Every try judges every compared layer**: metrics cost little next to inference, so no watched subset, no
-  confirmation that can fail elsewhere, no second search.
+* **Every try judges every compared layer** (a variant that fails for sure may leave the rest unjudged: its
+  failing count is then a floor), so no watched subset, no confirmation that can fail elsewhere.
 * **Search**: the shortest passing prefix of the ranking (the root causes alone; then the sizes doubling, in one
-  batch; then the interval split in quarters per batch); then a shrink whose rounds try every drop-one set in
-  one batch and drop the removable layers (a group at once, then one at a time). ``minimal`` is claimed only
-  when every kept layer's removal failed against the final set (the last round).
+  batch; then the interval split in quarters per batch); then a shrink that removes groups of neighbouring
+  layers in batches (delta debugging) while the budget of ``max_tries`` pinned sets lasts. The issue's bound is
+  a set within 2x of the smallest, not a proof: ``minimal`` is claimed only when every kept layer's removal
+  failed against the final set; ``prove_minimal`` goes on with drop-one rounds (:meth:`Search._shrink`) until
+  that holds, whatever the budget.
 """
 
 from __future__ import annotations
