@@ -155,6 +155,8 @@ def fix(
     out: str | os.PathLike[str] | None = None,
     targets: Sequence[str] | None = None,
     max_candidates: int = 64,
+    max_tries: int = 24,
+    prove_minimal: bool = False,
     jobs: int | None = None,
     progress: Progress = False,
     log: Callable[[str], None] | None = None,
@@ -163,9 +165,11 @@ def fix(
 
     Layers are ranked by attribution's local error, the layers that fail locally (root causes) first (at most
     ``max_candidates``; without attribution: by how much pinning each alone helps the ``targets``, default the
-    model's outputs), then a short passing prefix of the ranking is shrunk until no layer can be dropped. Tries
-    run in batches (trial stages) that dump nothing and judge every compared layer. Every configuration tried
-    goes through the cache. The
+    model's outputs), then a short passing prefix of the ranking is shrunk (groups of layers removed, in
+    batches) while the budget of ``max_tries`` pinned sets lasts; ``FixResult.minimal`` says whether the set was
+    proven minimal (no single removal passes), which ``prove_minimal=True`` does whatever the budget. Tries
+    run in batches (trial stages) that dump nothing and judge only what decides each compared layer's verdict.
+    Every configuration tried goes through the cache. The
     snippet and a report of the search are written into ``out`` (default: the config's ``report.dir``);
     the config is never edited. ``log`` receives one line per step (with ``progress=True``: stderr)."""
     from layerscope.pipelines.analysis.search import Search
@@ -179,7 +183,17 @@ def fix(
     if log is None:
         log = _stderr_log if progress else _no_log
     n = _jobs(jobs)
-    search = Search(exp, run, targets=targets, max_candidates=max_candidates, jobs=n, reporter=reporter, log=log)
+    search = Search(
+        exp,
+        run,
+        targets=targets,
+        max_candidates=max_candidates,
+        max_tries=max_tries,
+        prove_minimal=prove_minimal,
+        jobs=n,
+        reporter=reporter,
+        log=log,
+    )
     result = search.search()
     files = fix_report.write(exp, result, Path(out) if out else Path(exp.report_dir))
     snippet = fix_report.snippet(exp, result) if result.found is not None else None

@@ -124,6 +124,18 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="rank at most N layers (the ones with the largest local error); default 64",
     )
+    f.add_argument(
+        "--max-tries",
+        type=int,
+        default=24,
+        metavar="N",
+        help="pinned sets to try at most before the shrink stops (about one inference pass each); default 24",
+    )
+    f.add_argument(
+        "--prove-minimal",
+        action="store_true",
+        help="shrink until no single layer can be removed, whatever --max-tries (one pass per pinned layer more)",
+    )
     f.add_argument("-j", "--jobs", type=int, default=None, help="stages in parallel (default: CPUs, at most 4)")
     f.add_argument("--out", help="where fix-RUN.yaml/.md/.json go (default: the config's report.dir)")
     f.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr, only the snippet on stdout")
@@ -624,6 +636,7 @@ def cmd_fix(args: argparse.Namespace) -> int:
 
     jobs = _jobs(args)
     _positive(args.candidates, "--candidates")
+    _positive(args.max_tries, "--max-tries")
     console = _console(args.quiet, stderr=True)  # stdout carries only the snippet, so it can be redirected
     log = (lambda m: None) if args.quiet else (lambda m: console.print(f"[dim]{_escape(m)}[/dim]"))
     result = api.fix(
@@ -634,6 +647,8 @@ def cmd_fix(args: argparse.Namespace) -> int:
         out=args.out,
         targets=args.target,
         max_candidates=args.candidates,
+        max_tries=args.max_tries,
+        prove_minimal=args.prove_minimal,
         jobs=jobs,
         log=log,
     )

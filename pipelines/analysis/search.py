@@ -1,20 +1,22 @@
-"""Which layers must stay FP32: a ranking from attribution and a search for a small, minimal set to pin.
+"""Which layers must stay FP32: a ranking from attribution and a search for a small set to pin, within a budget.
 
 Every candidate configuration is the same run with other layers pinned; its build goes through the artifact
 cache, and tries are judged by trial stages (:mod:`..stages.trial`) that read the reference's values from
-attribution's dump (or run the reference once per batch of variants) and accumulate every compared tensor's
-metrics without dumping anything, so a second search reuses every build and every batch. Nothing edits the
-user's config: the result is an ``overrides`` snippet to paste.
+attribution's dump (or run the reference once per batch of variants) and accumulate only what each compared
+tensor's verdict reads, without dumping anything, so a second search reuses every build and every batch.
+Nothing edits the user's config: the result is an ``overrides`` snippet to paste.
 
 * **Ranking** (:mod:`.ranking`): attribution's local error, the layers that fail locally (root causes) first.
   Only when attribution is off or unavailable does the search fall back to *sensitivity*, two configurations
   per candidate (pin only this layer; lower only this layer), which costs 2N+1 inference passes.
-* **Every try judges every compared layer**: metrics cost little next to inference, so no watched subset, no
-  confirmation that can fail elsewhere, no second search.
+* **Every try judges every compared layer** (a variant that fails for sure may leave the rest unjudged: its
+  failing count is then a floor), so no watched subset, no confirmation that can fail elsewhere.
 * **Search**: the shortest passing prefix of the ranking (the root causes alone; then the sizes doubling, in one
-  batch; then the interval split in quarters per batch); then a shrink whose rounds try every drop-one set in
-  one batch and drop the removable layers (a group at once, then one at a time). ``minimal`` is claimed only
-  when every kept layer's removal failed against the final set (the last round).
+  batch; then the interval split in quarters per batch); then a shrink that removes groups of neighbouring
+  layers in batches (delta debugging) while the budget of ``max_tries`` pinned sets lasts. The issue's bound is
+  a set within 2x of the smallest, not a proof: ``minimal`` is claimed only when every kept layer's removal
+  failed against the final set; ``prove_minimal`` goes on with drop-one rounds (:meth:`Search._shrink`) until
+  that holds, whatever the budget.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class Evaluation:
     why: str = ""
     failing_tensors: tuple[str, ...] = ()
     watched: int = 0  # how many compared tensors the verdict read
+    unjudged: int = 0  # compared tensors left unjudged once the variant failed for sure: ``failing`` is a floor
 
     @property
     def output_sqnr_db(self) -> float:
@@ -75,6 +78,9 @@ class SearchResult:
 
 
 BATCH = 16  # variants per trial stage at most: their sessions are open together
+# Pinned sets tried by a search (the baseline and the prefix search included) before the shrink stops without
+# proving the set minimal; about one inference pass each, so that a search with attribution stays near 30 passes.
+TRIES = 24
 
 
 def batch_size(per_variant: int, available: int | None) -> int:
@@ -106,6 +112,8 @@ class Search:
         *,
         targets: Sequence[str] | None = None,
         max_candidates: int = 64,
+        max_tries: int = TRIES,
+        prove_minimal: bool = False,
         jobs: int = 1,
         reporter: Reporter | None = None,
         log: Callable[[str], None] = lambda m: None,
@@ -122,6 +130,9 @@ class Search:
         outputs = [t.name for t in exp.model.summary.outputs if t.is_float]
         self.targets = tuple(targets or outputs)
         self.max_candidates = max_candidates
+        self.max_tries = max_tries
+        self.prove_minimal = prove_minimal
+        self._ranking_tries = 0  # sets tried to rank by sensitivity (without attribution)
         self._evaluations: dict[tuple[str, ...], Evaluation] = {}  # by pinned set: every try is judged in full
         self._size: int | None = None  # variants per trial stage (:func:`batch_size`), decided at the first try
         self._order = {n.name: n.index for n in exp.model.summary.nodes}
@@ -188,6 +199,8 @@ class Search:
                 build.stage_id(self.exp.reference),
                 [build.stage_id(r.name) for r in runs],
                 ref_dump,
+                targets=self.targets,
+                judged=self.exp.tensors,
             )
             stages[t.id] = t
             self._passes[t.id] = trial.inference_passes(runs, ref_dump)
@@ -293,9 +306,13 @@ class Search:
         compared = set(self.exp.tensors)
         producer = self.exp.model.summary.producer_of()
         failing: list[tuple[str, str]] = []
+        unjudged = 0
         for layer in doc["layers"]:
             if layer["tensor"] not in compared:
                 continue  # a target tensor the experiment does not compare: read for the output error only
+            if layer.get("stopped") == "variant fails":
+                unjudged += 1  # left once another tensor of the variant failed for sure
+                continue
             node = producer[layer["tensor"]].name if layer["tensor"] in producer else layer["tensor"]
             if check(layer["metrics"], self.exp.thresholds.for_layer(node)):
                 failing.append((layer["node"], layer["tensor"]))
@@ -307,6 +324,7 @@ class Search:
             self._output_error(doc),
             failing_tensors=tuple(t for _, t in failing),
             watched=len(compared),
+            unjudged=unjudged,
         )
 
     # -- ranking --------------------------------------------------------------------------------------
@@ -399,17 +417,27 @@ class Search:
             why = "off (attribution: false)" if not self.exp.attribution else "unavailable"
             result.notes.append(f"attribution is {why}: layers ranked by sensitivity, 2 passes per candidate")
             result.ranked_by = "sensitivity"
+            before = len(self._evaluations)
             result.sensitivity = self.sensitivity(layers)
+            self._ranking_tries = len(self._evaluations) - before  # not counted in max_tries
             ranked = [r["layer"] for r in result.sensitivity]
             roots = 0
         self.log(
             f"ranked {len(ranked)} layers by {result.ranked_by}"
             + (f"; {roots} fail locally (root causes)" if result.ranked_by == "attribution" else "")
         )
-        chosen, verified = self._shrink(result, ranked, self._prefix(result, ranked, roots))
+        chosen, verified = self._reduce(result, ranked, self._prefix(result, ranked, roots))
+        if chosen is not None and not verified and self.prove_minimal:
+            chosen, verified = self._shrink(result, ranked, chosen)
         if chosen is not None:
             result.found = tuple(sorted(chosen, key=ranked.index))
             result.minimal = verified
+            if not verified:
+                result.notes.append(
+                    f"not proven minimal: the search stopped after {self.tries()} tries (at most "
+                    f"{self.max_tries}); proving it (removing each pinned layer in turn) costs at least "
+                    f"{len(chosen)} more inference passes (--prove-minimal)"
+                )
         result.cost = self.cost
         return result
 
@@ -449,6 +477,49 @@ class Search:
                 elif mid < hi:
                     lo = max(lo, mid)
         return list(ranked[:hi])
+
+    def _reduce(
+        self, result: SearchResult, ranked: list[str], chosen: list[str] | None
+    ) -> tuple[list[str] | None, bool]:
+        """Drop layers while the thresholds pass, within the budget of tries (delta debugging): the set split into
+        n groups of neighbours in the ranking (least useful first), each group's removal tried, all in one batch;
+        the largest removal that passes is kept and the rest split again, else n doubles. When n reaches the
+        set's size and no single removal passes, the set is proven minimal; when the budget ends first, it is
+        not (``False``: the caller may prove it with :meth:`_shrink`)."""
+        if chosen is None:
+            return None, False
+        n = 2
+        while chosen:
+            n = min(n, len(chosen))
+            order = sorted(chosen, key=ranked.index, reverse=True)  # least useful first
+            groups = [order[len(order) * j // n : len(order) * (j + 1) // n] for j in range(n)]
+            left = self.max_tries - self.tries()
+            if left <= 0:
+                return chosen, False
+            tried = groups[:left]
+            evs = self.evaluate_many([[x for x in chosen if x not in g] for g in tried])
+            for g, ev in zip(tried, evs, strict=True):
+                self._step(
+                    result, f"without {g[0]}" if len(g) == 1 else f"without {len(g)} layers ({', '.join(g)})", ev
+                )
+            passing = [
+                (-len(g), ev.output_error, i) for i, (g, ev) in enumerate(zip(tried, evs, strict=True)) if ev.passed
+            ]
+            if passing:
+                gone = tried[min(passing)[2]]
+                chosen = [x for x in chosen if x not in gone]
+                n = max(2, n - 1)
+            elif n == len(chosen) and len(tried) == n:
+                return chosen, True  # every single removal failed against this very set
+            elif n == len(chosen):
+                return chosen, False  # the budget ended within the drop-one round
+            else:
+                n = min(2 * n, len(chosen))
+        return chosen, True
+
+    def tries(self) -> int:
+        """Pinned sets judged so far, those tried to rank by sensitivity left out (the budget ``max_tries``)."""
+        return len(self._evaluations) - self._ranking_tries
 
     def _shrink(
         self, result: SearchResult, ranked: list[str], chosen: list[str] | None
@@ -502,9 +573,9 @@ class Search:
                 "failing_layers": ev.failing,
                 "first_failing": ev.first_failing,
                 "output_sqnr_db": ev.output_sqnr_db,
-                "tensors_judged": ev.watched,
+                "tensors_judged": ev.watched - ev.unjudged,
             }
         )
-        verdict = "PASS" if ev.passed else f"{ev.failing} layers fail"
+        verdict = "PASS" if ev.passed else f"{'at least ' if ev.unjudged else ''}{ev.failing} layers fail"
         c = self.cost
         self.log(f"{action}: {len(extra)} pinned -> {verdict}  [{c.inference_runs} inference passes so far]")

@@ -26,7 +26,7 @@ def snippet(exp: Experiment, result: SearchResult) -> str:
         + (f" (besides the {len(result.base_pinned)} the run pins already)" if result.base_pinned else ""),
         "# minimal: removing any one of them fails a threshold. Paste under runs:"
         if result.minimal
-        else "# removing each of them failed a threshold when it was tried (see the report). Paste under runs:",
+        else "# not proven minimal (the search stopped in its budget; --prove-minimal proves it). Paste under runs:",
     ]
     if not layers:
         return "\n".join([*head[:1], "# the run already passes: nothing to pin"]) + "\n"
@@ -54,7 +54,8 @@ def markdown(exp: Experiment, result: SearchResult) -> str:
         claim = (
             "Removing any one of them fails a threshold (minimal)"
             if result.minimal
-            else "Removing each of them failed a threshold when it was tried (some against a larger set)"
+            else "Not proven minimal: the search stopped within its budget of tries (`--prove-minimal` removes each "
+            "layer in turn until none can go)"
         )
         out += [
             f"**Pin {len(result.found)} layer(s) to FP32: {', '.join(result.found)}.** {claim}; it is not "

@@ -1,36 +1,45 @@
 """trial[...]: `fix`'s tries -- several pinned variants of one candidate judged against the reference, no dumps.
 
-A try of the fix search is the candidate run with some layers pinned to FP32. Dumping each variant and comparing
-the dumps cost the search most of its time and gigabytes of cache; here, as in the stream stage
-(:mod:`.stream`), the models run sample by sample and every selected tensor's statistics are accumulated with the
-compare stage's kernel (:class:`.metrics.stats.TensorStats`, the same arrays in the same order), so each
-variant's ``compare.json`` is the one that dump + dump + compare write for it. The reference runs **once per
-sample for all the variants of the batch**, not once per variant: a batch of k variants costs k + 1 inference
-passes instead of 2k, and writes only small JSON documents (``trial-<i>.json``, one per variant, in the order
-of ``variants``).
+A try of the fix search is the candidate run with some layers pinned to FP32, and all the search reads of it
+is a verdict: which compared tensors break their limits, and the targets' output error. As in the stream stage
+(:mod:`.stream`) the models run sample by sample, nothing is dumped, and each tensor accumulates only the
+verdict's metrics (:class:`.metrics.verdict.VerdictStats`: deviation ratio, cosine, SQNR, abs errors, NaN/Inf
+introduced; no histograms, percentiles or range counts), the same values as compare's bit for bit. The reference
+runs **once per sample for all the variants of the batch** (or is read from attribution's dump): a batch of k
+variants costs k + 1 inference passes (k with the dump), and writes only small JSON documents
+(``trial-<i>.json``, one per variant, in the order of ``variants``).
+
+**Early exit.** A judged tensor whose deviating elements already exceed its limit's share of all the samples'
+elements, or which introduced a NaN/Inf where none is allowed, fails whatever its other samples hold: it stops
+accumulating (``"stopped": "fails"``) and its variant is known to fail. From the second sample on, a tensor all
+of whose readers are known to fail is left (``"stopped": "variant fails"``; the search does not count it), except
+the targets, which the output error reads in full. A layer that stopped keeps the metrics of its first
+``"samples"``.
 
 All the variants' sessions are open at once (one build each: the builds are ordinary cached build stages), so
 memory holds one session per variant, one sample of the reference's selected tensors and one sample of one
 variant's; the search bounds the batch size.
 
 Key: the reference's and every variant's build keys (they hold the pins), the selected tensors, the input
-digests, the sample count, the metric settings and what the backends say changes values at run time. The
-thresholds are not part of it: the search judges the documents, so a threshold change reuses every try.
+digests, the sample count, the metric settings, the targets, what the backends say changes values at run time,
+and the two limits the early exit reads (deviation ratio, NaN/Inf allowed): a change of another threshold
+(cosine, SQNR, abs error) reuses every try, the search judges the documents.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from layerscope.pipelines import backends
 from layerscope.pipelines.backends.base import code_modules, worker_resources
 from layerscope.pipelines.experiment.inputs import input_material, sample_reader
 from layerscope.pipelines.stages import stream
-from layerscope.pipelines.stages.compare import _config, document, metric_settings, subgraph_tensors
+from layerscope.pipelines.stages.compare import _config, metric_settings, subgraph_tensors
 from layerscope.pipelines.stages.dump import DUMP_FILE, requested_tensors
 from layerscope.runner.codeversion import code_version
 from layerscope.runner.errors import StageError
@@ -39,11 +48,11 @@ from layerscope.runner.hashing import digest
 from layerscope.runner.jsonio import write_json
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from pathlib import Path
 
     from layerscope.pipelines.backends.base import Session
     from layerscope.pipelines.experiment import Experiment, RunSpec
-    from layerscope.pipelines.metrics.stats import TensorStats
 
 
 def stage_id(variants: list[RunSpec]) -> str:
@@ -63,11 +72,16 @@ def make(
     ref_build: str,
     builds: list[str],
     ref_dump: str | None = None,
+    *,
+    targets: Sequence[str] = (),
+    judged: Sequence[str] | None = None,
 ) -> Stage:
     """One stage judging ``variants`` (runs of one backend and precision, differing in their pins) against
     ``reference``; ``builds`` are their build stages' ids, in the same order. ``ref_dump``: the reference's dump
     stage of the same tensors, inputs and samples (attribution's), whose values are read instead of running the
-    reference: then the batch costs one inference pass per variant."""
+    reference: then the batch costs one inference pass per variant. ``judged``: the tensors whose limits decide
+    the verdict (default: every tensor of ``exp``), ``targets``: the tensors whose output error the search reads
+    (accumulated to the end whatever the verdict)."""
     if not variants or len(variants) != len(builds):
         raise ValueError("a trial needs one build per variant")
     settings = metric_settings(exp, variants[0])
@@ -77,9 +91,11 @@ def make(
     inputs = {spec.name: input_material(spec, exp.cache.digests) for spec in exp.inputs}
     roles = [f"variant{i}" for i in range(len(variants))]
     upstream = _pinned_upstream(exp, variants)
+    early = _limits(exp, exp.tensors if judged is None else judged)
+    wanted = set(targets)
 
     def action(ctx: StageContext) -> None:
-        from layerscope.pipelines.metrics.stats import TensorStats
+        from layerscope.pipelines.metrics.verdict import VerdictStats
 
         ref_low = json.loads(ctx.inputs["reference"].file("lowering.json").read_text())
         rmap = ref_low["tensors"]
@@ -102,49 +118,56 @@ def make(
                 for role, v, req in zip(roles, variants, requested, strict=True)
             ]
             readers = {s.name: stack.enter_context(sample_reader(s, exp.samples)) for s in exp.inputs}
-            stats: list[dict[str, TensorStats]] = [{} for _ in variants]
-            pre: list[dict[str, TensorStats]] = [{} for _ in variants]
+            stats: list[dict[str, VerdictStats]] = [{} for _ in variants]
             pairs: list[list[tuple[str, str, str]]] = [[] for _ in variants]
             reasons: list[dict[str, str]] = [{} for _ in variants]
             shapes: dict[str, tuple[int, ...]] = {}
-            stored: list[dict[str, str]] = [{} for _ in variants]
-            shared: list[set[str]] = [set() for _ in variants]
+            acc: dict[int, _Accumulated] = {}  # by id of a VerdictStats: how far it got, who reads it
+            failed: set[int] = set()  # variants that already fail, whatever their other tensors do
+
+            def needed(a: _Accumulated) -> bool:
+                """Whether a tensor's next sample can still change a verdict or the output error."""
+                return not a.stopped and (a.target or not a.users <= failed)
 
             def accumulate(k: int, i: int, r_values: dict[str, Any], c_values: dict[str, Any]) -> None:
-                c_pre = requested[k][1]
                 for t, r_name, c_name in pairs[k]:
-                    if t in shared[k]:
-                        continue  # accumulated as variant upstream[k, t]'s, which has the same values
+                    st = stats[k][t]
+                    a = acc[id(st)]
+                    if a.samples > i:
+                        continue  # accumulated for a variant with the same values (see _pinned_upstream)
+                    # from the second sample on, when every variant reading it is known (first_sample registers them)
+                    if a.samples < i or (i > 0 and not needed(a)):
+                        a.stopped = a.stopped or "variant fails"  # never resumed: samples stay in order
+                        continue
                     r, c = r_values[r_name], c_values[c_name]
                     if tuple(r.shape) != shapes[t] or r.shape != c.shape:
                         raise StageError(
                             f"tensor {t!r}, sample {i}: reference shape {list(r.shape)} vs {variants[k].name} "
                             f"{list(c.shape)} (sample 0: {list(shapes[t])})"
                         )
-                    stats[k][t].update(r, c)
-                    if t in pre[k]:
-                        pre[k][t].update(r, c_values[c_pre[t]])
+                    st.update(r, c)
+                    a.samples = i + 1
+                    if t in early and st.fails_already(a.total, *early[t]):
+                        failed.update(a.users)  # a judged tensor that fails whatever follows
+                        if not a.target and i + 1 < exp.samples:
+                            a.stopped = "fails"
                 ctx.progress.advance()
 
-            def first_sample(k: int, session: Session, r_values: dict[str, Any], c_values: dict[str, Any]) -> None:
+            def first_sample(k: int, session: Session, r_values: dict[str, Any]) -> None:
                 """What variant ``k`` observed, and its accumulators (a runtime learns at its first run which
                 tensors it cannot observe)."""
                 req = requested[k]
                 pairs[k], reasons[k] = stream._observed(exp, r_names, req[0], ref, session, r_values, inside)
-                cmap = cmaps[k]
                 for t, r_name, _ in pairs[k]:
                     shapes.setdefault(t, tuple(int(d) for d in r_values[r_name].shape))
-                    stored[k][t] = str(c_values[cmap[t]["name"]].dtype)
                     same = upstream.get((k, t))
                     if same is not None and t in stats[same]:  # the same values as variant `same`'s
-                        shared[k].add(t)
                         stats[k][t] = stats[same][t]
-                        if t in pre[same]:
-                            pre[k][t] = pre[same][t]
-                        continue
-                    stats[k][t] = TensorStats(_config(settings, t, cmap[t].get("quant")), threads=ctx.threads)
-                    if t in req[1] and req[1][t] not in session.unobservable:
-                        pre[k][t] = TensorStats(replace(stats[k][t].config, quant=None), threads=ctx.threads)
+                    else:
+                        stats[k][t] = VerdictStats(_config(settings, t, cmaps[k][t].get("quant")), threads=ctx.threads)
+                        total = math.prod(shapes[t]) * exp.samples
+                        acc[id(stats[k][t])] = _Accumulated(total, t in wanted)
+                    acc[id(stats[k][t])].users.add(k)
 
             # Like the stream stage: variant k's sample is accumulated while the next variant runs, in the order
             # the compare stage reads them (per tensor, samples in order), so the metrics are the same.
@@ -156,7 +179,7 @@ def make(
                     for k, session in enumerate(sessions):
                         c_values = session.run(feeds)
                         if i == 0:
-                            first_sample(k, session, r_values, c_values)
+                            first_sample(k, session, r_values)
                         if pending is not None:
                             pending.result()
                         pending = pool.submit(accumulate, k, i, r_values, c_values)
@@ -164,22 +187,20 @@ def make(
                     del r_values
                 if pending is not None:
                     pending.result()
-
-            hidden_r = stream._hidden(exp, rmap, ref)
-            hidden_c = [stream._hidden(exp, cmap, s) for cmap, s in zip(cmaps, sessions, strict=True)]
-        ref_doc = stream._run_doc(exp, reference, ref_low, hidden_r, inputs)
-        for k, v in enumerate(variants):
-            cmap = cmaps[k]
-            layers = [
-                stream._layer(t, rmap[t], cmap[t], shapes[t], stored[k][t], stats[k][t], pre[k].get(t))
-                for t, _, _ in pairs[k]
-            ]
+        for k in range(len(variants)):
+            layers = []
+            for t, _, _ in pairs[k]:
+                a = acc[id(stats[k][t])]
+                layer = {"tensor": t, "node": rmap[t]["node"], "index": rmap[t]["index"]}
+                layer["metrics"] = stats[k][t].result()
+                if a.samples < exp.samples:  # stopped early: its metrics are of the samples it got
+                    layer["samples"], layer["stopped"] = a.samples, a.stopped
+                layers.append(layer)
             layers.sort(key=lambda x: (x["index"], x["tensor"]))
             missing = [t for t in exp.tensors if t in reasons[k]]
             missing += [t for t in reasons[k] if t not in missing]
-            cand_doc = stream._run_doc(exp, v, lows[k], hidden_c[k], inputs)
-            doc = document(ref_doc, cand_doc, exp.samples, settings, layers, missing, reasons[k])
-            write_json(ctx.out_dir / file_name(k), doc)
+            doc = {"samples": exp.samples, "layers": layers, "not_observable": missing}
+            write_json(ctx.out_dir / file_name(k), {**doc, "not_observable_reasons": reasons[k]})
         passes = inference_passes(variants, ref_dump)
         ctx.result.update({"variants": len(variants), "samples": exp.samples, "inference_passes": passes})
 
@@ -192,6 +213,9 @@ def make(
             "inputs": inputs,
             "samples": exp.samples,
             "metrics": settings,
+            # a tensor stops early once it fails these: they are part of what the documents hold
+            "early_exit": {t: list(v) for t, v in early.items()},
+            "targets": sorted(wanted),
             "backend_reference": ref_backend.dump_material(reference),
             "backend_candidate": [cand_backend.dump_material(v) for v in variants],
             **({"subgraph_tensors": inside} if inside else {}),
@@ -204,9 +228,27 @@ def make(
             **({"reference_dump": ref_dump} if ref_dump else {}),
         },
         description=f"try {len(variants)} pinned variants of {variants[0].name.split('~')[0]}",
-        imports=("numpy", "onnx", "onnxruntime", "h5py", "layerscope.pipelines.metrics.kernel"),
+        imports=(
+            "numpy",
+            "onnx",
+            "onnxruntime",
+            "h5py",
+            "layerscope.pipelines.metrics.kernel",
+            "layerscope.pipelines.metrics.verdict_kernel",
+        ),
         resources={**worker_resources(reference.backend), **worker_resources(variants[0].backend)},
     )
+
+
+def _limits(exp: Experiment, judged: Sequence[str]) -> dict[str, tuple[float, bool]]:
+    """Per judged tensor, the limits that can fail it before its last sample (its producer's limits, as the
+    search judges it): the deviation ratio and whether NaN/Inf may appear."""
+    producer = exp.model.summary.producer_of()
+    out = {}
+    for t in judged:
+        limits = exp.thresholds.for_layer(producer[t].name if t in producer else t)
+        out[t] = (limits.max_deviation_ratio, limits.allow_nonfinite)
+    return out
 
 
 def _pinned_upstream(exp: Experiment, variants: list[RunSpec]) -> dict[tuple[int, str], int]:
@@ -271,6 +313,17 @@ class _DumpValues:
 
     def __exit__(self, *exc: object) -> None:
         self._reader.close()
+
+
+@dataclass
+class _Accumulated:
+    """How far one tensor's statistics got (shared by the variants that read the same values)."""
+
+    total: int  # elements over all samples
+    target: bool  # the output error reads it: accumulated to the end
+    samples: int = 0
+    stopped: str | None = None  # "fails": it fails whatever follows; "variant fails": every reader fails
+    users: set[int] = field(default_factory=set)
 
 
 def _opened(stack: contextlib.ExitStack, session: Session) -> Session:

@@ -1,6 +1,7 @@
-"""fix's trial stage: a batch of pinned variants judged in one stage gives each variant the compare.json of
-dump + compare on the same pins, whether the reference runs or is read from its dump, and whether a tensor's
-metrics were computed for it or shared with a variant of the same pins upstream."""
+"""fix's trial stage: a batch of pinned variants judged in one stage gives each variant the verdict of dump +
+compare on the same pins (the verdict's metrics equal to compare's, bit for bit), whether the reference runs or
+is read from its dump, whether a tensor's metrics were computed for it or shared with a variant of the same
+pins upstream, and whether its accumulation stopped early once the variant failed."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import pytest
 from layerscope.api import run
 from layerscope.pipelines.analysis.search import Search
 from layerscope.pipelines.experiment import load_experiment
+from layerscope.pipelines.metrics.limits import check
+from layerscope.pipelines.metrics.verdict import KEYS
 from layerscope.pipelines.stages import plan_for
 from tests.conftest import SMALL_UNET
 from tests.pipelines.lowering.test_quantize import INT8_TEMPLATE
@@ -37,7 +40,15 @@ def _compare_file(path, candidate: str):
     return exp.cache.entry_dir(planned.stage.kind, planned.key) / "compare.json"
 
 
-@pytest.mark.parametrize(("text", "candidate"), [(SMALL_UNET, "fp16"), (INT8, "int8")])
+# strict: 0.1% of the elements may deviate by 0.1%, so that FP16 fails on the first sample and tries stop early
+STRICT = SMALL_UNET.replace(
+    "rel_error: 0.1\n  max_deviation_ratio: 0.5", "rel_error: 0.001\n  max_deviation_ratio: 0.001"
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "candidate"), [(SMALL_UNET, "fp16"), (STRICT, "fp16"), (INT8, "int8")], ids=["fp16", "strict", "int8"]
+)
 def test_a_batch_equals_dump_and_compare_of_each_variant(write_config, text: str, candidate: str) -> None:
     path = write_config(text)
     exp = load_experiment(path)
@@ -48,11 +59,25 @@ def test_a_batch_equals_dump_and_compare_of_each_variant(write_config, text: str
     from_dump.attribution()  # runs the reference's dump (attribution's), which the next tries read
     assert from_dump.reference_dump is not None
     read = from_dump._execute(drop_one)
+    stopped = 0
     for i, (pinned, a, b) in enumerate(zip(drop_one, batch, read, strict=True)):
         # the ordinary experiment with these layers pinned (the user's way): dump + dump + compare
         pinned_path = write_config(_with_pins(text, candidate, pinned), name=f"pinned{i}.yaml")
         run(pinned_path)
         c = json.loads(_compare_file(pinned_path, candidate).read_text())
-        assert a["layers"] == c["layers"], pinned  # every metric, histogram and field, in the same order
-        assert b["layers"] == c["layers"], pinned
-        assert a["not_observable"] == c["not_observable"]
+        fails = [layer["tensor"] for layer in c["layers"] if check(layer["metrics"], exp.thresholds.base)]
+        assert a["not_observable"] == c["not_observable"] == b["not_observable"]
+        for doc in (a, b):
+            ev = Search(exp, candidate)._judge(pinned, doc)
+            assert ev.passed == (not fails), pinned  # the verdict compare gives
+            assert [x["tensor"] for x in doc["layers"]] == [x["tensor"] for x in c["layers"]]
+            for mine, theirs in zip(doc["layers"], c["layers"], strict=True):
+                if "stopped" not in mine:  # every sample: the same metrics, the same floats
+                    assert mine["metrics"] == {k: theirs["metrics"][k] for k in KEYS}, (pinned, mine["tensor"])
+                elif mine["stopped"] == "fails":  # it failed on its first samples: it fails over all
+                    assert mine["tensor"] in fails and check(mine["metrics"], exp.thresholds.base)
+                else:  # left once the variant failed
+                    assert fails and ev.unjudged
+            assert set(ev.failing_tensors) <= set(fails) and (ev.unjudged or set(ev.failing_tensors) == set(fails))
+        stopped += sum("stopped" in x for x in a["layers"])
+    assert stopped or text != STRICT, "no variant stopped early: the test does not exercise it"
