@@ -7,6 +7,7 @@ exception is reported as a bug with exit code 3. Heavy modules are imported by t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import traceback
 from collections.abc import Sequence
@@ -336,6 +337,12 @@ def _err(text: str) -> None:
     print(text, file=sys.stderr)
 
 
+def _reporter(console: Any, verbose: bool) -> Any:
+    from layerscope.runner.progress import RichReporter
+
+    return RichReporter(console, verbose=verbose)
+
+
 def _console(quiet: bool = False, *, stderr: bool = False) -> Any:
     from rich.console import Console
 
@@ -394,13 +401,14 @@ def _jobs(args: argparse.Namespace) -> int | None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from layerscope import api
-    from layerscope.runner.progress import RichReporter
 
     jobs = _jobs(args)
-    console = _console(args.quiet)
     verbose = getattr(args, "verbose", False)
+    # -q prints nothing but the verdict: no console and no reporter (importing rich was ~0.1 s of a warm rerun)
+    console = None if args.quiet else _console()
+    progress: Any = contextlib.nullcontext(False) if console is None else _reporter(console, verbose)
     try:
-        with RichReporter(console, verbose=verbose) as reporter:
+        with progress as reporter:
             result = api.execute(
                 args.config,
                 overrides=args.overrides,

@@ -8,7 +8,6 @@ against them before anything is submitted.
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import platform
 from collections.abc import Iterable
@@ -52,9 +51,7 @@ def worker_environment() -> dict[str, Any]:
         "python": platform.python_version(),
         "machine": platform.machine(),
     }
-    for name in _LIBRARIES:
-        try:
-            env[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            env[name] = None
+    from layerscope.runner.versions import installed_version
+
+    env.update({name: installed_version(name) for name in _LIBRARIES})
     return env

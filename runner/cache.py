@@ -5,7 +5,8 @@ Layout under the cache root (``v1`` is the layout version; a future incompatible
     v1/objects/<kind>/<key[:2]>/<key>/   published artifacts + manifest.json (written last, inside the entry)
     v1/tmp/                              entries being written; renamed into objects/ when complete
     v1/locks/<key>.lock                  one writer per key across processes (fcntl via filelock)
-    v1/memo/                             file-digest memo (see hashing.FileDigests)
+    v1/memo/                             file-digest memo (see hashing.FileDigests), loading's memos, and
+                                         imports/: what each module imports (codeversion.remember_in)
     v1/state/                            the parameters each stage last ran with, to explain staleness
 
 Publishing is atomic: a stage writes into a fresh temporary directory, every file is hashed into the
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from layerscope.runner import leases
+from layerscope.runner import codeversion, leases
 from layerscope.runner.errors import CacheError
 from layerscope.runner.files import atomic_write
 from layerscope.runner.hashing import FileDigests
@@ -68,6 +69,8 @@ class Cache:
         self.root = Path(root).expanduser().absolute()
         self.base = self.root / LAYOUT
         self.digests = FileDigests(self.base / "memo")
+        # What each module imports, remembered by its text's digest (stage code versions; codeversion.py).
+        codeversion.remember_in(self.base / "memo")
         self._ensured = False
 
     # -- layout ---------------------------------------------------------------------------------------

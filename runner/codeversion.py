@@ -11,6 +11,11 @@ versioned by its distribution's version in the keys that need it.
 So a stage's version covers exactly the code that can compute its output, with no hand-written module list to
 go stale: editing any module in the closure changes the version, and editing any other module does not. The
 closure and the digests are computed once per process (``clear`` forgets them, for tests that edit sources).
+
+What a module imports is also remembered across processes (:func:`remember_in`, the cache's memo folder), keyed
+by the digest of the module's bytes together with the digest of this parser's own source and Python's version:
+the memo answers only for exactly the text that would be parsed, so it is as safe as parsing it, and a damaged
+or foreign memo entry is ignored and parsed again.
 """
 
 from __future__ import annotations
@@ -18,11 +23,19 @@ from __future__ import annotations
 import ast
 import hashlib
 import importlib.util
+import json
+import sys
 import threading
 from functools import cache
 from pathlib import Path
 
 _LOCK = threading.Lock()
+_MEMO: list[Path] = []  # the folder import lists are remembered in (remember_in); none: parse every module
+
+
+def remember_in(folder: Path | None) -> None:
+    """Remember what each module imports in ``folder`` (a cache's memo folder), across processes; None: don't."""
+    _MEMO[:] = [] if folder is None else [Path(folder) / "imports"]
 
 
 @cache
@@ -87,14 +100,67 @@ def _statements(body: list[ast.stmt]) -> list[ast.stmt]:
 
 
 @cache
+def _parser_key() -> str:
+    """What the import lists depend on besides a module's text: this parser's source and Python's grammar."""
+    own = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
+    return f"{own}:{sys.version_info.major}.{sys.version_info.minor}"
+
+
+def _memo_file(source_digest: str, top: str, package: str | None) -> Path | None:
+    if not _MEMO:
+        return None
+    name = hashlib.sha256(json.dumps([_parser_key(), source_digest, top, package]).encode()).hexdigest()
+    return _MEMO[0] / name[:2] / f"{name}.json"
+
+
+def _recalled(memo: Path, source_digest: str) -> tuple[str, ...] | None:
+    """The import list a memo entry holds for exactly this text, or None (missing, damaged, another text)."""
+    try:
+        stored = json.loads(memo.read_bytes())
+        names = stored["imports"]
+        if stored["source"] != source_digest or stored["parser"] != _parser_key():
+            return None
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            return None
+        return tuple(names)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _remember(memo: Path, source_digest: str, names: tuple[str, ...]) -> None:
+    from layerscope.runner.files import atomic_write
+
+    try:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(memo, json.dumps({"source": source_digest, "parser": _parser_key(), "imports": list(names)}))
+    except OSError:
+        pass  # the memo is an optimisation: a read-only cache parses every time
+
+
+@cache
 def _imported(path: Path, top: str, module: str | None = None) -> tuple[str, ...]:
     """Modules of ``top`` that the source at ``path`` imports (outside ``if TYPE_CHECKING:`` blocks).
 
-    Memoised: the stage kinds' closures share most modules, and parsing is what a closure costs."""
-    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    Memoised: the stage kinds' closures share most modules, and parsing is what a closure costs; across
+    processes by the digest of the very bytes that would be parsed (see the module doc)."""
     package = None
     if module is not None:
         package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    source = path.read_bytes()
+    source_digest = hashlib.sha256(source).hexdigest()
+    memo = _memo_file(source_digest, top, package)
+    if memo is not None:
+        recalled = _recalled(memo, source_digest)
+        if recalled is not None:
+            return recalled
+    names = _parse_imports(source, path, top, package)
+    if memo is not None:
+        _remember(memo, source_digest, names)
+    return names
+
+
+def _parse_imports(source: bytes, path: Path, top: str, package: str | None) -> tuple[str, ...]:
+    tree = ast.parse(source.decode("utf-8"), filename=str(path))
     out: list[str] = []
     for node in _statements(tree.body):
         if isinstance(node, ast.Import):
@@ -171,3 +237,4 @@ def clear() -> None:
     _package_dir.cache_clear()
     module_file.cache_clear()
     _imported.cache_clear()
+    _parser_key.cache_clear()

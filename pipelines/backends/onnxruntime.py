@@ -41,12 +41,9 @@ _BAD_TYPE = re.compile(r"of operator \((\w+)\) in node \(([^)]*)\) is invalid")
 
 
 def _version(dist: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
+    from layerscope.runner.versions import installed_version
 
-    try:
-        return version(dist)
-    except PackageNotFoundError:
-        return None
+    return installed_version(dist)
 
 
 def cpu_name() -> str:

@@ -38,9 +38,9 @@ def input_material(spec: InputSpec, digests: FileDigests) -> dict[str, Any]:
     kind = source_kind(spec.source)
     src = dict(spec.source)
     if kind == "random":
-        from importlib.metadata import version
+        from layerscope.runner.versions import installed_version
 
-        numpy_minor = ".".join(version("numpy").split(".")[:2])
+        numpy_minor = ".".join((installed_version("numpy") or "missing").split(".")[:2])
         draw = ".integers(low, high, endpoint=True)" if src["random"] == "uniform" and _integer(spec.dtype) else ""
         return {
             "shape": spec.shape,

@@ -48,11 +48,10 @@ def unknown_ops(
     in ``memo_dir`` under ``model_digest`` when both are given."""
     if memo_dir is None or not model_digest:
         return _unknown_ops(summary, backend)
-    from importlib.metadata import PackageNotFoundError, version
+    from layerscope.runner.versions import installed_version
 
-    try:
-        versions = {name: version(name) for name in ("onnx", "onnxruntime")}
-    except PackageNotFoundError:
+    versions = {name: installed_version(name) for name in ("onnx", "onnxruntime")}
+    if None in versions.values():
         return _unknown_ops(summary, backend)
     key = digest({"model": model_digest, "backend": backend, "versions": versions, "code": code_version(__name__)})
     memo = memo_dir / f"{key}.json"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from layerscope.pipelines.stages.compare import _config, metric_settings
+from layerscope.pipelines.stages.compare import _config, key_settings, metric_settings
 from layerscope.pipelines.stages.dump import DUMP_FILE
 from layerscope.runner.codeversion import code_version
 from layerscope.runner.errors import StageError
@@ -70,7 +70,7 @@ def make(exp: Experiment, run: RunSpec, ref_dump: str, cand_build: str) -> Stage
     return Stage(
         id=stage_id(run.name),
         kind="attribute",
-        params={"tensors": list(exp.tensors), "metrics": settings, "session": backend_dump_material(run)},
+        params={"tensors": list(exp.tensors), "metrics": key_settings(settings), "session": backend_dump_material(run)},
         action=action,
         version=code_version(__name__),
         deps=deps,

@@ -18,6 +18,7 @@ from layerscope.pipelines.stages.dump import DUMP_FILE
 from layerscope.runner.codeversion import code_version
 from layerscope.runner.errors import StageError
 from layerscope.runner.graph import Stage, StageContext
+from layerscope.runner.hashing import canonical_json
 from layerscope.runner.jsonio import write_json
 
 if TYPE_CHECKING:
@@ -54,6 +55,21 @@ def metric_settings(exp: Experiment, run: RunSpec) -> dict[str, Any]:
         lim = exp.thresholds.for_layer(node)
         per_tensor[t] = {"rel_error": lim.rel_error, "abs_floor": lim.abs_floor}
     return {"format": fmt.name, "limits": limits, "per_tensor": per_tensor}
+
+
+def key_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """:func:`metric_settings` as a stage's key holds them: each distinct per-tensor setting once with its tensors
+    (``per_tensor_by_value``: ``[[setting, [tensors, sorted]], ...]`` ordered by the setting's canonical JSON),
+    the same information as one entry per tensor. Digesting 8,000 tensors' entries, and reading them back from
+    manifests and the stage state, was ~0.2 s of every warm rerun (issue 14)."""
+    groups: dict[tuple[Any, ...], tuple[dict[str, Any], list[str]]] = {}
+    for tensor, setting in settings["per_tensor"].items():
+        # The exact type and repr tell values apart as canonical JSON does (1 and 1.0, True and 1 stay apart).
+        same = tuple((name, type(v).__name__, repr(v)) for name, v in setting.items())
+        groups.setdefault(same, (setting, []))[1].append(tensor)
+    ordered = sorted(((canonical_json(v), v, ts) for v, ts in groups.values()), key=lambda g: g[0])
+    rest = {k: v for k, v in settings.items() if k != "per_tensor"}
+    return {**rest, "per_tensor_by_value": [[v, sorted(ts)] for _, v, ts in ordered]}
 
 
 def subgraph_tensors(exp: Experiment) -> dict[str, str]:
@@ -131,7 +147,7 @@ def make(exp: Experiment, candidate: RunSpec, ref_dump: str, cand_dump: str) -> 
     return Stage(
         id=stage_id(candidate.name),
         kind="compare",
-        params={**settings, **({"subgraph_tensors": inside} if inside else {})},
+        params={**key_settings(settings), **({"subgraph_tensors": inside} if inside else {})},
         action=action,
         version=code_version(__name__),
         deps={"reference": ref_dump, "candidate": cand_dump},

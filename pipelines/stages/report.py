@@ -36,15 +36,9 @@ LIBRARIES = ("numpy", "onnx", "onnxruntime", "h5py", "ml_dtypes", "jsonschema", 
 
 
 def library_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
+    from layerscope.runner.versions import installed_version
 
-    out = {"layerscope": __version__}
-    for lib in LIBRARIES:
-        try:
-            out[lib] = version(lib)
-        except PackageNotFoundError:
-            out[lib] = "missing"
-    return out
+    return {"layerscope": __version__, **{lib: installed_version(lib) or "missing" for lib in LIBRARIES}}
 
 
 def weight_note(layer: dict[str, Any], fmt: str) -> str | None:

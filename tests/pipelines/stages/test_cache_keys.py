@@ -101,3 +101,37 @@ def test_the_config_path_is_in_no_key(write_config, tmp_path) -> None:
     by_absolute = keys(path, [])
     os.chdir(path.parent)
     assert keys(path.name, []) == by_absolute  # same config, given by a relative path
+
+
+# -- compare's and attribute's per-tensor settings are keyed grouped by value (issue 14) ---------------------------
+def test_moving_one_tensor_between_setting_groups_changes_the_metric_keys(write_config) -> None:
+    path = write_config(SMALL_UNET)
+    one = keys(path, ["thresholds.layers=[{match: conv0, rel_error: 0.3}]"])
+    two = keys(path, ["thresholds.layers=[{match: conv0, rel_error: 0.3}, {match: relu0, rel_error: 0.3}]"])
+    assert {sid for sid in ALL if one[sid] != two[sid]} == METRICS
+
+
+def test_grouped_settings_hold_exactly_each_tensors_setting() -> None:
+    from layerscope.pipelines.stages.compare import key_settings
+    from layerscope.runner.hashing import digest
+
+    per_tensor = {
+        "b": {"rel_error": 0.1, "abs_floor": 0.0},
+        "a": {"rel_error": 0.1, "abs_floor": 0.0},
+        "c": {"rel_error": 1, "abs_floor": 0.0},  # 1 and 1.0 are different settings, as in canonical JSON
+        "d": {"rel_error": 1.0, "abs_floor": 0.0},
+        "e": {"rel_error": float("nan"), "abs_floor": 0.0},
+    }
+    settings = {"format": "fp16", "limits": {"max": 65504.0}, "per_tensor": per_tensor}
+    grouped = key_settings(settings)
+    assert "per_tensor" not in grouped and grouped["format"] == "fp16" and grouped["limits"] == {"max": 65504.0}
+    back = {t: setting for setting, tensors in grouped["per_tensor_by_value"] for t in tensors}
+    assert back.keys() == per_tensor.keys() and all(
+        back[t] is per_tensor[t] or back[t] == per_tensor[t] for t in "abcd"
+    )
+    assert len(grouped["per_tensor_by_value"]) == 4
+    reordered = {**settings, "per_tensor": dict(reversed(per_tensor.items()))}
+    assert digest(key_settings(reordered)) == digest(grouped)  # the tensors' order decides nothing
+    for t in per_tensor:  # any one tensor's setting changed changes the material
+        changed = {**per_tensor, t: {"rel_error": 0.5, "abs_floor": 0.0}}
+        assert digest(key_settings({**settings, "per_tensor": changed})) != digest(grouped), t
