@@ -239,9 +239,11 @@ def _layers(
     kernel call per pair of dtypes; the same numbers as :func:`_layer` (a test holds them equal)."""
     from layerscope.pipelines.metrics.batch import many
 
+    # Packed tensors (dump format 2): one read of the columns the batch spans, sliced per tensor.
+    refs = ref.read_many([r.onnx_name for r, _ in batch])
+    cands = cand.read_many([c.onnx_name for _, c in batch])
     items = [
-        (ref.read_samples(r.onnx_name), cand.read_samples(c.onnx_name), _config(settings, r.onnx_name, c.quant))
-        for r, c in batch
+        (rv, cv, _config(settings, r.onnx_name, c.quant)) for (r, c), rv, cv in zip(batch, refs, cands, strict=True)
     ]
     results = many(items, threads=ctx.threads)
     ctx.progress.advance(len(batch) * ref.samples)
@@ -268,14 +270,13 @@ def _layer(
     from layerscope.pipelines.metrics.stats import TensorStats
 
     stats = TensorStats(config, threads=ctx.threads)
-    rds, cds = ref.dataset(r.onnx_name), cand.dataset(c.onnx_name)
     pre = TensorStats(replace(config, quant=None), threads=ctx.threads) if c.has_prequant else None
-    pds = cand.dataset(c.onnx_name, group="prequant") if c.has_prequant else None
     for i in range(ref.samples):
-        reference = rds[i]
-        stats.update(reference, cds[i])
-        if pre is not None and pds is not None:
-            pre.update(reference, pds[i])
+        # read(): a tensor with a prequant value may be small, so packed (dump format 2)
+        reference = ref.read(r.onnx_name, i)
+        stats.update(reference, cand.read(c.onnx_name, i))
+        if pre is not None:
+            pre.update(reference, cand.read(c.onnx_name, i, group="prequant"))
         ctx.progress.advance()
     return layer_doc(_fields(r, c), stats, pre, c.weights)
 
