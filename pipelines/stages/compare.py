@@ -237,7 +237,10 @@ def _layers(
 ) -> list[dict[str, Any]]:
     """compare.json layers of small tensors: each read whole (every sample in one read), all computed in one
     kernel call per pair of dtypes; the same numbers as :func:`_layer` (a test holds them equal)."""
+    import numpy as np
+
     from layerscope.pipelines.metrics.batch import many
+    from layerscope.pipelines.metrics.stats import sparse_counts_rows
 
     # Packed tensors (dump format 2): one read of the columns the batch spans, sliced per tensor.
     refs = ref.read_many([r.onnx_name for r, _ in batch])
@@ -247,7 +250,13 @@ def _layers(
     ]
     results = many(items, threads=ctx.threads)
     ctx.progress.advance(len(batch) * ref.samples)
-    return [layer_doc(_fields(r, c), stats, None, c.weights) for (r, c), stats in zip(batch, results, strict=True)]
+    # The histograms' sparse form for the whole batch at once (it was most of each result's cost).
+    rel = sparse_counts_rows(np.stack([s.rel_hist for s in results]))
+    ref_abs = sparse_counts_rows(np.stack([s.abs_hist for s in results]))
+    return [
+        layer_doc(_fields(r, c), stats, None, c.weights, sparse=(rh, ah))
+        for (r, c), stats, rh, ah in zip(batch, results, rel, ref_abs, strict=True)
+    ]
 
 
 def _fields(r: TensorMeta, c: TensorMeta) -> dict[str, Any]:
@@ -282,7 +291,12 @@ def _layer(
 
 
 def layer_doc(
-    fields: dict[str, Any], stats: TensorStats, pre: TensorStats | None, weights: dict[str, Any] | None
+    fields: dict[str, Any],
+    stats: TensorStats,
+    pre: TensorStats | None,
+    weights: dict[str, Any] | None,
+    *,
+    sparse: tuple[dict[str, Any], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """A layer of compare.json (compare and stream stages): its fields, settings, metrics, and the metrics of the
     value before its Q/DQ pair (quantized runs)."""
@@ -295,7 +309,7 @@ def layer_doc(
         **fields,
         "rel_error_threshold": stats.config.rel_error,
         "abs_floor": stats.config.abs_floor,
-        "metrics": stats.result(),
+        "metrics": stats.result(sparse=sparse),
         **({"weights": weights} if weights else {}),
         **extra,
     }
