@@ -45,6 +45,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,6 +103,7 @@ class DumpWriter:
         import h5py
 
         self.samples = samples
+        self._path = path
         self._f = h5py.File(path, "w")
         for k, v in {"format": FORMAT, "format_version": FORMAT_VERSION, "samples": samples, **attrs}.items():
             self._f.attrs[k] = v if isinstance(v, (str, int, float)) else json.dumps(v)
@@ -295,24 +297,45 @@ class DumpWriter:
         self._write("inputs", sample, name, value, {})
 
     def close(self) -> None:
-        if self._f.id.valid:
-            self._flush()
-            if self._index:
-                index = {
-                    "tensors": self._index.get("tensors", {}),
-                    "prequant": sorted(self._index.get("prequant", {})),
-                }
-                self._f.attrs[INDEX_ATTR] = json.dumps(index, separators=(",", ":"))
-        self._open.clear()  # the handles go first: h5py must not meet them once the file is closed (a crash)
-        self._packed.clear()
-        self._row.clear()
-        self._f.close()
+        """Write the last packed row and the index, and close the file. HDF5 reports a write that fails while
+        it flushes or closes (a full disk, ``ulimit -f``: the packed rows are written late) as a RuntimeError
+        naming the errno; it is raised as the OSError it is, so that the disk-full message reaches the user."""
+        error: BaseException | None = None
+        try:
+            if self._f.id.valid:
+                self._flush()
+                if self._index:
+                    index = {
+                        "tensors": self._index.get("tensors", {}),
+                        "prequant": sorted(self._index.get("prequant", {})),
+                    }
+                    self._f.attrs[INDEX_ATTR] = json.dumps(index, separators=(",", ":"))
+                self._f.flush()
+        except (OSError, RuntimeError) as exc:
+            error = exc
+        try:  # the handles go first: h5py must not meet them once the file is closed (a crash)
+            self._open.clear()
+            self._packed.clear()
+            self._row.clear()
+            self._f.close()
+        except (OSError, RuntimeError) as exc:
+            error = error or exc
+        if error is not None:
+            raise _os_error(error, self._path) from error
 
     def __enter__(self) -> DumpWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _os_error(exc: BaseException, path: Path) -> BaseException:
+    """``exc`` as an OSError when HDF5's message names the errno of a failed write (its RuntimeErrors do)."""
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return exc
+    found = re.search(r"errno = (\d+)", str(exc))
+    return OSError(int(found.group(1)), str(exc).strip(), str(path)) if found else exc
 
 
 def _same_layout(name: str, known: tuple[tuple[int, ...], Any], value: np.ndarray) -> None:
@@ -426,6 +449,7 @@ class DumpReader:
         self._ids: dict[tuple[str, str], Any] = {}
         self._groups: dict[str, Any] = {}
         self._rows: dict[tuple[str, int], np.ndarray] = {}  # (dtype, sample) -> a packed row read whole
+        self._rows_lock = threading.Lock()
 
     def tensors(self) -> list[TensorMeta]:
         if self._index is not None:
@@ -496,17 +520,18 @@ class DumpReader:
 
     def _row(self, dtype: Any, sample: int) -> np.ndarray | None:
         """Sample ``sample``'s whole row of /packed/<dtype>, kept for the next reads; None when it is too large."""
-        row = self._rows.get((dtype.name, sample))
-        if row is None:
-            did = self._id(dtype.name, PACKED)
-            total = int(did.shape[1])
-            if total * dtype.itemsize > ROW_BYTES:
-                return None
-            kept = sum(r.nbytes for r in self._rows.values())
-            while self._rows and kept + total * dtype.itemsize > ROW_CACHE_BYTES:
-                kept -= self._rows.pop(next(iter(self._rows))).nbytes  # the oldest first
-            row = self._rows[(dtype.name, sample)] = self._columns(dtype, 0, total, (sample, sample + 1))[0]
-        return row
+        with self._rows_lock:  # readers share a DumpReader between threads (compare, attribution)
+            row = self._rows.get((dtype.name, sample))
+            if row is None:
+                did = self._id(dtype.name, PACKED)
+                total = int(did.shape[1])
+                if total * dtype.itemsize > ROW_BYTES:
+                    return None
+                kept = sum(r.nbytes for r in self._rows.values())
+                while self._rows and kept + total * dtype.itemsize > ROW_CACHE_BYTES:
+                    kept -= self._rows.pop(next(iter(self._rows))).nbytes  # the oldest first
+                row = self._rows[(dtype.name, sample)] = self._columns(dtype, 0, total, (sample, sample + 1))[0]
+            return row
 
     def read(self, name: str, sample: int, group: str = "tensors") -> np.ndarray:
         import numpy as np
@@ -516,8 +541,8 @@ class DumpReader:
             shape, dtype, offset = packed
             size = _size(shape[1:])
             row = self._row(dtype, sample)
-            if row is not None:
-                return row[offset : offset + size].reshape(shape[1:])
+            if row is not None:  # a copy: the row is kept for other reads, and a caller may change its value
+                return row[offset : offset + size].reshape(shape[1:]).copy()
             return self._columns(dtype, offset, offset + size, (sample, sample + 1)).reshape(shape[1:])
         ds = self.dataset(name, group)
         # A 0-d per-sample tensor reads as a numpy scalar; callers (ONNX Runtime feeds, metrics) need an array.

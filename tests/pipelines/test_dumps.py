@@ -191,6 +191,9 @@ def test_format_1_and_2_read_alike(tmp_path: Path) -> None:
             for got, name in zip(r.read_many(names[::-1]), names[::-1], strict=True):
                 np.testing.assert_array_equal(got, values[name][1])
         assert v2.dataset("/l4/out").shape == (3, 40, 40)  # stored alone
+        changed = v2.read("/l0/out", 1)
+        changed += 1  # a caller's change to a value it read never reaches another read
+        np.testing.assert_array_equal(v2.read("/l0/out", 1), values["/l0/out"][1][1])
         with pytest.raises(KeyError, match="packed"):
             v2.dataset("/l0/out")
     with h5py.File(tmp_path / "v2.h5") as f:
