@@ -6,11 +6,11 @@ import json
 import re
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
 
 from layerscope.cli import main
+from layerscope.pipelines.dumps import DumpReader
 from tests.conftest import SMALL_UNET
 
 
@@ -70,9 +70,10 @@ def test_run_writes_reports_and_dumps_then_reruns_from_cache(write_config, capsy
     assert [x["tensor"] for x in layers[:3]] == ["conv0", "bn0", "relu0"]
     assert layers[0]["metrics"]["elements"] == 2 * 4 * 16 * 16
     assert (out / "report.md").read_text().count("| conv0 | Conv |") == 1
-    with h5py.File(out / "dumps" / "fp16.h5") as f:
-        assert f["tensors/conv0"].shape == (2, 1, 4, 16, 16) and f["tensors/conv0"].dtype == np.float16
-        assert f.attrs["execution"] == "emulated"  # ONNX Runtime CPU FP16: emulated by default (docs/precision.md)
+    with DumpReader(out / "dumps" / "fp16.h5") as dump:
+        conv0 = dump.read_samples("conv0")
+        assert conv0.shape == (2, 1, 4, 16, 16) and conv0.dtype == np.float16
+        assert dump.attrs["execution"] == "emulated"  # ONNX Runtime CPU FP16: emulated by default (docs/precision.md)
     capsys.readouterr()
 
     # second run: everything cached, no inference, no rehash of artifacts

@@ -266,9 +266,13 @@ class TensorStats:
             return self.max_rel  # above the histogram's top edge
         return bin_bounds(HISTOGRAM_LAYOUTS["rel_error"], i)[1]
 
-    def result(self, *, histograms: bool = True) -> dict[str, Any]:
+    def result(
+        self, *, histograms: bool = True, sparse: tuple[dict[str, Any], dict[str, Any]] | None = None
+    ) -> dict[str, Any]:
         """The tensor's metrics (report.json's ``metrics``); ``histograms=False`` leaves out the histograms, whose
-        sparse form was most of a result's cost, for callers that do not keep them (attribution)."""
+        sparse form was most of a result's cost, for callers that do not keep them (attribution). ``sparse``:
+        the relative-error and |reference| histograms' :func:`sparse_counts`, when the caller computed them
+        for many tensors at once (:func:`sparse_counts_rows`)."""
         c, s = self.count, self.total
         n = c("elements")
         cum = np.cumsum(self.rel_hist)
@@ -309,8 +313,12 @@ class TensorStats:
         }
         if histograms:
             out["histograms"] = {
-                "rel_error": {"zero": c("rel_zero"), **sparse_counts(self.rel_hist), "inf": c("rel_inf")},
-                "ref_abs": {"zero": c("zeros"), **sparse_counts(self.abs_hist)},
+                "rel_error": {
+                    "zero": c("rel_zero"),
+                    **(sparse[0] if sparse else sparse_counts(self.rel_hist)),
+                    "inf": c("rel_inf"),
+                },
+                "ref_abs": {"zero": c("zeros"), **(sparse[1] if sparse else sparse_counts(self.abs_hist))},
             }
         if self.config.quant is not None:
             q = self.config.quant
@@ -389,6 +397,35 @@ def sparse_counts(hist: np.ndarray) -> dict[str, Any]:
             counts.append(-gap)
         counts.append(value)
     return {"start": int(nz[0]), "counts": counts}
+
+
+def sparse_counts_rows(hists: np.ndarray) -> list[dict[str, Any]]:
+    """:func:`sparse_counts` of each row of ``hists`` (histograms of one layout), the same dicts, computed for all
+    rows at once: compare's batches of thousands of small tensors spent most of their results' time in it."""
+    rows, cols = np.nonzero(hists)
+    out: list[dict[str, Any]] = [{"start": 0, "counts": []} for _ in range(hists.shape[0])]
+    if not rows.size:
+        return out
+    values = hists[rows, cols]
+    first = np.ones(rows.size, bool)  # the first non-empty bin of its row: no run of empty bins before it
+    first[1:] = rows[1:] != rows[:-1]
+    gaps = np.zeros(rows.size, np.int64)
+    gaps[1:] = cols[1:] - cols[:-1] - 1
+    gaps[first] = 0
+    marked = gaps > 0
+    where = np.arange(rows.size) + np.cumsum(marked)  # each value's place, after the gap markers so far
+    runs = np.empty(rows.size + int(marked.sum()), np.int64)
+    runs[where] = values
+    runs[where[marked] - 1] = -gaps[marked]
+    starts = np.flatnonzero(first)
+    ends = np.append(where[starts[1:] - 1] + 1, runs.size)
+    begins = where[starts]
+    flat = runs.tolist()
+    for row, col, a, b in zip(
+        rows[starts].tolist(), cols[starts].tolist(), begins.tolist(), ends.tolist(), strict=True
+    ):
+        out[row] = {"start": col, "counts": flat[a:b]}
+    return out
 
 
 def bin_counts(hist: Mapping[str, Any]) -> dict[int, int]:

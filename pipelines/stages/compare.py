@@ -253,15 +253,26 @@ def _layers(
 ) -> list[dict[str, Any]]:
     """compare.json layers of small tensors: each read whole (every sample in one read), all computed in one
     kernel call per pair of dtypes; the same numbers as :func:`_layer` (a test holds them equal)."""
-    from layerscope.pipelines.metrics.batch import many
+    import numpy as np
 
+    from layerscope.pipelines.metrics.batch import many
+    from layerscope.pipelines.metrics.stats import sparse_counts_rows
+
+    # Packed tensors (dump format 2): one read of the columns the batch spans, sliced per tensor.
+    refs = ref.read_many([r.onnx_name for r, _ in batch])
+    cands = cand.read_many([c.onnx_name for _, c in batch])
     items = [
-        (ref.read_samples(r.onnx_name), cand.read_samples(c.onnx_name), _config(settings, r.onnx_name, c.quant))
-        for r, c in batch
+        (rv, cv, _config(settings, r.onnx_name, c.quant)) for (r, c), rv, cv in zip(batch, refs, cands, strict=True)
     ]
     results = many(items, threads=ctx.threads)
     ctx.progress.advance(len(batch) * ref.samples)
-    return [layer_doc(_fields(r, c), stats, None, c.weights) for (r, c), stats in zip(batch, results, strict=True)]
+    # The histograms' sparse form for the whole batch at once (it was most of each result's cost).
+    rel = sparse_counts_rows(np.stack([s.rel_hist for s in results]))
+    ref_abs = sparse_counts_rows(np.stack([s.abs_hist for s in results]))
+    return [
+        layer_doc(_fields(r, c), stats, None, c.weights, sparse=(rh, ah))
+        for (r, c), stats, rh, ah in zip(batch, results, rel, ref_abs, strict=True)
+    ]
 
 
 def _fields(r: TensorMeta, c: TensorMeta) -> dict[str, Any]:
@@ -284,20 +295,24 @@ def _layer(
     from layerscope.pipelines.metrics.stats import TensorStats
 
     stats = TensorStats(config, threads=ctx.threads)
-    rds, cds = ref.dataset(r.onnx_name), cand.dataset(c.onnx_name)
     pre = TensorStats(replace(config, quant=None), threads=ctx.threads) if c.has_prequant else None
-    pds = cand.dataset(c.onnx_name, group="prequant") if c.has_prequant else None
     for i in range(ref.samples):
-        reference = rds[i]
-        stats.update(reference, cds[i])
-        if pre is not None and pds is not None:
-            pre.update(reference, pds[i])
+        # read(): a tensor with a prequant value may be small, so packed (dump format 2)
+        reference = ref.read(r.onnx_name, i)
+        stats.update(reference, cand.read(c.onnx_name, i))
+        if pre is not None:
+            pre.update(reference, cand.read(c.onnx_name, i, group="prequant"))
         ctx.progress.advance()
     return layer_doc(_fields(r, c), stats, pre, c.weights)
 
 
 def layer_doc(
-    fields: dict[str, Any], stats: TensorStats, pre: TensorStats | None, weights: dict[str, Any] | None
+    fields: dict[str, Any],
+    stats: TensorStats,
+    pre: TensorStats | None,
+    weights: dict[str, Any] | None,
+    *,
+    sparse: tuple[dict[str, Any], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """A layer of compare.json (compare and stream stages): its fields, settings, metrics, and the metrics of the
     value before its Q/DQ pair (quantized runs)."""
@@ -310,7 +325,7 @@ def layer_doc(
         **fields,
         "rel_error_threshold": stats.config.rel_error,
         "abs_floor": stats.config.abs_floor,
-        "metrics": stats.result(),
+        "metrics": stats.result(sparse=sparse),
         **({"weights": weights} if weights else {}),
         **extra,
     }

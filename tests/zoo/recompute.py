@@ -183,18 +183,37 @@ def recompute(
     return sums.result()
 
 
-def dump_tensors(h5: h5py.File) -> dict[str, h5py.Dataset]:
-    """The datasets of /tensors by their ONNX name (the ``onnx_name`` attribute; names are escaped in HDF5)."""
+class DumpTensor:
+    """One tensor of a dump, read with plain h5py from either layout: a dataset (samples, *shape) of its own, or
+    (dump format 2) the slice ``[offset, offset + size)`` of each row of /packed/<dtype>, where the root's
+    ``tensor_index`` attribute places it."""
+
+    def __init__(self, ds: h5py.Dataset, shape: tuple[int, ...] | None = None, offset: int | None = None) -> None:
+        self.ds, self.shape, self.offset = ds, shape, offset
+
+    def samples(self) -> Iterator[np.ndarray]:
+        for i in range(self.ds.shape[0]):
+            if self.shape is None or self.offset is None:
+                yield np.asarray(self.ds[i])  # a 0-d per-sample tensor reads as a numpy scalar
+            else:
+                size = math.prod(self.shape)
+                yield np.asarray(self.ds[i, self.offset : self.offset + size]).reshape(self.shape)
+
+
+def dump_tensors(h5: h5py.File) -> dict[str, DumpTensor]:
+    """The tensors of a dump by their ONNX name: the datasets of /tensors (the ``onnx_name`` attribute; names are
+    escaped in HDF5) and the packed ones listed in ``tensor_index``."""
     out = {}
     for key, ds in h5["tensors"].items():
         name = ds.attrs.get("onnx_name", key)
-        out[name.decode() if isinstance(name, bytes) else str(name)] = ds
+        out[name.decode() if isinstance(name, bytes) else str(name)] = DumpTensor(ds)
+    index = h5.attrs.get("tensor_index")
+    if index is not None:
+        for entry in json.loads(index)["tensors"].values():
+            if "packed" in entry:
+                packed = h5["packed"][entry["dtype"]]
+                out[entry["attrs"]["onnx_name"]] = DumpTensor(packed, tuple(entry["shape"]), int(entry["packed"]))
     return out
-
-
-def _samples(ds: h5py.Dataset) -> Iterator[np.ndarray]:
-    for i in range(ds.shape[0]):
-        yield np.asarray(ds[i])  # a 0-d per-sample tensor reads as a numpy scalar
 
 
 @dataclass(frozen=True)
@@ -302,7 +321,7 @@ def check_comparison(comparison: dict[str, Any], ref_path: Path, cand_path: Path
                 out.append(Disagreement(name, t, "in the dumps", "reported", f"ref {t in ref}, cand {t in cand}"))
                 continue
             numbers = recompute(
-                _samples(ref[t]), _samples(cand[t]), float(layer["rel_error_threshold"]), float(layer["abs_floor"])
+                ref[t].samples(), cand[t].samples(), float(layer["rel_error_threshold"]), float(layer["abs_floor"])
             )
             out += check_layer(name, layer, numbers)
         excused = set(comparison.get("not_observable", [])) | set(comparison.get("not_observable_reasons", {}))

@@ -150,14 +150,28 @@ def write_dump(path: Path, tensors: dict[str, np.ndarray]) -> Path:
     return path
 
 
-def test_check_comparison_reads_escaped_names_and_scalar_samples(tmp_path: Path) -> None:
+def write_packed(path: Path, tensors: dict[str, np.ndarray]) -> Path:
+    """A dump of format 2 (small tensors packed), written by layerscope's writer: what the recomputation reads on
+    its own."""
+    from layerscope.pipelines.dumps import DumpWriter
+
+    samples = len(next(iter(tensors.values())))
+    with DumpWriter(path, samples=samples, attrs={}) as w:
+        for i in range(samples):
+            for name, value in tensors.items():
+                w.write(i, name, value[i])
+    return path
+
+
+@pytest.mark.parametrize("writer", [write_dump, write_packed])
+def test_check_comparison_reads_escaped_names_and_scalar_samples(tmp_path: Path, writer: Any) -> None:
     rng = np.random.default_rng(0)
     ref = {
         "/a/Conv_output_0": rng.normal(size=(2, 3, 4)).astype(np.float32),
         "/a/max": np.array([1.5, 2.5], np.float32),
     }
     cand = {k: v.astype(np.float16) for k, v in ref.items()}
-    rp, cp = write_dump(tmp_path / "r.h5", ref), write_dump(tmp_path / "c.h5", cand)
+    rp, cp = writer(tmp_path / "r.h5", ref), writer(tmp_path / "c.h5", cand)
     stated = []
     for name in ref:
         n = recompute(iter(ref[name]), iter(cand[name].astype(np.float64)), 0.1)

@@ -306,3 +306,23 @@ def test_a_result_without_histograms_is_the_result_less_its_histograms() -> None
         full = s.result()
         assert full.pop("histograms")["rel_error"]["zero"] >= 0
         assert list(s.result(histograms=False).items()) == list(full.items())  # the same keys, in the same order
+
+
+def test_sparse_counts_rows_equal_one_row_at_a_time() -> None:
+    """compare's batched form gives, row for row, the dicts sparse_counts gives (same Python ints, same order):
+    empty rows, a bin at either edge, adjacent bins and gaps of every length."""
+    from layerscope.pipelines.metrics.stats import sparse_counts, sparse_counts_rows
+
+    rng = np.random.default_rng(3)
+    hists = rng.integers(0, 4, size=(200, 64)) * (rng.random((200, 64)) < rng.random((200, 1)))
+    hists[0] = 0
+    hists[1] = 0
+    hists[1, 0] = 5
+    hists[2] = 0
+    hists[2, -1] = 9
+    hists[-1] = 0
+    hists = hists.astype(np.int64)
+    rows = sparse_counts_rows(hists)
+    assert rows == [sparse_counts(h) for h in hists]
+    assert all(type(v) is int for r in rows for v in r["counts"]) and all(type(r["start"]) is int for r in rows)
+    assert sparse_counts_rows(np.zeros((3, 8), np.int64)) == [{"start": 0, "counts": []}] * 3
