@@ -42,3 +42,18 @@ def test_a_text_laid_out_otherwise_is_not_spliced() -> None:
     no_execution = _invocation(_stage_report(), "c.yaml")
     del no_execution["execution"]
     assert _spliced(encode(_stage_report(), compact=True), no_execution) is None
+
+
+def test_splicing_an_indented_report_gives_the_text_of_encoding_it() -> None:
+    """A report below INDENT_UP_TO is written with one-space indents, which json encodes without its C encoder:
+    the invocation's parts are spliced into the indented text the report stage cached, byte for byte."""
+    cached = json.dumps(_stage_report(), indent=1)
+    for config in ("chain.yaml", 'dir with "quotes"/ü.yaml'):
+        report = _invocation(json.loads(cached), config)
+        assert _spliced(cached, report, indent=True) == encode(report) == json.dumps(report, indent=1)
+    nested = _invocation(json.loads(cached), "c.yaml")
+    nested["experiment"]["config"] = {"path": "c.yaml", "layers": [1, {"a": None}]}  # a value of several lines
+    assert _spliced(cached, nested, indent=True) == json.dumps(nested, indent=1)
+    assert _spliced(encode(_stage_report(), compact=True), _invocation(_stage_report(), "c"), indent=True) is None
+    empty = {**_stage_report(), "experiment": {}}
+    assert _spliced(json.dumps(empty, indent=1), _invocation(dict(empty), "c"), indent=True) is None
