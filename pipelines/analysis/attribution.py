@@ -16,6 +16,7 @@ of the same arithmetic on ONNX Runtime's kernels, and the report says so.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -215,32 +216,53 @@ def attribute(
             by_node.setdefault(producer[t].name, []).append(t)
     batch: list[_Cut] = []
     elements = 0
+    # Results in the order they are known (attribution.json keeps it), a batch's in the slot it was formed in.
+    slots: list[dict[str, dict[str, Any]]] = []
+    waiting: tuple[list[_Cut], Future[Any] | None, int] | None = None
 
-    def run(batch: list[_Cut]) -> None:
-        results.update(_run_batch(batch, cutter, reference, dumped, metric_config, session_options, threads, progress))
+    def finish(batch: list[_Cut], prepared: Future[Any] | None, slot: int) -> None:
+        slots[slot] = _run_batch(
+            batch, cutter, reference, dumped, metric_config, session_options, threads, progress, prepared
+        )
 
-    for node_name, outs in by_node.items():
-        if node_name in pinned:
-            results.update({t: {"status": "pinned"} for t in outs})
-            progress()
-            continue
-        try:
-            cut = _prepare_layer(node_name, outs, cutter, summary, tensor_map, dumped, graph_inputs, reference)
-        except (MemoryError, OSError):
-            raise  # the machine, not the layer: the stage fails and is not cached
-        except Exception as exc:  # an optional analysis: one layer that cannot be attributed costs nothing else
-            cut = _unattributable(outs, f"attribution failed: {type(exc).__name__}: {str(exc).strip()[:200]}")
-        if isinstance(cut, dict):
-            results.update(cut)
-            progress()
-            continue
-        if batch and (len(batch) >= BATCH_LAYERS or elements + cut.elements > BATCH_ELEMENTS):
-            run(batch)
-            batch, elements = [], 0
-        batch.append(cut)
-        elements += cut.elements
-    if batch:
-        run(batch)
+    # The next batch's session is made in a worker thread while this one runs (ONNX Runtime releases the GIL
+    # while it builds a session, ~0.5 ms per layer: on thousands of tiny layers, the largest part left).
+    with ThreadPoolExecutor(1, thread_name_prefix="attribution-session") as pool:
+
+        def flush(batch: list[_Cut]) -> None:
+            nonlocal waiting
+            prepared = pool.submit(_merged_session, batch, cutter, session_options) if len(batch) > 1 else None
+            if waiting is not None:
+                finish(*waiting)
+            slots.append({})
+            waiting = (batch, prepared, len(slots) - 1)
+
+        for node_name, outs in by_node.items():
+            if node_name in pinned:
+                slots.append({t: {"status": "pinned"} for t in outs})
+                progress()
+                continue
+            try:
+                cut = _prepare_layer(node_name, outs, cutter, summary, tensor_map, dumped, graph_inputs, reference)
+            except (MemoryError, OSError):
+                raise  # the machine, not the layer: the stage fails and is not cached
+            except Exception as exc:  # an optional analysis: one layer that cannot be attributed costs nothing else
+                cut = _unattributable(outs, f"attribution failed: {type(exc).__name__}: {str(exc).strip()[:200]}")
+            if isinstance(cut, dict):
+                slots.append(cut)
+                progress()
+                continue
+            if batch and (len(batch) >= BATCH_LAYERS or elements + cut.elements > BATCH_ELEMENTS):
+                flush(batch)
+                batch, elements = [], 0
+            batch.append(cut)
+            elements += cut.elements
+        if batch:
+            flush(batch)
+        if waiting is not None:
+            finish(*waiting)
+    for slot in slots:
+        results.update(slot)
     return results
 
 
@@ -321,6 +343,22 @@ def _merged(batch: list[_Cut], cutter: LayerCutter) -> tuple[Any, list[dict[str,
     return model, renames
 
 
+def _session_of(model: Any, session_options: Callable[[], Any]) -> Any:
+    import onnxruntime as ort
+
+    return ort.InferenceSession(
+        model.SerializeToString(), _quiet(session_options()), providers=["CPUExecutionProvider"]
+    )
+
+
+def _merged_session(
+    batch: list[_Cut], cutter: LayerCutter, session_options: Callable[[], Any]
+) -> tuple[Any, list[tuple[_Cut, dict[str, str]]]]:
+    """The session of a batch's merged model, and its members with their names in it."""
+    model, renames = _merged(batch, cutter)
+    return _session_of(model, session_options), [(cut, renames[k]) for k, cut in enumerate(batch)]
+
+
 def _run_batch(
     batch: list[_Cut],
     cutter: LayerCutter,
@@ -330,17 +368,16 @@ def _run_batch(
     session_options: Callable[[], Any],
     threads: int,
     progress: Callable[[], None],
+    prepared: Future[Any] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    import onnxruntime as ort
-
-    def session_of(model: Any) -> Any:
-        return ort.InferenceSession(model.SerializeToString(), session_options(), providers=["CPUExecutionProvider"])
-
+    """The batch's results; ``prepared`` is its merged session being made (:func:`_merged_session`), if it was
+    started already."""
     if len(batch) > 1:
         try:
-            model, renames = _merged(batch, cutter)
-            members = [(cut, renames[k]) for k, cut in enumerate(batch)]
-            merged = _run(session_of(model), members, reference, dumped, metric_config, threads)
+            session, members = (
+                prepared.result() if prepared is not None else _merged_session(batch, cutter, session_options)
+            )
+            merged = _run(session, members, reference, dumped, metric_config, threads)
         except (MemoryError, OSError):
             raise  # the machine or the dump, not a layer
         except Exception:  # some layer of the batch does not run: find which, one session per layer
@@ -353,7 +390,7 @@ def _run_batch(
     for cut in batch:
         progress()
         try:
-            session = session_of(cutter.model_of(cut.part))
+            session = _session_of(cutter.model_of(cut.part), session_options)
         except (MemoryError, OSError):
             raise
         except Exception as exc:
@@ -403,6 +440,9 @@ def _run(
             pending[t] = ([], [])
             budget -= size
     dtypes: dict[int, Any] = {}
+    # A small tensor is read with all its samples at once (the reader's read_samples): on thousands of tiny
+    # layers, reading one sample at a time through h5py cost more than the data.
+    whole: dict[str, Any] = {}
     for i in range(reference.samples):
         # One read per tensor and sample: a layer's reference output is the next layer's input in the same batch.
         values_of: dict[tuple[str, str], Any] = {}
@@ -410,10 +450,18 @@ def _run(
         def read(name: str, group: str, values_of: dict[tuple[str, str], Any] = values_of, i: int = i) -> Any:
             value = values_of.get((group, name))
             if value is None:
-                value = values_of[(group, name)] = reference.read(name, i, group=group)
+                if group == "tensors" and name in dumped and math.prod(dumped[name]) <= SMALL_READ:
+                    samples = whole.get(name)
+                    if samples is None:
+                        samples = whole[name] = reference.read_samples(name)
+                    value = samples[i, ...]  # an array even for a 0-d tensor, as reference.read gives
+                else:
+                    value = reference.read(name, i, group=group)
+                values_of[(group, name)] = value
             return value
 
         feed = {}
+        rounded: dict[tuple[str, int], tuple[Any, int]] = {}
         for cut, rename in members:
             for cut_input, (original, dtype) in cut.feeds.items():
                 value = read(original, "tensors" if original in dumped else "inputs")
@@ -422,12 +470,13 @@ def _run(
                     target = dtypes[dtype] = np.dtype(numpy_dtype(ELEM_TYPES[dtype]))
                 fed = value
                 if value.dtype != target:
-                    # Feeding the reference into a reduced-precision input rounds it as the candidate's own Cast
-                    # would; values beyond the format's range become Inf there too. Counted, never warned about.
-                    with np.errstate(over="ignore", invalid="ignore"):
-                        fed = value.astype(target)
-                    if fed.dtype.kind == "f" and value.dtype.kind == "f" and fed.dtype.itemsize < value.dtype.itemsize:
-                        overflowed[cut.node] += int(np.count_nonzero(np.isinf(fed) & np.isfinite(value)))
+                    # A reference tensor feeding several layers of the batch is rounded once.
+                    key = (original, dtype)
+                    done = rounded.get(key)
+                    if done is None:
+                        done = rounded[key] = rounding(value, target, threads)
+                    fed = done[0]
+                    overflowed[cut.node] += done[1]
                 feed[rename.get(cut_input, cut_input)] = fed
         values = session.run([name for _, _, name in fetch], feed)
         for (_cut, t, _name), value in zip(fetch, values, strict=True):
@@ -447,6 +496,75 @@ def _run(
                 out[t]["note"] = f"{overflowed[cut.node]} reference input values overflow the input's format"
     return out
 
+
+def rounding(value: Any, target: Any, threads: int = 1) -> tuple[Any, int]:
+    """A reference value rounded into a cut input's format, as the candidate's own Cast would round it, and how
+    many of its finite values overflowed to Inf there (counted, never warned about).
+
+    FP32 to FP16, the conversion of every FP16 candidate, runs on ONNX Runtime's Cast for large tensors: numpy
+    converts in scalar code (34 ms for 2.6 M floats against 7 ms); both round to nearest even, bit for bit (a
+    test holds them equal on every kind of value). The overflow count is exact: it is computed only where some
+    value lies beyond the format's largest finite value (or is not finite), which no value within it can reach.
+    """
+    import numpy as np
+
+    if value.dtype == np.float32 and target == np.float16 and value.size >= ORT_CAST_ELEMENTS:
+        fed = _cast_session(threads).run(None, {"x": value})[0]
+    else:
+        with np.errstate(over="ignore", invalid="ignore"):
+            fed = value.astype(target)
+    if not (fed.dtype.kind == "f" and value.dtype.kind == "f" and fed.dtype.itemsize < value.dtype.itemsize):
+        return fed, 0
+    if value.size == 0:
+        return fed, 0
+    largest = float(np.finfo(fed.dtype).max)
+    high, low = float(value.max()), float(value.min())
+    if -largest <= low and high <= largest:  # False for a NaN (max/min propagate it) or an Inf: then count
+        return fed, 0
+    return fed, int(np.count_nonzero(np.isinf(fed) & np.isfinite(value)))
+
+
+# Below this, numpy's conversion costs less than an ONNX Runtime call.
+ORT_CAST_ELEMENTS = 1 << 14
+_CAST_SESSIONS: dict[int, Any] = {}
+
+
+def _cast_session(threads: int) -> Any:
+    """An ONNX Runtime session holding one Cast from FP32 to FP16 (made once per process and thread count)."""
+    session = _CAST_SESSIONS.get(threads)
+    if session is None:
+        import onnxruntime as ort
+        from onnx import TensorProto, helper
+
+        graph = helper.make_graph(
+            [helper.make_node("Cast", ["x"], ["y"], to=TensorProto.FLOAT16)],
+            "round_fp16",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT16, None)],
+        )
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+        model.ir_version = 7  # what opset 13 needs, not the newest onnx writes (which ONNX Runtime may not read)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = max(1, threads)
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        options = _quiet(options)
+        session = _CAST_SESSIONS[threads] = ort.InferenceSession(
+            model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+        )
+    return session
+
+
+def _quiet(options: Any) -> Any:
+    """Session options whose worker threads sleep between runs instead of spinning: attribution alternates
+    short ONNX Runtime runs with the metrics kernel's own threads, which spinning workers would slow down.
+    Scheduling only; what the session computes is the same."""
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
+
+
+# Per-sample elements up to which a tensor's samples are read at once.
+SMALL_READ = 1 << 14
 
 # Reference values of all samples held for one batched metrics call, at most (one side; as compare's batches).
 PENDING_ELEMENTS = 1 << 21

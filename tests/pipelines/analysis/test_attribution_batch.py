@@ -3,6 +3,7 @@ exactly what the layer gives when run alone, at every precision, and a layer tha
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -49,9 +50,18 @@ def test_batched_attribution_equals_one_layer_at_a_time(
         sizes.append(len(members))  # only a batch that ran to the end
         return out
 
+    made_in: list[str] = []
+    real_session = attribution._merged_session
+
+    def session_spy(*a: Any, **k: Any) -> Any:
+        made_in.append(threading.current_thread().name)
+        return real_session(*a, **k)
+
     monkeypatch.setattr(attribution, "_run", spy)
+    monkeypatch.setattr(attribution, "_merged_session", session_spy)
     batched = locals_of(run(name, tmp_path / "a", tmp_path / "cache-a"))
     assert max(sizes) > 1  # the layers really ran together
+    assert made_in and all(t.startswith("attribution-session") for t in made_in)  # beside the batch running
     monkeypatch.setattr(attribution, "BATCH_LAYERS", 1)
     alone = locals_of(run(name, tmp_path / "b", tmp_path / "cache-b"))
     assert batched == alone
