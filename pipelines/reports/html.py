@@ -60,14 +60,8 @@ def prewarm() -> None:
     global _WARMING
     if _WARMING is not None:
         return
-    import importlib
+    import numpy  # noqa: F401  # here, in the caller's thread: numpy's first import racing in two threads can fail
 
-    # Modules that both importing matplotlib and the stages' imports load first are imported here, in the
-    # caller's thread: numpy's first import racing in two threads can fail, and a package and its submodule
-    # imported from two threads at once can deadlock on importlib's module locks (checked: these are all).
-    for name in ("numpy", "packaging.version", "timeit"):
-        with contextlib.suppress(ImportError):
-            importlib.import_module(name)
     _WARMING = threading.Thread(target=_warm, name="html-prewarm", daemon=True)
     _WARMING.start()
 
