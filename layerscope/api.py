@@ -451,10 +451,6 @@ def execute(
     decisions = plan_decisions(stage_plan, exp.cache, exp.scope, force=force, only=only)
     est = check_room(exp, decisions)
     caught: list[str] = []
-    if "html" in exp.report_formats and decisions["report"].status == "run":  # charts to draw after the stages
-        from layerscope.pipelines.reports.html import prewarm
-
-        prewarm()
     outcomes = run_plan(
         stage_plan,
         exp.cache,

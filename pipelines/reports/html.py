@@ -10,10 +10,8 @@ formatting and costs milliseconds.
 
 from __future__ import annotations
 
-import contextlib
 import html
 import json
-import threading
 from typing import TYPE_CHECKING, Any
 
 from layerscope.pipelines.reports.format import (
@@ -45,32 +43,7 @@ def render_html(report: dict[str, Any], cache: Cache | None = None, content_key:
 def _draw(report: dict[str, Any]) -> dict[str, str]:
     from layerscope.pipelines.reports import plots
 
-    if _WARMING is not None:
-        _WARMING.join()  # matplotlib is not thread-safe: nothing is drawn while the warm-up still runs
     return plots.figures(report)
-
-
-_WARMING: threading.Thread | None = None
-
-
-def prewarm() -> None:
-    """Import matplotlib and build its mathtext parser in a background thread, while a run's stages compute the
-    report whose charts will be drawn: on a fresh small report they were about half of rendering the page (the
-    import ~1 s, the parser 0.3 s). Called by a run that will render HTML; what is drawn does not change."""
-    global _WARMING
-    if _WARMING is not None:
-        return
-    import numpy  # noqa: F401  # here, in the caller's thread: numpy's first import racing in two threads can fail
-
-    _WARMING = threading.Thread(target=_warm, name="html-prewarm", daemon=True)
-    _WARMING.start()
-
-
-def _warm() -> None:
-    from layerscope.pipelines.reports import plots
-
-    with contextlib.suppress(Exception):  # without matplotlib the page says so when it is rendered, not here
-        plots.warm()
 
 
 def figures_key(report: dict[str, Any], content_key: str | None) -> str:

@@ -54,17 +54,6 @@ def figures(report: dict[str, Any]) -> dict[str, str]:
         }
 
 
-def warm() -> None:
-    """Import what drawing needs and build matplotlib's mathtext parser (log-axis tick labels are mathtext), so
-    that :func:`figures` does not pay for them. Changes no rcParams: it may run while others work."""
-    from matplotlib.backends import backend_svg  # noqa: F401
-    from matplotlib.figure import Figure  # noqa: F401
-    from matplotlib.font_manager import FontProperties
-    from matplotlib.mathtext import MathTextParser
-
-    MathTextParser("path").parse(r"$\mathdefault{10^{0}}$", 72, FontProperties(size=_RC["font.size"]))
-
-
 def _svg(fig: Any) -> str:
     buf = io.StringIO()
     fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})

@@ -134,40 +134,6 @@ def test_cached_rerun_never_imports_matplotlib(write_config) -> None:
     assert out.splitlines()[-1] == "1 False"
 
 
-def test_matplotlib_is_warmed_up_beside_the_stages_and_the_charts_are_the_same(
-    write_config, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import threading
-
-    from layerscope.pipelines.reports import html, plots
-
-    monkeypatch.setattr(html, "_WARMING", None)  # this process may have warmed up already
-    warmed: list[str] = []
-    drawn_after_warm_up: list[bool] = []
-    real_warm, real_figures = plots.warm, plots.figures
-
-    def warm() -> None:
-        warmed.append(threading.current_thread().name)
-        real_warm()
-
-    def figures(report: dict) -> dict[str, str]:
-        drawn_after_warm_up.append(html._WARMING is not None and not html._WARMING.is_alive())
-        return real_figures(report)
-
-    monkeypatch.setattr(plots, "warm", warm)
-    monkeypatch.setattr(plots, "figures", figures)
-    path = write_config(TWO_CANDIDATES)
-    main(["run", str(path), "--out", "o", "-q"])
-    assert warmed == ["html-prewarm"] and drawn_after_warm_up == [True]
-    monkeypatch.setattr(html, "_WARMING", None)
-    main(["run", str(path), "--out", "o", "-q"])
-    assert warmed == ["html-prewarm"]  # a cached rerun draws nothing: no warm-up
-    # drawn afresh in a process that never warmed up: the same page
-    cli = [sys.executable, "-m", "layerscope", "report", "o", "--format", "html", "-o", "fresh.html"]
-    subprocess.run(cli, check=True, capture_output=True)
-    assert Path("fresh.html").read_text() == Path("o/report.html").read_text()
-
-
 def test_report_command_rerenders_html(write_config) -> None:
     path = write_config(TWO_CANDIDATES)
     main(["run", str(path), "--out", "o", "-q"])
