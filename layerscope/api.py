@@ -342,9 +342,13 @@ class Execution:
 
     @cached_property
     def document(self) -> dict[str, Any] | None:
+        from layerscope.pipelines.reports.outputs import ReportHead
         from layerscope.pipelines.reports.packing import unpack_report
 
-        return None if self._written is None else unpack_report(self._written, self.out_dir)
+        written = self._written
+        if isinstance(written, ReportHead):  # only the verdict was read: the whole report now
+            written = written.load()
+        return None if written is None else unpack_report(written, self.out_dir)
 
     @cached_property
     def report(self) -> Report | None:
